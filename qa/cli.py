@@ -1,0 +1,163 @@
+"""`qa`: the command line. Scripts depend on its output, so `--json` shapes are a contract.
+
+Heavy imports (torch, FAISS, Gradio) happen inside the commands that need them, so `qa list`
+answers at once and `qa ask` never loads the web stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from qa.config import Config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config = Config.load(index_dir=args.index, model=args.model)
+    try:
+        return args.run(args, config)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the index's own errors carry a user-facing message
+        from qa.store import IndexError
+
+        if isinstance(exc, IndexError):
+            print(f"qa: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qa", description="Ask questions of your documents; answers are quoted verbatim with citations.")
+    parser.add_argument("--index", type=Path, help="index folder (default: ./index, or $QA_INDEX)")
+    parser.add_argument("--model", help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2, or $QA_MODEL)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    add = commands.add_parser("add", help="add files or folders (.txt, .md, .pdf) to the index")
+    add.add_argument("paths", nargs="+", type=Path)
+    add.set_defaults(run=_add)
+
+    ask = commands.add_parser("ask", help="ask a question")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--top-k", type=int, help="passages to read (default 5)")
+    ask.set_defaults(run=_ask)
+
+    listing = commands.add_parser("list", help="list the indexed documents")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=_list)
+
+    remove = commands.add_parser("remove", help="remove a document by id, path or file name")
+    remove.add_argument("document")
+    remove.set_defaults(run=_remove)
+
+    serve = commands.add_parser("serve", help="serve the browser chat")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 7860)")
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def _add(args: argparse.Namespace, config: Config) -> int:
+    from tqdm import tqdm
+
+    from qa.pipeline import Pipeline
+
+    pipeline = Pipeline(config)
+    with tqdm(total=0, unit="file", disable=None, file=sys.stderr) as bar:
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.total = total
+            bar.set_postfix_str(name[:40])
+            bar.update(done - bar.n)
+
+        results = pipeline.add(args.paths, progress=progress)
+    counts = {s: sum(r.status == s for r in results) for s in ("added", "replaced", "unchanged", "refused")}
+    for r in results:
+        if r.status == "refused":
+            print(f"refused {r.path}: {r.reason}", file=sys.stderr)
+        else:
+            print(f"{r.status:9} {r.doc_id}  {r.path}")
+    print(
+        f"{counts['added']} added, {counts['replaced']} replaced, {counts['unchanged']} already indexed, "
+        f"{counts['refused']} refused"
+    )
+    return 1 if counts["refused"] else 0
+
+
+def _ask(args: argparse.Namespace, config: Config) -> int:
+    from qa.pipeline import Pipeline
+
+    answer = Pipeline(config).ask(args.question, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(answer_json(answer), ensure_ascii=False))
+        return 0
+    if not answer.answered:
+        print(answer.message)
+    else:
+        if answer.answer != answer.quote:
+            print(answer.answer)
+        print(f'"{answer.quote}"')
+        for i, c in enumerate(answer.citations, 1):
+            page = f", page {c.page}" if c.page else ""
+            print(f"  [{i}] {c.title} ({c.source}{page}, characters {c.start}-{c.end})")
+        print(f"  confidence {answer.score:.2f}")
+    return 0
+
+
+def answer_json(answer) -> dict:
+    """The documented `qa ask --json` object."""
+    return {
+        "question": answer.question,
+        "answered": answer.answered,
+        "answer": answer.answer,
+        "quote": answer.quote,
+        "score": answer.score,
+        "citations": [asdict(c) for c in answer.citations],
+        "passages": [
+            {k: v for k, v in asdict(p).items() if k != "chunk_id"} for p in answer.passages
+        ],
+        **({"message": answer.message} if answer.message else {}),
+    }
+
+
+def _list(args: argparse.Namespace, config: Config) -> int:
+    from qa.pipeline import Pipeline
+
+    docs = Pipeline(config).documents()
+    if args.json:
+        print(json.dumps([asdict(d) for d in docs], ensure_ascii=False))
+        return 0
+    if not docs:
+        print("No documents yet: add some with `qa add PATH`.")
+    for d in docs:
+        pages = f"{d.pages} pages, " if d.pages else ""
+        print(f"{d.doc_id}  {d.source}  ({pages}{d.chunks} chunks, added {d.added_at})  {d.title}")
+    return 0
+
+
+def _remove(args: argparse.Namespace, config: Config) -> int:
+    from qa.pipeline import Pipeline
+
+    removed = Pipeline(config).remove(args.document)
+    if not removed:
+        print(f"qa: no document matches '{args.document}' (see `qa list`)", file=sys.stderr)
+        return 1
+    for d in removed:
+        print(f"removed {d.doc_id}  {d.source}")
+    return 0
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    from qa.chat import serve
+
+    serve(config, host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

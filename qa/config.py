@@ -1,0 +1,56 @@
+"""All settings in one place: dataclass defaults, overridden by `QA_*` variables, then CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class Config:
+    index_dir: Path = Path("index")
+    seeds_dir: Path = Path("seeds")
+    # The bundled model by default; any sentence-transformers name or local path works.
+    model: str = DEFAULT_MODEL
+    top_k: int = 5  # passages shown and read
+    fusion_depth: int = 50  # candidates taken from each retriever before fusion
+    rrf_k: int = 60
+    # Chunks stay under the model's 256-word-piece window (about 150 words).
+    chunk_words: int = 120
+    # Below this confidence the reader abstains rather than guess.
+    min_confidence: float = 0.35
+    max_file_mb: float = 50.0
+    parse_timeout_s: float = 60.0
+    host: str = "127.0.0.1"
+    port: int = 7860
+    batch_size: int = 32
+
+    @classmethod
+    def load(cls, **overrides: object) -> "Config":
+        """Defaults, then `QA_<FIELD>` environment variables, then non-None keyword overrides."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"QA_{f.name.upper()}")
+            if raw is None and f.name == "index_dir":
+                raw = os.environ.get("QA_INDEX")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for key in ("index_dir", "seeds_dir"):
+            if key in values:
+                values[key] = Path(values[key])  # type: ignore[arg-type]
+        return replace(cls(), **values)
+
+
+def _coerce(type_name: object, raw: str) -> object:
+    kind = str(type_name)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "Path":
+        return Path(raw)
+    return raw

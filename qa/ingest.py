@@ -1,0 +1,325 @@
+"""Files -> Documents whose text is exactly what answers will quote.
+
+Everything downstream cites character offsets into `Document.text`, so the text is stored as
+extracted and never cleaned up afterwards. Anything unusable is refused with a reason a user can
+act on (`IngestError`), never a traceback. PDFs are parsed in a child process with a time limit,
+because a hostile or broken PDF can make a parser spin or crash.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import pickle
+import re
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .types import Document
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf")
+_T = TypeVar("_T")
+
+_PAGE_SEPARATOR = "\n\n"
+_TITLE_CHARS = 120
+# Decoded text is judged on its beginning: enough to tell text from binary, cheap on 50 MB files.
+_SAMPLE_CHARS = 100_000
+_MAX_CONTROL_SHARE = 0.05
+# In Western text nearly all letters are ASCII; cp1252 read from Cyrillic or Greek bytes is not.
+_MAX_NON_ASCII_LETTERS = 0.3
+_MAX_CHAOS = 0.1
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+_MD_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?[^\W_].*?)(?:[ \t]+#+)?[ \t]*$", re.M)
+_LINE_WITH_LETTER = re.compile(r"^.*[^\W\d_].*$", re.M)
+_OFFICE_PREFIX = re.compile(r"^(?:Microsoft\s+)?(?:Word|PowerPoint|Excel)\s+-\s+", re.I)
+_JUNK_TITLE = re.compile(
+    r"\.(?:docx?|rtf|odt|wpd|pdf|pptx?|xlsx?|txt|md|html?|tex|dvi|e?ps|indd|qxd|p65|pub)$"
+    r"|^(?:untitled|document\d*|title|none|null|unknown)\b"
+    r"|^\S*[\\/]",  # a bare path
+    re.I,
+)
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class IngestError(Exception):
+    """A file that cannot be added, with the reason to show next to its name."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(path, reason)  # args that rebuild it, so it survives pickling
+        self.path = Path(path)
+        self.source = self.path.name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Folders become their supported files; anything named explicitly is passed on to be judged.
+
+    Explicit paths are yielded even if unsupported or missing, so the user hears why they were
+    refused instead of having them vanish silently.
+    """
+    for path in map(Path, paths):
+        if path.is_dir():
+            yield from _walk(path)
+        else:
+            yield path
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    # One folder listed at a time, so huge trees stream. Symlinked folders are not followed
+    # (they can loop); unreadable folders are skipped.
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path))
+        elif Path(entry.name).suffix.lower() in SUPPORTED_SUFFIXES:
+            yield Path(entry.path)
+
+
+def load_document(
+    path: Path, *, max_bytes: int, parse_timeout_s: float, added_at: str = ""
+) -> Document:
+    """Read one file into a Document, or raise IngestError saying why it cannot be used."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise IngestError(path, "no such file") from None
+    except OSError as e:
+        raise IngestError(path, f"cannot read file ({e.strerror or e})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise IngestError(path, "is a folder")
+    if suffix not in SUPPORTED_SUFFIXES:
+        kind = f"'{suffix}'" if suffix else "(no extension)"
+        supported = ", ".join(SUPPORTED_SUFFIXES)
+        raise IngestError(path, f"unsupported file type {kind} (supported: {supported})")
+    if not stat.S_ISREG(info.st_mode):
+        raise IngestError(path, "not a regular file")
+    if info.st_size > max_bytes:
+        limit = _size(max_bytes)
+        raise IngestError(path, f"file is {_size(info.st_size)}, above the {limit} limit")
+    if info.st_size == 0:
+        raise IngestError(path, "empty file")
+
+    if suffix == ".pdf":
+        text, page_starts, title = _read_pdf(path, parse_timeout_s)
+    else:
+        text = _read_text(path)
+        page_starts = ()
+        title = _first_heading(text) if suffix == ".md" else None
+    return Document(
+        doc_id=hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
+        title=title or _first_line(text) or path.stem,
+        source=path.name,
+        path=str(path.resolve()),
+        text=text,
+        page_starts=page_starts,
+        added_at=added_at,
+    )
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f}".removesuffix(".0") + " KB"
+    return f"{n / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+
+
+# --- text files -------------------------------------------------------------------------------
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise IngestError(path, f"cannot read file ({e.strerror or e})") from None
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if b"\x00" in data and not utf16:
+        raise IngestError(path, "binary file, not text")
+    text = _decode(data, utf16)
+    if text is None:
+        raise IngestError(path, "unknown text encoding")
+    sample = text[:_SAMPLE_CHARS]
+    if len(_CONTROL.findall(sample)) > _MAX_CONTROL_SHARE * len(sample):
+        raise IngestError(path, "binary file, not text")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise IngestError(path, "no text")
+    return text
+
+
+def _decode(data: bytes, utf16: bool) -> str | None:
+    """UTF-8 first, then Western legacy (cp1252), then whatever charset_normalizer is sure of."""
+    try:
+        return data.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError:
+        if utf16:
+            return None
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        pass
+    else:
+        letters = [c for c in text[:_SAMPLE_CHARS] if c.isalpha()]
+        if sum(c > "\x7f" for c in letters) <= _MAX_NON_ASCII_LETTERS * len(letters):
+            return text
+    from charset_normalizer import from_bytes  # only legacy files need it
+
+    best = from_bytes(data).best()
+    if best is None or best.chaos > _MAX_CHAOS:
+        return None
+    return str(best)
+
+
+# --- PDFs -------------------------------------------------------------------------------------
+
+
+def extract_pdf_pages(path: Path) -> tuple[list[str], str | None]:
+    """pypdf's text per page plus the /Title metadata. Runs in the child process."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(path)
+    # pypdf opens owner-password-only PDFs (an empty user password) like any viewer does;
+    # only a PDF that needs a password to open is refused.
+    if reader.is_encrypted and not reader.decrypt(""):
+        raise IngestError(path, "encrypted PDF: remove the password and add it again")
+    pages = [page.extract_text() or "" for page in reader.pages]
+    try:
+        title = reader.metadata.title if reader.metadata else None
+    except Exception:  # broken metadata should not cost a readable PDF
+        title = None
+    return pages, str(title) if title else None
+
+
+def _read_pdf(path: Path, timeout_s: float) -> tuple[str, tuple[int, ...], str | None]:
+    try:
+        with path.open("rb") as f:
+            head = f.read(1024)  # the header may follow a little junk
+    except OSError as e:
+        raise IngestError(path, f"cannot read file ({e.strerror or e})") from None
+    if b"%PDF-" not in head:
+        raise IngestError(path, "not a readable PDF (no %PDF header: not a PDF file)")
+    try:
+        pages, meta_title = call_in_child(extract_pdf_pages, path, timeout_s=timeout_s)
+    except TimeoutError:
+        raise IngestError(path, f"PDF took longer than {timeout_s:g} s to parse") from None
+    except ChildError as e:
+        raise IngestError(path, f"not a readable PDF ({e})") from None
+    # Lone surrogates from broken font maps cannot be stored as UTF-8; same length keeps offsets.
+    pages = [_LONE_SURROGATE.sub("\ufffd", page) for page in pages]
+    if not any(page.strip() for page in pages):
+        raise IngestError(path, "no extractable text (a scanned PDF?): needs OCR first")
+    # Page text is kept exactly as pypdf returns it (trailing spaces included) so offsets
+    # match pypdf's per-page output; pages are separated by a blank line.
+    page_starts, offset = [], 0
+    for page in pages:
+        page_starts.append(offset)
+        offset += len(page) + len(_PAGE_SEPARATOR)
+    return _PAGE_SEPARATOR.join(pages), tuple(page_starts), _clean_title(meta_title)
+
+
+class ChildError(Exception):
+    """The child process failed; the message is a one-line cause, not a traceback."""
+
+
+def call_in_child(fn: Callable[..., _T], *args: Any, timeout_s: float) -> _T:
+    """Run fn(*args) in a fresh Python process, killed after timeout_s (raises TimeoutError).
+
+    A plain subprocess rather than multiprocessing: spawn and forkserver re-import the caller's
+    __main__ in every child (with the app, that is torch), and fork is unsafe in a threaded
+    parent. Costs about 0.25 s per call. fn must be importable by name (a module-level
+    function); an IngestError it raises is re-raised as is, any other failure, including the
+    child dying, becomes ChildError.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {__name__} as m; m._child_main()"],
+            input=pickle.dumps((fn, args)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # parsers warn loudly about damaged files
+            timeout=timeout_s,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        raise TimeoutError(f"took longer than {timeout_s:g} s") from None
+    try:
+        ok, value = pickle.loads(done.stdout)
+    except Exception:
+        raise ChildError(f"parser crashed, exit code {done.returncode}") from None
+    if ok:
+        return value
+    if isinstance(value, IngestError):
+        raise value
+    raise ChildError(value)
+
+
+def _child_main() -> None:
+    """Entry point of the child: (fn, args) pickled on stdin, (ok, result or reason) on stdout."""
+    out, sys.stdout = sys.stdout.buffer, sys.stderr  # stray prints must not corrupt the reply
+    try:
+        fn, args = pickle.loads(sys.stdin.buffer.read())
+        reply: tuple[bool, Any] = (True, fn(*args))
+    except IngestError as e:
+        reply = (False, e)
+    except BaseException as e:
+        reply = (False, _cause(e))
+    try:
+        data = pickle.dumps(reply)
+    except Exception as e:  # an unpicklable result
+        data = pickle.dumps((False, _cause(e)))
+    out.write(data)
+    out.flush()
+
+
+def _cause(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    message = lines[0] if lines else type(e).__name__
+    return message if len(message) <= 100 else message[:99] + "…"
+
+
+# --- titles -----------------------------------------------------------------------------------
+
+
+def _clean_title(title: str | None) -> str | None:
+    """PDF metadata titles are often junk left by the authoring tool; keep only real ones."""
+    if not title:
+        return None
+    title = _OFFICE_PREFIX.sub("", " ".join(_CONTROL.sub(" ", title).split()))
+    if not re.search(r"[^\W\d_]", title) or _JUNK_TITLE.search(title):
+        return None
+    return _shorten(title)
+
+
+def _first_heading(text: str) -> str | None:
+    match = _MD_HEADING.search(text)
+    return _shorten(match.group(1)) if match else None
+
+
+def _first_line(text: str) -> str | None:
+    match = _LINE_WITH_LETTER.search(text)
+    return _shorten(match.group(0)) if match else None
+
+
+def _shorten(line: str) -> str:
+    line = " ".join(line.split())
+    if len(line) <= _TITLE_CHARS:
+        return line
+    cut = line[: _TITLE_CHARS + 1].rsplit(" ", 1)[0] if " " in line[:_TITLE_CHARS] else ""
+    return (cut or line[:_TITLE_CHARS]).rstrip(" ,;:-") + "…"

@@ -1,0 +1,235 @@
+"""The whole product behind one object: add files, ask questions, list and remove documents.
+
+Data flows one way: files -> Document (ingest) -> Chunk (chunk) -> vectors (embed) -> index
+(store) -> passages (retrieve) -> answer (read). The CLI and the chat are thin layers over this.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from qa import read as reader
+from qa.chunk import chunk_document
+from qa.config import Config
+from qa.ingest import IngestError, iter_files, load_document
+from qa.retrieve import Hit, retrieve, tokenize
+from qa.store import NewDocument, Snapshot, Store
+from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
+
+NOT_FOUND = "I could not find this in the documents."
+EMPTY_INDEX = "The index is empty: add documents with `qa add PATH` or the upload box, then ask again."
+EMPTY_QUESTION = "Please type a question."
+Progress = Callable[[int, int, str], None]
+
+
+class Pipeline:
+    def __init__(self, config: Config | None = None):
+        self.config = config or Config.load()
+        self.store = Store(self.config.index_dir, self.config.model)
+        self._embedder = None
+        self._embedder_lock = threading.Lock()
+
+    @property
+    def embedder(self):
+        """Loaded on first use: listing documents should not cost a model load."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                from qa.embed import Embedder
+
+                self._embedder = Embedder(self.config.model, self.config.batch_size)
+            return self._embedder
+
+    # --- documents -------------------------------------------------------------------------
+    def ensure_seeded(self) -> None:
+        """Build the index from the seed folder the first time (never after the user emptied it)."""
+        if self.store.current_generation() is None and self.config.seeds_dir.is_dir():
+            self.add([self.config.seeds_dir])
+
+    def add(self, paths: Sequence[Path] | Iterable[Path], progress: Progress | None = None) -> list[FileResult]:
+        files = list(iter_files(Path(p) for p in paths))
+        results: list[FileResult] = []
+        with self.store.lock():
+            snap = self.store.snapshot()
+            known = {m.doc_id for m in snap.docs}
+            by_path = {m.path: m.doc_id for m in snap.docs}
+            pending: list[NewDocument] = []
+            replaced: set[str] = set()
+            pending_chunks = 0
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            for done, path in enumerate(files, 1):
+                result = self._add_one(path, stamp, known, by_path, pending, replaced)
+                results.append(result)
+                pending_chunks += len(pending[-1].chunk_spans) if result.status in ("added", "replaced") else 0
+                # Commit in growing batches: a long run keeps its progress, yet rewrites stay rare.
+                if pending and pending_chunks >= max(2000, snap.size // 2):
+                    snap = self.store.commit(pending, replaced)
+                    pending, replaced, pending_chunks = [], set(), 0
+                if progress:
+                    progress(done, len(files), path.name)
+            if pending or replaced:
+                self.store.commit(pending, replaced)
+        return results
+
+    def _add_one(
+        self,
+        path: Path,
+        stamp: str,
+        known: set[str],
+        by_path: dict[str, str],
+        pending: list[NewDocument],
+        replaced: set[str],
+    ) -> FileResult:
+        try:
+            doc = load_document(
+                path,
+                max_bytes=int(self.config.max_file_mb * 1024 * 1024),
+                parse_timeout_s=self.config.parse_timeout_s,
+                added_at=stamp,
+            )
+        except IngestError as exc:
+            return FileResult(str(path), "refused", exc.reason)
+        if doc.doc_id in known:
+            return FileResult(str(path), "unchanged", "already indexed", doc.doc_id, doc.title)
+        status = "added"
+        previous = by_path.get(doc.path)
+        if previous and previous != doc.doc_id:
+            replaced.add(previous)
+            status = "replaced"
+        pending.append(self._prepare(doc))
+        known.add(doc.doc_id)
+        by_path[doc.path] = doc.doc_id
+        return FileResult(str(path), status, "", doc.doc_id, doc.title)
+
+    def _prepare(self, doc: Document) -> NewDocument:
+        chunks = chunk_document(doc, self.config.chunk_words)
+        sentences = [s for c in chunks for s in c.sentences]
+        texts = [c.text for c in chunks] + [doc.text[s.start : s.end] for s in sentences]
+        vectors = self.embedder.encode(texts)
+        return NewDocument(
+            doc=doc,
+            chunk_spans=np.array([(c.start, c.end) for c in chunks], np.int64).reshape(-1, 2),
+            chunk_pages=np.array([c.page or -1 for c in chunks], np.int32),
+            sentence_spans=np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2),
+            sentence_chunks=np.repeat(np.arange(len(chunks), dtype=np.int32), [len(c.sentences) for c in chunks]),
+            chunk_vectors=vectors[: len(chunks)],
+            sentence_vectors=vectors[len(chunks) :].astype(np.float16),
+            chunk_tokens=tokenize([c.text for c in chunks]),
+        )
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.store.snapshot().infos()
+
+    def document(self, doc_id: str) -> Document:
+        snap = self.store.snapshot()
+        if doc_id not in snap.doc_index:
+            raise KeyError(f"no document with id {doc_id}")
+        return snap.document(snap.doc_index[doc_id])
+
+    def remove(self, doc_id_or_path: str) -> list[DocumentInfo]:
+        """Remove by id (or a unique id prefix), by the path it was added from, or by file name."""
+        with self.store.lock():
+            snap = self.store.snapshot()
+            wanted = _match_documents(snap, doc_id_or_path)
+            if wanted:
+                self.store.commit([], {d.doc_id for d in wanted})
+            return wanted
+
+    # --- questions ---------------------------------------------------------------------------
+    def ask(self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None) -> Answer:
+        started = time.perf_counter()
+        question = " ".join(question.split())
+        if not any(ch.isalnum() for ch in question):
+            return Answer(question=question, answered=False, message=EMPTY_QUESTION)
+        snap = self.store.snapshot()
+        if not snap.size:
+            return Answer(question=question, answered=False, message=EMPTY_INDEX)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        q_vector = self.embedder.encode([question])[0]
+        timings["embed_ms"] = (time.perf_counter() - clock) * 1000
+        hits = retrieve(
+            snap,
+            q_vector,
+            tokenize([question])[0],
+            top_k=top_k or self.config.top_k,
+            depth=self.config.fusion_depth,
+            rrf_k=self.config.rrf_k,
+            doc_ids=doc_ids,
+            timings=timings,
+        )
+        clock = time.perf_counter()
+        candidates = reader.read(snap, question, q_vector, hits)
+        timings["read_ms"] = (time.perf_counter() - clock) * 1000
+        passages = tuple(self._passage(snap, h) for h in hits)
+        best = candidates[0] if candidates else None
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        if best is None or best.probability < self.config.min_confidence:
+            score = best.probability if best else 0.0
+            return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
+        return self._answer(snap, question, best, passages, timings)
+
+    def _answer(
+        self, snap: Snapshot, question: str, best: reader.Candidate, passages: tuple[Passage, ...], timings: dict
+    ) -> Answer:
+        doc_idx = int(snap.chunk_doc[best.hit.position])
+        meta = snap.docs[doc_idx]
+        text = snap.text(doc_idx)
+        start, end = (int(x) for x in snap.sentence_spans[best.position])
+        quote = text[start:end]
+        span = reader.short_answer(question, quote)
+        answer_span = Span(start + span[0], start + span[1]) if span else None
+        citation = Citation(
+            doc_id=meta.doc_id,
+            title=meta.title,
+            source=meta.source,
+            page=snap.document(doc_idx).page_at(start),
+            start=start,
+            end=end,
+            quote=quote,
+        )
+        return Answer(
+            question=question,
+            answered=True,
+            answer=text[answer_span.start : answer_span.end] if answer_span else quote,
+            quote=quote,
+            score=round(best.probability, 4),
+            citations=(citation,),
+            passages=passages,
+            answer_span=answer_span,
+            timings_ms=timings,
+        )
+
+    def _passage(self, snap: Snapshot, hit: Hit) -> Passage:
+        doc_idx = int(snap.chunk_doc[hit.position])
+        meta = snap.docs[doc_idx]
+        start, end = (int(x) for x in snap.chunk_spans[hit.position])
+        page = int(snap.chunk_pages[hit.position])
+        best_possible = 2.0 / (self.config.rrf_k + 1)
+        return Passage(
+            chunk_id=int(snap.chunk_ids[hit.position]),
+            doc_id=meta.doc_id,
+            title=meta.title,
+            source=meta.source,
+            page=page if page > 0 else None,
+            start=start,
+            end=end,
+            text=snap.text(doc_idx)[start:end],
+            score=round(min(1.0, hit.score / best_possible), 4),
+        )
+
+
+def _match_documents(snap: Snapshot, key: str) -> list[DocumentInfo]:
+    infos = snap.infos()
+    exact = [d for d in infos if key in (d.doc_id, d.path) or d.path == str(Path(key).resolve())]
+    if exact:
+        return exact
+    by_prefix = [d for d in infos if len(key) >= 4 and d.doc_id.startswith(key)]
+    if len(by_prefix) == 1:
+        return by_prefix
+    return [d for d in infos if d.source == key]

@@ -1,0 +1,475 @@
+"""The persisted index: FAISS vectors, BM25, and chunk/sentence metadata, as immutable generations.
+
+Layout of the index folder:
+
+    CURRENT            name of the live generation (replaced atomically)
+    gen-000042/        one complete, self-consistent snapshot (never modified once named)
+    texts/<doc_id>.txt each document's extracted text, content-addressed, shared by generations
+    .lock              serialises writers across processes
+
+A commit writes a whole new generation beside the live one, fsyncs it, renames it into place and
+only then points CURRENT at it, so a crash at any moment leaves either the old or the new state.
+Readers check CURRENT on every access and pick up new generations without a restart. Nothing here
+is pickled: arrays are .npy (allow_pickle=False), metadata JSON, vectors a FAISS file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qa.types import Document, DocumentInfo
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+TEXTS = "texts"
+LOCK = ".lock"
+
+
+class IndexError(Exception):  # noqa: A001 - the package's own, distinct from the builtin on purpose
+    """The index cannot be used as it is; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DocMeta:
+    doc_id: str
+    title: str
+    source: str
+    path: str
+    page_starts: tuple[int, ...]
+    added_at: str
+    chars: int
+
+
+@dataclass
+class NewDocument:
+    """A parsed, chunked and embedded document waiting to be committed."""
+
+    doc: Document
+    chunk_spans: np.ndarray  # int64 (n, 2)
+    chunk_pages: np.ndarray  # int32 (n,), -1 for no page
+    sentence_spans: np.ndarray  # int64 (m, 2)
+    sentence_chunks: np.ndarray  # int32 (m,), chunk number within this document
+    chunk_vectors: np.ndarray  # float32 (n, dim)
+    sentence_vectors: np.ndarray  # float16 (m, dim)
+    chunk_tokens: list[list[str]]  # BM25 tokens per chunk
+
+
+class Snapshot:
+    """One generation, loaded read-only. Chunk i's arrays are at position i everywhere."""
+
+    def __init__(self, root: Path, generation: str | None, model: str, dim: int):
+        self.root = root
+        self.generation = generation
+        self.model = model
+        self.dim = dim
+        self.docs: list[DocMeta] = []
+        self.chunk_ids = np.zeros(0, np.int64)
+        self.chunk_doc = np.zeros(0, np.int32)
+        self.chunk_spans = np.zeros((0, 2), np.int64)
+        self.chunk_pages = np.zeros(0, np.int32)
+        self.chunk_sentence_offsets = np.zeros(1, np.int64)
+        self.sentence_spans = np.zeros((0, 2), np.int64)
+        self.sentence_chunk = np.zeros(0, np.int32)
+        self.chunk_vectors = np.zeros((0, dim), np.float32)
+        self.sentence_vectors = np.zeros((0, dim), np.float16)
+        self.vocab: list[str] = []
+        self.document_frequency = np.zeros(0, np.int64)  # chunks holding each vocabulary term
+        self.term_index: dict[str, int] = {}
+        self.token_ids = np.zeros(0, np.int32)
+        self.token_offsets = np.zeros(1, np.int64)
+        self.next_chunk_id = 0
+        self.dense = None  # faiss index keyed by chunk id
+        self.bm25 = None  # bm25s.BM25 over chunk positions
+        self._texts: dict[str, str] = {}
+        self._text_lock = threading.Lock()
+        self.doc_index: dict[str, int] = {}
+
+    # --- reading -------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return len(self.chunk_ids)
+
+    def text(self, doc_idx: int) -> str:
+        doc_id = self.docs[doc_idx].doc_id
+        with self._text_lock:
+            cached = self._texts.get(doc_id)
+            if cached is None:
+                cached = (self.root / TEXTS / f"{doc_id}.txt").read_text(encoding="utf-8")
+                self._texts[doc_id] = cached
+            return cached
+
+    def document(self, doc_idx: int) -> Document:
+        meta = self.docs[doc_idx]
+        return Document(
+            doc_id=meta.doc_id,
+            title=meta.title,
+            source=meta.source,
+            path=meta.path,
+            text=self.text(doc_idx),
+            page_starts=meta.page_starts,
+            added_at=meta.added_at,
+        )
+
+    def infos(self) -> list[DocumentInfo]:
+        counts = np.bincount(self.chunk_doc, minlength=len(self.docs))
+        return [
+            DocumentInfo(
+                doc_id=m.doc_id,
+                title=m.title,
+                source=m.source,
+                path=m.path,
+                pages=len(m.page_starts) or None,
+                chunks=int(counts[i]),
+                chars=m.chars,
+                added_at=m.added_at,
+            )
+            for i, m in enumerate(self.docs)
+        ]
+
+    def sentences_of(self, chunk_pos: int) -> range:
+        return range(int(self.chunk_sentence_offsets[chunk_pos]), int(self.chunk_sentence_offsets[chunk_pos + 1]))
+
+    def verify(self) -> None:
+        """Raise IndexError unless every vector has its metadata and vice versa."""
+        n, s = self.size, len(self.sentence_spans)
+        checks = {
+            "chunk arrays": len(self.chunk_doc) == n == len(self.chunk_spans) == len(self.chunk_pages),
+            "chunk vectors": self.chunk_vectors.shape == (n, self.dim),
+            "FAISS vectors": self.dense is None and n == 0 or self.dense is not None and self.dense.ntotal == n,
+            "BM25 documents": self.bm25 is None and n == 0 or self.bm25 is not None and self.bm25.scores["num_docs"] == n,
+            "BM25 tokens": len(self.token_offsets) == n + 1 and len(self.document_frequency) == len(self.vocab),
+            "sentence arrays": len(self.sentence_chunk) == s and self.sentence_vectors.shape == (s, self.dim),
+            "sentence offsets": len(self.chunk_sentence_offsets) == n + 1 and self.chunk_sentence_offsets[-1] == s,
+            "documents": bool(n == 0 or self.chunk_doc.max() < len(self.docs)),
+            "chunk ids": bool(np.all(np.diff(self.chunk_ids) > 0)),
+        }
+        broken = [name for name, ok in checks.items() if not ok]
+        missing = [m.doc_id for m in self.docs if not (self.root / TEXTS / f"{m.doc_id}.txt").is_file()]
+        if missing:
+            broken.append(f"texts of {len(missing)} documents")
+        if broken:
+            raise IndexError(f"index {self.root} is inconsistent ({', '.join(broken)}): run `qa rebuild`")
+
+
+class Store:
+    """Opens the live generation and commits new ones; one per index folder and model."""
+
+    def __init__(self, root: Path, model: str, dim_hint: int = 384):
+        self.root = Path(root)
+        self.model = model
+        self.dim_hint = dim_hint
+        self._snapshot: Snapshot | None = None
+        self._load_lock = threading.Lock()
+
+    def lock(self):
+        """A cross-process lock that serialises writers (readers never need it)."""
+        from filelock import FileLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / LOCK))
+
+    def current_generation(self) -> str | None:
+        try:
+            return (self.root / CURRENT).read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def snapshot(self) -> Snapshot:
+        """The live generation, reloaded when another process (or thread) has committed."""
+        generation = self.current_generation()
+        with self._load_lock:
+            if self._snapshot is None or self._snapshot.generation != generation:
+                self._snapshot = self._load(generation)
+            return self._snapshot
+
+    def _load(self, generation: str | None) -> Snapshot:
+        if generation is None:
+            return Snapshot(self.root, None, self.model, self.dim_hint)
+        gen_dir = self.root / generation
+        try:
+            manifest = json.loads((gen_dir / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IndexError(f"index {self.root} is damaged ({generation}: {exc}): run `qa rebuild`") from exc
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexError(
+                f"index {self.root} has format {manifest.get('format_version')}, this version reads "
+                f"{FORMAT_VERSION}: run `qa rebuild`"
+            )
+        if manifest.get("model") != self.model:
+            raise IndexError(
+                f"index {self.root} was built with the model '{manifest.get('model')}', not '{self.model}': "
+                f"use --model {manifest.get('model')}, or `qa rebuild --model {self.model}` to re-embed"
+            )
+        try:
+            return _read_generation(self.root, gen_dir, manifest)
+        except IndexError:
+            raise
+        except Exception as exc:  # any damaged file: say so plainly, never a raw traceback
+            raise IndexError(f"index {self.root} is damaged ({generation}: {exc}): run `qa rebuild`") from exc
+
+    # --- writing (call with self.lock() held) ---------------------------------------------
+    def commit(self, add: list[NewDocument], remove: set[str]) -> Snapshot:
+        base = self.snapshot()
+        dim = add[0].chunk_vectors.shape[1] if add else base.dim
+        if base.size and dim != base.dim:
+            raise IndexError(f"vectors of dimension {dim} cannot join an index of dimension {base.dim}")
+        keep_docs = [i for i, m in enumerate(base.docs) if m.doc_id not in remove]
+        new_doc_idx = np.full(len(base.docs) + 1, -1, np.int32)
+        new_doc_idx[keep_docs] = np.arange(len(keep_docs), dtype=np.int32)
+        keep = new_doc_idx[base.chunk_doc] >= 0 if base.size else np.zeros(0, bool)
+
+        docs = [base.docs[i] for i in keep_docs]
+        parts = _Parts.from_base(base, keep, new_doc_idx)
+        next_id = base.next_chunk_id
+        for item in add:
+            _write_text(self.root, item.doc)
+            parts.append(item, len(docs), next_id)
+            next_id += len(item.chunk_spans)
+            docs.append(_meta(item.doc))
+
+        generation = _next_generation(self.root)
+        tmp = self.root / f".tmp-{generation}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "dim": dim,
+            "generation": generation,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "documents": len(docs),
+            "chunks": parts.n_chunks,
+            "sentences": sum(len(a) for a in parts.sentence_spans),
+            "next_chunk_id": next_id,
+        }
+        parts.write(tmp, docs, dim)
+        _write_json(tmp / "manifest.json", manifest)  # last: a generation without it is incomplete
+        _fsync_tree(tmp)
+        os.rename(tmp, self.root / generation)
+        _fsync_dir(self.root)
+        _atomic_write(self.root / CURRENT, generation + "\n")
+        self._collect_garbage(keep={generation, base.generation})
+        return self.snapshot()
+
+    def _collect_garbage(self, keep: set[str | None]) -> None:
+        """Drop generations older than the previous one (a reader may still be opening it)."""
+        referenced: set[str] = set()
+        for entry in self.root.iterdir():
+            if entry.name.startswith(".tmp-") or (entry.name.startswith("gen-") and entry.name not in keep):
+                shutil.rmtree(entry, ignore_errors=True)
+        for generation in keep:
+            if generation:
+                try:
+                    docs = json.loads((self.root / generation / "documents.json").read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    return  # keep every text rather than guess
+                referenced.update(d["doc_id"] for d in docs)
+        for text in (self.root / TEXTS).glob("*.txt"):
+            if text.stem not in referenced:
+                text.unlink(missing_ok=True)
+
+
+class _Parts:
+    """The arrays of a generation being assembled: kept rows of the base plus new documents."""
+
+    def __init__(self) -> None:
+        self.chunk_ids: list[np.ndarray] = []
+        self.chunk_doc: list[np.ndarray] = []
+        self.chunk_spans: list[np.ndarray] = []
+        self.chunk_pages: list[np.ndarray] = []
+        self.chunk_vectors: list[np.ndarray] = []
+        self.sentence_spans: list[np.ndarray] = []
+        self.sentence_chunk: list[np.ndarray] = []
+        self.sentence_vectors: list[np.ndarray] = []
+        self.sentences_per_chunk: list[np.ndarray] = []
+        self.token_lists: list[list[int]] = []
+        self.vocab: dict[str, int] = {}
+        self.n_chunks = 0
+
+    @classmethod
+    def from_base(cls, base: Snapshot, keep: np.ndarray, new_doc_idx: np.ndarray) -> "_Parts":
+        parts = cls()
+        parts.vocab = {t: i for i, t in enumerate(base.vocab)}
+        if not base.size:
+            return parts
+        kept = np.flatnonzero(keep)
+        per_chunk = np.diff(base.chunk_sentence_offsets)
+        sent_keep = np.repeat(keep, per_chunk)
+        parts.chunk_ids.append(base.chunk_ids[kept])
+        parts.chunk_doc.append(new_doc_idx[base.chunk_doc[kept]])
+        parts.chunk_spans.append(base.chunk_spans[kept])
+        parts.chunk_pages.append(base.chunk_pages[kept])
+        parts.chunk_vectors.append(np.asarray(base.chunk_vectors[kept]))
+        parts.sentence_spans.append(base.sentence_spans[sent_keep])
+        parts.sentence_vectors.append(np.asarray(base.sentence_vectors[sent_keep]))
+        parts.sentences_per_chunk.append(per_chunk[kept])
+        new_pos = np.cumsum(keep) - 1
+        parts.sentence_chunk.append(new_pos[base.sentence_chunk[sent_keep]].astype(np.int32))
+        for pos in kept:
+            start, end = base.token_offsets[pos], base.token_offsets[pos + 1]
+            parts.token_lists.append(base.token_ids[start:end].tolist())
+        parts.n_chunks = len(kept)
+        return parts
+
+    def append(self, item: NewDocument, doc_idx: int, first_id: int) -> None:
+        n = len(item.chunk_spans)
+        self.chunk_ids.append(np.arange(first_id, first_id + n, dtype=np.int64))
+        self.chunk_doc.append(np.full(n, doc_idx, np.int32))
+        self.chunk_spans.append(item.chunk_spans.astype(np.int64))
+        self.chunk_pages.append(item.chunk_pages.astype(np.int32))
+        self.chunk_vectors.append(item.chunk_vectors.astype(np.float32))
+        self.sentence_spans.append(item.sentence_spans.astype(np.int64))
+        self.sentence_chunk.append((item.sentence_chunks + self.n_chunks).astype(np.int32))
+        self.sentence_vectors.append(item.sentence_vectors.astype(np.float16))
+        self.sentences_per_chunk.append(np.bincount(item.sentence_chunks, minlength=n))
+        for tokens in item.chunk_tokens:
+            self.token_lists.append([self.vocab.setdefault(t, len(self.vocab)) for t in tokens])
+        self.n_chunks += n
+
+    def write(self, out: Path, docs: list[DocMeta], dim: int) -> None:
+        import faiss
+
+        def cat(arrays: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+            return np.concatenate(arrays) if arrays else empty
+
+        chunk_ids = cat(self.chunk_ids, np.zeros(0, np.int64))
+        vectors = cat(self.chunk_vectors, np.zeros((0, dim), np.float32))
+        per_chunk = cat(self.sentences_per_chunk, np.zeros(0, np.int64))
+        arrays = {
+            "chunk_ids": chunk_ids,
+            "chunk_doc": cat(self.chunk_doc, np.zeros(0, np.int32)),
+            "chunk_spans": cat(self.chunk_spans, np.zeros((0, 2), np.int64)),
+            "chunk_pages": cat(self.chunk_pages, np.zeros(0, np.int32)),
+            "chunk_sentence_offsets": np.concatenate([[0], np.cumsum(per_chunk)]).astype(np.int64),
+            "sentence_spans": cat(self.sentence_spans, np.zeros((0, 2), np.int64)),
+            "sentence_chunk": cat(self.sentence_chunk, np.zeros(0, np.int32)),
+            "chunk_vectors": vectors,
+            "sentence_vectors": cat(self.sentence_vectors, np.zeros((0, dim), np.float16)),
+            "token_ids": np.fromiter((t for ts in self.token_lists for t in ts), np.int32),
+            "token_offsets": np.concatenate([[0], np.cumsum([len(ts) for ts in self.token_lists])]).astype(np.int64),
+        }
+        for name, array in arrays.items():
+            np.save(out / f"{name}.npy", array, allow_pickle=False)
+        _write_json(out / "documents.json", [asdict(d) for d in docs])
+        _write_json(out / "vocab.json", list(self.vocab))
+        df = np.zeros(len(self.vocab), np.int64)
+        for tokens in self.token_lists:
+            df[list(set(tokens))] += 1
+        np.save(out / "document_frequency.npy", df, allow_pickle=False)
+        if len(chunk_ids):
+            dense = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+            dense.add_with_ids(vectors, chunk_ids)
+            faiss.write_index(dense, str(out / "dense.faiss"))
+            _bm25_from_tokens(self.token_lists, self.vocab).save(str(out / "bm25"), show_progress=False)
+
+
+def _bm25_from_tokens(token_lists: list[list[int]], vocab: dict[str, int]):
+    import bm25s
+
+    bm25 = bm25s.BM25()
+    # bm25s wants every vocabulary id to occur; an empty chunk still needs a row.
+    bm25.index((token_lists, dict(vocab)), show_progress=False)
+    return bm25
+
+
+def _read_generation(root: Path, gen_dir: Path, manifest: dict) -> Snapshot:
+    import bm25s
+    import faiss
+
+    snap = Snapshot(root, gen_dir.name, manifest["model"], int(manifest["dim"]))
+    snap.docs = [
+        DocMeta(**{**d, "page_starts": tuple(d["page_starts"])})
+        for d in json.loads((gen_dir / "documents.json").read_text(encoding="utf-8"))
+    ]
+    snap.doc_index = {m.doc_id: i for i, m in enumerate(snap.docs)}
+
+    def load(name: str, mmap: bool = False) -> np.ndarray:
+        return np.load(gen_dir / f"{name}.npy", allow_pickle=False, mmap_mode="r" if mmap else None)
+
+    snap.chunk_ids = load("chunk_ids")
+    snap.chunk_doc = load("chunk_doc")
+    snap.chunk_spans = load("chunk_spans")
+    snap.chunk_pages = load("chunk_pages")
+    snap.chunk_sentence_offsets = load("chunk_sentence_offsets")
+    snap.sentence_spans = load("sentence_spans")
+    snap.sentence_chunk = load("sentence_chunk")
+    snap.chunk_vectors = load("chunk_vectors", mmap=True)
+    snap.sentence_vectors = load("sentence_vectors", mmap=True)
+    snap.token_ids = load("token_ids", mmap=True)
+    snap.token_offsets = load("token_offsets")
+    snap.vocab = json.loads((gen_dir / "vocab.json").read_text(encoding="utf-8"))
+    snap.document_frequency = load("document_frequency")
+    snap.term_index = {t: i for i, t in enumerate(snap.vocab)}
+    snap.next_chunk_id = int(manifest["next_chunk_id"])
+    if snap.size:
+        snap.dense = faiss.read_index(str(gen_dir / "dense.faiss"))
+        snap.bm25 = bm25s.BM25.load(str(gen_dir / "bm25"), mmap=False, allow_pickle=False, show_progress=False)
+    snap.verify()
+    return snap
+
+
+def _meta(doc: Document) -> DocMeta:
+    return DocMeta(
+        doc_id=doc.doc_id,
+        title=doc.title,
+        source=doc.source,
+        path=doc.path,
+        page_starts=tuple(doc.page_starts),
+        added_at=doc.added_at,
+        chars=len(doc.text),
+    )
+
+
+def _next_generation(root: Path) -> str:
+    numbers = [int(p.name[4:]) for p in root.glob("gen-*") if p.name[4:].isdigit()]
+    return f"gen-{max(numbers, default=0) + 1:06d}"
+
+
+def _write_text(root: Path, doc: Document) -> None:
+    target = root / TEXTS / f"{doc.doc_id}.txt"
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(target, doc.text)
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def _atomic_write(path: Path, content: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(content)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for path in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync_dir(path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

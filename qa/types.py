@@ -1,0 +1,123 @@
+"""The records that flow between stages: files -> Document -> Chunk -> Passage -> Answer.
+
+Every position is a character offset into its document's extracted text, so a quote can always
+be checked against the document it came from.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Document:
+    """One ingested file. `page_starts[i]` is where page i+1 begins in `text` (PDFs only)."""
+
+    doc_id: str
+    title: str
+    source: str  # file name shown to users
+    path: str  # where it was added from; a changed file at the same path replaces this one
+    text: str
+    page_starts: tuple[int, ...] = ()
+    added_at: str = ""
+
+    @property
+    def pages(self) -> int | None:
+        return len(self.page_starts) or None
+
+    def page_at(self, offset: int) -> int | None:
+        """1-based page holding `offset`, or None for documents without pages."""
+        if not self.page_starts:
+            return None
+        return max(1, bisect_right(self.page_starts, offset))
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable unit: whole sentences, about one embedding window long."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    page: int | None
+    sentences: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk the retriever picked, with its fused retrieval score (higher is better)."""
+
+    chunk_id: int
+    doc_id: str
+    title: str
+    source: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Citation:
+    doc_id: str
+    title: str
+    source: str
+    page: int | None
+    start: int
+    end: int
+    quote: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the reader concluded. `answered=False` means it abstained: no answer, no citation."""
+
+    question: str
+    answered: bool
+    answer: str = ""
+    quote: str = ""
+    score: float = 0.0
+    citations: tuple[Citation, ...] = ()
+    passages: tuple[Passage, ...] = ()
+    # Where the short answer sits inside the document (for highlighting), if there is one.
+    answer_span: Span | None = None
+    message: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document as listed to users: no text, just what identifies and sizes it."""
+
+    doc_id: str
+    title: str
+    source: str
+    path: str
+    pages: int | None
+    chunks: int
+    chars: int
+    added_at: str
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The outcome of adding one file. status: added | replaced | unchanged | refused."""
+
+    path: str
+    status: str
+    reason: str = ""
+    doc_id: str = ""
+    title: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "refused"

@@ -1,0 +1,365 @@
+"""Ingestion: verbatim text, page offsets, titles, and a clear refusal for every unusable file."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+from reportlab.lib import pdfencrypt
+from reportlab.pdfgen import canvas
+
+from qa import ingest
+from qa.ingest import IngestError, call_in_child, iter_files, load_document
+
+MB = 1024 * 1024
+LIMIT = 50 * MB
+REAL_PDF = (
+    Path(__file__).resolve().parents[2]
+    / "shared/eval/pdfs/us-copyright-office_dmca-summary_1998.pdf"
+)
+
+
+def load(path: Path, **kwargs: object):
+    options: dict = {"max_bytes": LIMIT, "parse_timeout_s": 30.0, **kwargs}
+    return load_document(path, **options)
+
+
+def refusal(path: Path, **kwargs: object) -> str:
+    with pytest.raises(IngestError) as caught:
+        load(path, **kwargs)
+    error = caught.value
+    assert error.path == path and error.source == path.name
+    assert str(error) == f"{path.name}: {error.reason}"
+    return error.reason
+
+
+def make_pdf(path: Path, pages: list[list[str]], *, title: str | None = None, **kwargs) -> Path:
+    """One list of lines per page; an empty list makes a blank page."""
+    c = canvas.Canvas(str(path), **kwargs)
+    if title is not None:
+        c.setTitle(title)
+    for lines in pages:
+        for i, line in enumerate(lines):
+            c.drawString(72, 720 - 16 * i, line)
+        c.showPage()
+    c.save()
+    return path
+
+
+def _slow_parser(path: Path) -> tuple[list[str], str | None]:
+    time.sleep(30)
+    return [], None
+
+
+def _failing_parser(path: Path) -> tuple[list[str], str | None]:
+    raise ValueError("xref table is garbage\nsecond line of detail")
+
+
+# --- text files -------------------------------------------------------------------------------
+
+
+def test_txt_decodes_utf8_strips_bom_and_normalises_line_endings(tmp_path: Path) -> None:
+    path = tmp_path / "brief.txt"
+    path.write_bytes("\ufeffSanctions update\r\nThe café  reopened.\rLast line\n".encode())
+    doc = load(path, added_at="2024-05-01T10:00:00")
+    assert doc.text == "Sanctions update\nThe café  reopened.\nLast line\n"
+    assert doc.title == "Sanctions update"
+    assert doc.source == "brief.txt"
+    assert doc.path == str(path.resolve())
+    assert doc.page_starts == () and doc.pages is None and doc.page_at(5) is None
+    assert doc.added_at == "2024-05-01T10:00:00"
+
+
+def test_md_is_kept_as_written_and_titled_by_first_heading(tmp_path: Path) -> None:
+    source = "---\n\nIntro line before any heading.\n\n## Quarterly *briefing* ##\n\n- item\r\n"
+    path = tmp_path / "notes.md"
+    path.write_text(source, newline="")
+    doc = load(path)
+    assert doc.text == source.replace("\r\n", "\n")
+    assert doc.title == "Quarterly *briefing*"
+
+
+def test_md_without_heading_falls_back_to_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "plain.md"
+    path.write_text("***\n\n  Plain notes without a heading  \nmore\n")
+    assert load(path).title == "Plain notes without a heading"
+
+
+def test_txt_title_is_first_line_with_words_cut_at_a_word_boundary(tmp_path: Path) -> None:
+    words = " ".join(f"word{i}" for i in range(40))  # about 270 characters
+    path = tmp_path / "long.txt"
+    path.write_text(f"\n\n   \n-----\n  {words}\nsecond line\n")
+    title = load(path).title
+    assert title.endswith("…") and len(title) <= 121
+    assert title[:-1].split() == words.split()[: len(title[:-1].split())]
+    assert words.startswith(title[:-1])
+
+
+def test_title_falls_back_to_file_stem_when_no_line_has_letters(tmp_path: Path) -> None:
+    path = tmp_path / "figures-2024.txt"
+    path.write_text("12 34\n56\n")
+    assert load(path).title == "figures-2024"
+
+
+def test_doc_id_depends_on_content_only(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Same words.\n")
+    (tmp_path / "b.md").write_text("Same words.\r\n")  # same text once line endings are normalised
+    (tmp_path / "c.txt").write_text("Other words.\n")
+    a, b, c = (load(tmp_path / name) for name in ("a.txt", "b.md", "c.txt"))
+    assert a.doc_id == b.doc_id != c.doc_id
+    assert a.doc_id == hashlib.sha256(b"Same words.\n").hexdigest()[:16]
+
+
+def test_cp1252_and_latin1_files_decode_sensibly(tmp_path: Path) -> None:
+    cp1252 = tmp_path / "windows.txt"
+    cp1252.write_bytes("The “café” report – naïve résumé costs €5.\r\n".encode("cp1252"))
+    assert load(cp1252).text == "The “café” report – naïve résumé costs €5.\n"
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("La préfecture a publié l'arrêté.\nÀ bientôt, naïveté.\n".encode("latin-1"))
+    text = load(latin1).text
+    assert "préfecture" in text and "arrêté" in text and "naïveté" in text
+
+
+def test_non_western_legacy_encoding_goes_to_charset_detection(tmp_path: Path) -> None:
+    path = tmp_path / "russian.txt"
+    sentence = "Министерство опубликовало доклад о безопасности, энергетике и торговле.\n"
+    path.write_bytes((sentence * 3).encode("cp1251"))
+    assert load(path).text == sentence * 3
+
+
+def test_utf16_with_bom_is_text_not_binary(tmp_path: Path) -> None:
+    path = tmp_path / "notepad.txt"
+    path.write_bytes("Unicode notes\r\nSecond line\r\n".encode("utf-16"))  # BOM + NUL bytes
+    assert load(path).text == "Unicode notes\nSecond line\n"
+
+
+# --- PDFs -------------------------------------------------------------------------------------
+
+
+def test_pdf_pages_have_exact_offsets(tmp_path: Path) -> None:
+    path = make_pdf(
+        tmp_path / "three.pdf",
+        [["First page alpha"], ["Second page bravo", "more bravo text"], ["Third page charlie"]],
+    )
+    doc = load(path)
+    starts = doc.page_starts
+    assert len(starts) == 3 and doc.pages == 3 and starts[0] == 0
+    assert doc.text[starts[1] :].startswith("Second page bravo")
+    assert doc.text[starts[2] :].startswith("Third page charlie")
+    assert doc.text[starts[1] - 2 : starts[1]] == "\n\n"
+    assert doc.page_at(0) == 1
+    assert doc.page_at(doc.text.index("more bravo")) == 2
+    assert doc.page_at(doc.text.index("charlie")) == 3
+    assert doc.title == "First page alpha"
+    assert doc.page_starts and doc.doc_id == hashlib.sha256(doc.text.encode()).hexdigest()[:16]
+
+
+def test_blank_pdf_page_keeps_physical_page_numbers(tmp_path: Path) -> None:
+    path = make_pdf(tmp_path / "gap.pdf", [["Cover words"], [], ["Annex delta"]])
+    doc = load(path)
+    assert doc.pages == 3
+    assert doc.page_at(doc.text.index("Annex delta")) == 3
+
+
+def test_pdf_metadata_title_is_used(tmp_path: Path) -> None:
+    path = make_pdf(tmp_path / "x.pdf", [["Body text here"]], title="Annual Threat Assessment")
+    assert load(path).title == "Annual Threat Assessment"
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ("Microsoft Word - Energy Outlook 2024", "Energy Outlook 2024"),
+        ("Microsoft Word - brief_v3.doc", None),
+        ("C:\\My Documents\\SUMMARY6.WPD", None),
+        ("report-final.pdf", None),
+        ("Untitled", None),
+        ("   ", None),
+        ("1234", None),
+        ("  Threat\x00 assessment\n2024 ", "Threat assessment 2024"),
+    ],
+)
+def test_junk_pdf_titles_are_ignored(meta: str, expected: str | None) -> None:
+    assert ingest._clean_title(meta) == expected
+
+
+def test_junk_metadata_title_falls_back_to_first_line(tmp_path: Path) -> None:
+    junk = "Microsoft Word - y.doc"
+    path = make_pdf(tmp_path / "y.pdf", [["Ministerial brief on ports"]], title=junk)
+    assert load(path).title == "Ministerial brief on ports"
+
+
+def test_pdf_with_empty_user_password_opens_like_in_any_viewer(tmp_path: Path) -> None:
+    # Owner-password-only PDFs (print/copy restrictions) are common in government reports,
+    # e.g. the DMCA summary in shared/eval/pdfs; they open without a password, so they load.
+    encrypt = pdfencrypt.StandardEncryption("", ownerPassword="owner")
+    path = make_pdf(tmp_path / "restricted.pdf", [["Restricted but readable"]], encrypt=encrypt)
+    assert "Restricted but readable" in load(path).text
+
+
+def test_real_pdf_from_eval_set() -> None:
+    if not REAL_PDF.exists():
+        pytest.skip(f"{REAL_PDF} not present (shared eval data not checked out)")
+    rows = [json.loads(line) for line in REAL_PDF.with_suffix(".pages.jsonl").open()]
+    doc = load(REAL_PDF)
+    assert doc.pages == 18 == len(rows)
+    assert doc.title == "The Digital Millennium Copyright Act of 1998"
+    assert doc.text.startswith(rows[0]["text"])
+    for row in rows:
+        assert doc.text[doc.page_starts[row["page"] - 1] :].startswith(row["text"])
+    lines = rows[4]["text"].splitlines()
+    page5 = next(line for line in lines if len(line) > 40 and doc.text.count(line) == 1)
+    assert doc.page_at(doc.text.index(page5)) == 5
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+def test_missing_file_and_folder_are_refused(tmp_path: Path) -> None:
+    assert refusal(tmp_path / "gone.pdf") == "no such file"
+    folder = tmp_path / "folder.txt"
+    folder.mkdir()
+    assert refusal(folder) == "is a folder"
+
+
+def test_unsupported_suffix_is_refused_and_suffix_check_ignores_case(tmp_path: Path) -> None:
+    docx = tmp_path / "memo.docx"
+    docx.write_bytes(b"PK\x03\x04 not really")
+    assert refusal(docx) == "unsupported file type '.docx' (supported: .txt, .md, .pdf)"
+    bare = tmp_path / "README"
+    bare.write_text("hello")
+    assert refusal(bare) == "unsupported file type (no extension) (supported: .txt, .md, .pdf)"
+    upper = tmp_path / "LOUD.TXT"
+    upper.write_text("Shouting title\n")
+    assert load(upper).title == "Shouting title"
+
+
+def test_oversize_file_is_refused_before_reading(tmp_path: Path) -> None:
+    small = tmp_path / "small.txt"
+    small.write_text("x" * 37)
+    assert refusal(small, max_bytes=10) == "file is 37 bytes, above the 10 bytes limit"
+    huge = tmp_path / "huge.pdf"
+    with huge.open("wb") as f:  # sparse: nothing is written, and nothing may be read
+        f.truncate(int(73.2 * MB))
+    assert refusal(huge) == "file is 73.2 MB, above the 50 MB limit"
+
+
+def test_empty_and_whitespace_files_are_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.md"
+    empty.touch()
+    assert refusal(empty) == "empty file"
+    blank = tmp_path / "blank.txt"
+    blank.write_text(" \n\t\r\n  ")
+    assert refusal(blank) == "no text"
+
+
+def test_binary_content_in_txt_is_refused(tmp_path: Path) -> None:
+    with_nul = tmp_path / "image.txt"
+    with_nul.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    assert refusal(with_nul) == "binary file, not text"
+    controls = tmp_path / "noise.md"
+    controls.write_bytes(bytes(range(1, 32)) * 20 + b"some text")
+    assert refusal(controls) == "binary file, not text"
+
+
+def test_undecodable_text_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "odd.txt"
+    rng = random.Random(7)
+    path.write_bytes(bytes(rng.randrange(0x80, 0x100) for _ in range(3000)))  # no NULs, no text
+    assert refusal(path) == "unknown text encoding"
+
+
+def test_corrupt_pdf_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fake.pdf"
+    path.write_bytes(b"this is not a PDF at all, just text pretending\n" * 10)
+    assert refusal(path) == "not a readable PDF (no %PDF header: not a PDF file)"
+    path.write_bytes(b"%PDF-1.4\n" + b"garbage " * 100)
+    assert refusal(path).startswith("not a readable PDF (")
+
+
+def test_truncated_pdf_is_refused(tmp_path: Path) -> None:
+    lines = [f"Line {i} of this page" for i in range(30)]
+    full = make_pdf(tmp_path / "full.pdf", [lines, lines, lines])
+    cut = tmp_path / "cut.pdf"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    reason = refusal(cut)
+    assert reason.startswith("not a readable PDF (") and "\n" not in reason
+
+
+def test_password_protected_pdf_is_refused(tmp_path: Path) -> None:
+    path = make_pdf(tmp_path / "secret.pdf", [["Top secret words"]], encrypt="secret")
+    assert refusal(path) == "encrypted PDF: remove the password and add it again"
+
+
+def test_pdf_without_text_needs_ocr(tmp_path: Path) -> None:
+    path = tmp_path / "scan.pdf"
+    c = canvas.Canvas(str(path))
+    c.rect(100, 100, 200, 300, fill=1)
+    c.showPage()
+    c.save()
+    assert refusal(path) == "no extractable text (a scanned PDF?): needs OCR first"
+
+
+# --- the child process ------------------------------------------------------------------------
+
+
+def test_slow_pdf_parse_is_killed_at_the_time_limit(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(ingest, "extract_pdf_pages", _slow_parser)
+    path = make_pdf(tmp_path / "slow.pdf", [["whatever"]])
+    started = time.monotonic()
+    assert refusal(path, parse_timeout_s=0.5) == "PDF took longer than 0.5 s to parse"
+    assert time.monotonic() - started < 2.5
+
+
+def test_call_in_child_times_out_and_kills(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        call_in_child(time.sleep, 30, timeout_s=0.5)
+    assert time.monotonic() - started < 2.5
+
+
+def test_child_exception_comes_back_as_a_short_reason(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(ingest, "extract_pdf_pages", _failing_parser)
+    path = make_pdf(tmp_path / "bad.pdf", [["whatever"]])
+    assert refusal(path) == "not a readable PDF (xref table is garbage)"
+
+
+def test_child_crash_becomes_child_error() -> None:
+    with pytest.raises(ingest.ChildError, match="exit code 3"):
+        call_in_child(os._exit, 3, timeout_s=10)
+    assert call_in_child(len, "four", timeout_s=10) == 4
+
+
+# --- iter_files -------------------------------------------------------------------------------
+
+
+def test_iter_files_walks_folders_sorted_supported_and_visible_only(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    for name in (
+        "b.txt", "a.md", "C.PDF", "notes.docx", ".hidden.txt", ".git/config.txt",
+        "sub/z.txt", "sub/image.png", "sub/deeper/y.md", "sub/.cache/x.md", "aa/k.txt",
+    ):  # fmt: skip
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x")
+    files = iter_files([root])
+    assert inspect.isgenerator(files)
+    assert [p.relative_to(root).as_posix() for p in files] == [
+        "C.PDF", "a.md", "aa/k.txt", "b.txt", "sub/deeper/y.md", "sub/z.txt",
+    ]  # fmt: skip
+
+
+def test_iter_files_yields_explicit_paths_as_given(tmp_path: Path) -> None:
+    (tmp_path / "memo.docx").write_text("x")
+    (tmp_path / ".hidden.txt").write_text("x")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "in.md").write_text("x")
+    given = [tmp_path / "memo.docx", tmp_path / "missing.pdf", tmp_path / ".hidden.txt"]
+    walked = list(iter_files([*given, tmp_path / "folder"]))
+    assert walked == [*given, tmp_path / "folder" / "in.md"]
