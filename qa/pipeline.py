@@ -150,32 +150,50 @@ class Pipeline:
         if not snap.size:
             return Answer(question=question, answered=False, message=EMPTY_INDEX)
         timings: dict[str, float] = {}
+        q_vector, hits = self.retrieve(snap, question, top_k or self.config.top_k, doc_ids, timings)
+        clock = time.perf_counter()
+        reading = reader.read(snap, question, q_vector, hits)
+        timings["read_ms"] = (time.perf_counter() - clock) * 1000
+        passages = tuple(self._passage(snap, h) for h in hits)
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        score = round(reading.confidence, 4)
+        if not reading.candidates or reading.confidence < self.config.min_confidence:
+            return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
+        return self._answer(snap, question, reading.candidates[0], score, passages, timings)
+
+    def retrieve(
+        self,
+        snap: Snapshot,
+        question: str,
+        top_k: int,
+        doc_ids: Collection[str] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> tuple[np.ndarray, list[Hit]]:
+        """The question's vector and the fused top-k chunks (evaluation reads these too)."""
         clock = time.perf_counter()
         q_vector = self.embedder.encode([question])[0]
-        timings["embed_ms"] = (time.perf_counter() - clock) * 1000
+        if timings is not None:
+            timings["embed_ms"] = (time.perf_counter() - clock) * 1000
         hits = retrieve(
             snap,
             q_vector,
             tokenize([question])[0],
-            top_k=top_k or self.config.top_k,
+            top_k=top_k,
             depth=self.config.fusion_depth,
             rrf_k=self.config.rrf_k,
             doc_ids=doc_ids,
             timings=timings,
         )
-        clock = time.perf_counter()
-        candidates = reader.read(snap, question, q_vector, hits)
-        timings["read_ms"] = (time.perf_counter() - clock) * 1000
-        passages = tuple(self._passage(snap, h) for h in hits)
-        best = candidates[0] if candidates else None
-        timings["total_ms"] = (time.perf_counter() - started) * 1000
-        if best is None or best.probability < self.config.min_confidence:
-            score = best.probability if best else 0.0
-            return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
-        return self._answer(snap, question, best, passages, timings)
+        return q_vector, hits
 
     def _answer(
-        self, snap: Snapshot, question: str, best: reader.Candidate, passages: tuple[Passage, ...], timings: dict
+        self,
+        snap: Snapshot,
+        question: str,
+        best: reader.Candidate,
+        score: float,
+        passages: tuple[Passage, ...],
+        timings: dict,
     ) -> Answer:
         doc_idx = int(snap.chunk_doc[best.hit.position])
         meta = snap.docs[doc_idx]
@@ -198,7 +216,7 @@ class Pipeline:
             answered=True,
             answer=text[answer_span.start : answer_span.end] if answer_span else quote,
             quote=quote,
-            score=round(best.probability, 4),
+            score=score,
             citations=(citation,),
             passages=passages,
             answer_span=answer_span,

@@ -1,9 +1,12 @@
 """The extractive reader: pick the sentence that answers, quote it verbatim, or abstain.
 
-Every candidate is a sentence of a retrieved chunk; its vector was computed at indexing time, so
-reading costs no model call. A logistic scorer over a few features (semantic similarity, how much
-of the question's rare vocabulary the sentence and its neighbours hold, whether it holds the kind
-of thing asked for) gives the probability that the sentence answers. Below the threshold, abstain.
+Candidates are the sentences of the retrieved chunks; their vectors were computed at indexing
+time, so reading costs no model call. Two small logistic models (weights in `models/reader.json`,
+trained by `scripts/train_reader.py` on public SQuAD data, see its model card) do the judging:
+- the *ranker* scores each sentence: semantic similarity, how much of the question's rare
+  vocabulary it and its neighbours hold, shared phrases, whether it holds the kind of thing asked;
+- the *verifier* looks at the whole candidate list and gives the probability that the best
+  sentence really answers. Below the configured threshold the reader abstains.
 The short answer is a span inside the chosen sentence, found by the question's type.
 """
 
@@ -20,61 +23,114 @@ import numpy as np
 from qa.retrieve import Hit, tokenize
 from qa.store import Snapshot
 
-FEATURES = (
-    "cosine",
-    "overlap",
-    "context_overlap",
-    "chunk_cosine",
-    "retrieval_rank",
-    "type_match",
-    "unknown_terms",
-    "short",
-)
 MODEL_FILE = Path(__file__).with_name("models") / "reader.json"
-# Used when no trained weights ship with the package.
-_DEFAULT_WEIGHTS = {
-    "bias": -4.0,
-    "cosine": 3.0,
-    "overlap": 4.0,
-    "context_overlap": 1.0,
-    "chunk_cosine": 0.5,
-    "retrieval_rank": 0.5,
-    "type_match": 0.7,
-    "unknown_terms": -4.0,
-    "short": -1.0,
-}
+
+SENTENCE_FEATURES = (
+    "cosine",
+    "cosine_gap",  # to the best candidate: rankings are relative
+    "overlap",
+    "overlap_gap",
+    "context_overlap",
+    "bigram_overlap",
+    "chunk_cosine",
+    "dense_rank",
+    "bm25_rank",
+    "fused_rank",
+    "type_match",
+    "short",
+    "long",
+)
+QUESTION_FEATURES = (
+    "best_probability",
+    "margin",
+    "best_cosine",
+    "best_overlap",
+    "best_context_overlap",
+    "passage_coverage",
+    "unknown_terms",
+    "best_chunk_cosine",
+)
 
 
 @dataclass(frozen=True)
 class Candidate:
     position: int  # sentence position in the snapshot
     hit: Hit
-    probability: float
+    probability: float  # ranker's probability that this sentence holds the answer
+
+
+@dataclass(frozen=True)
+class Reading:
+    candidates: list[Candidate]  # best first
+    confidence: float  # verifier's probability that candidates[0] answers the question
+
+
+@dataclass(frozen=True)
+class Logistic:
+    names: tuple[str, ...]
+    weights: np.ndarray
+    bias: float
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        z = ((rows - self.mean) / self.scale) @ self.weights + self.bias
+        return 1.0 / (1.0 + np.exp(-z))
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Logistic":
+        return cls(
+            names=tuple(data["features"]),
+            weights=np.asarray(data["weights"], np.float64),
+            bias=float(data["bias"]),
+            mean=np.asarray(data["mean"], np.float64),
+            scale=np.asarray(data["scale"], np.float64),
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "features": list(self.names),
+            "weights": [round(float(w), 6) for w in self.weights],
+            "bias": round(self.bias, 6),
+            "mean": [round(float(m), 6) for m in self.mean],
+            "scale": [round(float(s), 6) for s in self.scale],
+        }
+
+
+@dataclass(frozen=True)
+class ReaderModel:
+    ranker: Logistic
+    verifier: Logistic
 
 
 @lru_cache(maxsize=4)
-def load_weights(path: Path = MODEL_FILE) -> dict[str, float]:
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))["weights"]
-    return dict(_DEFAULT_WEIGHTS)
+def load_model(path: Path = MODEL_FILE) -> ReaderModel:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    ranker, verifier = Logistic.from_json(data["ranker"]), Logistic.from_json(data["verifier"])
+    if ranker.names != SENTENCE_FEATURES or verifier.names != QUESTION_FEATURES:
+        raise ValueError(f"{path} was trained on other features: retrain with scripts/train_reader.py")
+    return ReaderModel(ranker, verifier)
 
 
-# --- question types ------------------------------------------------------------------------
+# --- question types and short answers --------------------------------------------------------
 
-_SAY = re.compile(r"\b(say|said|says|tell|told|state[sd]?|quote[sd]?|warn(?:ed)?|emphasi[sz]ed|stress(?:ed)?|claim(?:ed)?)\b", re.I)
+_SAY = re.compile(
+    r"\b(say|said|says|tell|told|state[sd]?|quote[sd]?|warn(?:ed)?|emphasi[sz]e[sd]?|stress(?:ed)?|claim(?:ed)?|announce[sd]?)\b",
+    re.I,
+)
 _MONTHS = r"(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan\.?|Feb\.?|Mar\.?|Apr\.?|Jun\.?|Jul\.?|Aug\.?|Sept?\.?|Oct\.?|Nov\.?|Dec\.?)"
 _DAYS = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 _DATE = re.compile(
     rf"\b(?:(?:on |by |in |since |until )?(?:{_DAYS}(?:,? {_MONTHS} \d{{1,2}})?|{_MONTHS} \d{{1,2}}(?:st|nd|rd|th)?(?:,? \d{{4}})?|\d{{1,2}} {_MONTHS}(?:,? \d{{4}})?|{_MONTHS},? \d{{4}}|(?:the )?(?:early |late |mid-?)?\d{{4}}s?|(?:the )?end of (?:next |this |last )?(?:week|month|year)|(?:next|last|this) (?:week|month|year)|\d{{1,2}}(?:st|nd|rd|th) century))\b"
 )
-_NUMBER_WORDS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|billion|dozen|several|a few)"
+_NUMBER_WORDS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|billion|dozen|several)"
 _NUMBER = re.compile(
-    rf"(?:(?:approximately|about|around|nearly|almost|over|more than|less than|some|up to) )?(?:[$€£]\s?)?(?:\d[\d,.]*\d|\d|\b{_NUMBER_WORDS}\b)(?:[ -](?:{_NUMBER_WORDS}|percent|%|per cent))*(?:\s?%)?(?: [a-z]+)?",
+    rf"(?:\b(?:approximately|about|around|nearly|almost|over|more than|less than|some|up to) )?(?:[$€£]\s?)?(?:\d[\d,.]*\d|\b\d\b|\b{_NUMBER_WORDS}\b)(?:[ -](?:{_NUMBER_WORDS}|percent|per cent)\b)*(?:\s?%)?(?: [a-z]+)?",
     re.I,
 )
-_NAME = re.compile(r"(?:[A-Z][\w’'\-]*\.?)(?:\s+(?:(?:of|de|van|von|der|la|du|the)\s+)?[A-Z][\w’'\-]*\.?)*")
-_PLACE = re.compile(r"\b(?:in|at|near|from|to)\s+((?:the\s+)?[A-Z][\w’'\-]*(?:[\s,]+(?:of\s+)?[A-Z][\w’'\-]*)*)")
-_QUOTE = re.compile(r"[\"“«]([^\"”»]{3,})[\"”»]")
+_NAME = re.compile(r"(?<![\w.])[A-Z][\w’'\-]*\.?(?:\s+(?:(?:of|de|van|von|der|la|du)\s+)?[A-Z][\w’'\-]*\.?)*")
+_PLACE = re.compile(r"\b(?:in|at|near|from)\s+((?:the\s+)?[A-Z][\w’'\-]*(?:(?:\s+|,\s+|\s+of\s+|\s+in\s+)[A-Z][\w’'\-]*)*)")
+_QUOTE = re.compile(r"[\"“«]([^\"“”»]{3,})[\"”»]")
 
 
 def question_type(question: str) -> str:
@@ -83,66 +139,100 @@ def question_type(question: str) -> str:
         return "quote"
     if re.search(r"\bhow (many|much|long|far|old|large|big|often)\b|\bwhat (number|percentage|amount)\b", q):
         return "number"
-    if re.search(r"\bwhen\b|\bwhat (year|date|day|month|time|century|decade)\b|\bwhich (year|day|month)\b", q):
+    if re.search(r"\bwhen\b|\bwhat (year|date|day|month|time|century|decade)\b|\b(which|what) (year|day|month)\b", q):
         return "date"
-    if re.search(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhich (person|man|woman|minister|president|leader|country|countries)\b", q):
+    if re.search(r"\bwho\b|\bwhom\b|\bwhose\b", q):
         return "name"
-    if re.search(r"\bwhere\b|\bwhat (city|country|place|location|state)\b|\bwhich (city|place|location|state)\b", q):
+    if re.search(r"\bwhere\b|\b(what|which) (city|country|place|location|state|region)\b", q):
         return "place"
     return "other"
 
 
-def _spans_of_type(kind: str, sentence: str, question: str) -> list[tuple[int, int]]:
+def _spans_of_type(kind: str, sentence: str, question_words: set[str]) -> list[tuple[int, int]]:
     """Candidate short answers of the asked type, as offsets into the sentence."""
     if kind == "quote":
         return [m.span(1) for m in _QUOTE.finditer(sentence)]
     if kind == "date":
-        return [m.span() for m in _DATE.finditer(sentence)]
-    if kind == "number":
-        return [m.span() for m in _NUMBER.finditer(sentence) if any(c.isdigit() for c in m.group()) or m.group().strip()]
-    question_words = {w.lower().strip(".’'") for w in re.findall(r"[\w’'.\-]+", question)}
-    if kind == "place":
+        spans = [m.span() for m in _DATE.finditer(sentence)]
+    elif kind == "number":
+        spans = [m.span() for m in _NUMBER.finditer(sentence)]
+    elif kind == "place":
         spans = [m.span(1) for m in _PLACE.finditer(sentence)]
     elif kind == "name":
-        spans = [m.span() for m in _NAME.finditer(sentence) if m.start() > 0 or len(m.group().split()) > 1]
+        spans = [m.span() for m in _NAME.finditer(sentence)]
     else:
         return []
-    return [
-        (s, e)
-        for s, e in spans
-        if any(w.lower().strip(".’'") not in question_words for w in sentence[s:e].split())
-    ]
+    # An answer tells the asker something new: drop spans made only of the question's words.
+    return [(s, e) for s, e in spans if any(_norm(w) not in question_words for w in sentence[s:e].split())]
+
+
+def _norm(word: str) -> str:
+    return word.lower().replace("’", "'").strip(".,;:?!'\"()")
+
+
+def _words(text: str) -> set[str]:
+    return {_norm(w) for w in text.split()}
 
 
 def short_answer(question: str, sentence: str) -> tuple[int, int] | None:
     """The span of the sentence that answers a who/when/where/how-many/said question."""
-    kind = question_type(question)
-    spans = _spans_of_type(kind, sentence, question)
+    spans = _spans_of_type(question_type(question), sentence, _words(question))
     if not spans:
         return None
-    # Prefer the longest candidate: "Kaja Kallas" over "EU", the whole quoted speech.
+    # The longest candidate: "Kaja Kallas" over "EU", the whole quoted speech.
     start, end = max(spans, key=lambda s: (s[1] - s[0], -s[0]))
+    return _trim(sentence, start, end, _words(question))
+
+
+def _trim(sentence: str, start: int, end: int, question_words: set[str]) -> tuple[int, int] | None:
+    """Drop the question's own words and stray punctuation from both ends of a span."""
+    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", sentence[start:end])]
+    while len(words) > 1 and _norm(sentence[words[0][0] : words[0][1]]) in question_words:
+        words.pop(0)
+    while len(words) > 1 and _norm(sentence[words[-1][0] : words[-1][1]]) in question_words:
+        words.pop()
+    if not words:
+        return None
+    start, end = words[0][0], words[-1][1]
     while end > start and sentence[end - 1] in " ,;:":
         end -= 1
+    while start < end and sentence[start] in " ,;:":
+        start += 1
     return (start, end) if end > start else None
 
 
-# --- scoring ---------------------------------------------------------------------------------
+# --- features --------------------------------------------------------------------------------
 
 
 def _idf(snap: Snapshot, terms: list[str]) -> np.ndarray:
     n = max(snap.size, 1)
-    df = np.array([snap.document_frequency[snap.term_index[t]] if t in snap.term_index else 0 for t in terms])
+    df = np.array([snap.document_frequency[snap.term_index[t]] if t in snap.term_index else 0 for t in terms], float)
     return np.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
 
-def features(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit]) -> tuple[np.ndarray, list[int], list[Hit]]:
-    """Feature matrix (one row per candidate sentence), the sentence positions and their hits."""
-    q_terms = list(dict.fromkeys(tokenize([question])[0]))
+def _bigrams(tokens: list[str]) -> set[tuple[str, str]]:
+    return set(zip(tokens, tokens[1:]))
+
+
+@dataclass
+class Features:
+    sentence: np.ndarray  # (candidates, SENTENCE_FEATURES)
+    positions: list[int]
+    hits: list[Hit]
+    texts: list[str]
+    unknown_terms: float
+    passage_coverage: float
+
+
+def extract(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit]) -> Features:
+    q_tokens = tokenize([question])[0]
+    q_terms = list(dict.fromkeys(q_tokens))
     idf = _idf(snap, q_terms)
     total = float(idf.sum()) or 1.0
     unknown = float(sum(w for t, w in zip(q_terms, idf) if t not in snap.term_index)) / total
+    q_bigrams = _bigrams(q_tokens)
     kind = question_type(question)
+    q_words = _words(question)
 
     positions: list[int] = []
     owners: list[Hit] = []
@@ -151,45 +241,69 @@ def features(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit
             positions.append(s)
             owners.append(hit)
     if not positions:
-        return np.zeros((0, len(FEATURES))), [], []
+        return Features(np.zeros((0, len(SENTENCE_FEATURES))), [], [], [], unknown, 0.0)
     spans = snap.sentence_spans[positions]
     texts = [snap.text(int(snap.chunk_doc[h.position]))[a:b] for h, (a, b) in zip(owners, spans)]
-    sentence_terms = [set(ts) for ts in tokenize(texts)]
+    tokens = tokenize(texts)
+    terms = [set(ts) for ts in tokens]
     cosines = np.asarray(snap.sentence_vectors[positions], dtype=np.float32) @ q_vector
 
-    def coverage(terms: set[str]) -> float:
-        return float(sum(w for t, w in zip(q_terms, idf) if t in terms)) / total
+    def coverage(found: set[str]) -> float:
+        return float(sum(w for t, w in zip(q_terms, idf) if t in found)) / total
 
+    overlaps = np.array([coverage(t) for t in terms])
+    rank_of = {id(h): r for r, h in enumerate(hits)}
     rows = []
     for i, (hit, text) in enumerate(zip(owners, texts)):
-        window = sentence_terms[i].copy()
-        for j in (i - 1, i + 1):
-            if 0 <= j < len(owners) and owners[j] is hit:
-                window |= sentence_terms[j]
-        rank = hits.index(hit)
+        window = terms[i].union(*(terms[j] for j in (i - 1, i + 1) if 0 <= j < len(owners) and owners[j] is hit))
+        n_words = len(text.split())
         rows.append(
             [
                 float(cosines[i]),
-                coverage(sentence_terms[i]),
+                float(cosines[i] - cosines.max()),
+                float(overlaps[i]),
+                float(overlaps[i] - overlaps.max()),
                 coverage(window),
+                len(q_bigrams & _bigrams(tokens[i])) / len(q_bigrams) if q_bigrams else 0.0,
                 hit.dense,
-                1.0 / (1.0 + rank),
-                1.0 if _spans_of_type(kind, text, question) else 0.0,
-                unknown,
-                1.0 if len(text.split()) < 5 else 0.0,
+                1.0 / (1.0 + hit.dense_rank) if hit.dense_rank is not None else 0.0,
+                1.0 / (1.0 + hit.bm25_rank) if hit.bm25_rank is not None else 0.0,
+                1.0 / (1.0 + rank_of[id(hit)]),
+                1.0 if _spans_of_type(kind, text, q_words) else 0.0,
+                1.0 if n_words < 5 else 0.0,
+                min(n_words, 80) / 80.0,
             ]
         )
-    return np.asarray(rows, dtype=np.float32), positions, owners
+    passage_coverage = coverage(set().union(*terms))
+    return Features(np.asarray(rows, np.float64), positions, owners, texts, unknown, passage_coverage)
 
 
-def read(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit]) -> list[Candidate]:
-    """Candidates best first, each with the probability that it answers the question."""
-    matrix, positions, owners = features(snap, question, q_vector, hits)
-    if not positions:
-        return []
-    weights = load_weights()
-    w = np.array([weights[f] for f in FEATURES], dtype=np.float32)
-    logits = matrix @ w + weights["bias"]
-    probs = 1.0 / (1.0 + np.exp(-logits))
-    order = np.argsort(-probs, kind="stable")
-    return [Candidate(positions[i], owners[i], float(probs[i])) for i in order]
+def question_row(f: Features, probabilities: np.ndarray) -> np.ndarray:
+    """The verifier's view: how good the best candidate is, absolutely and against the rest."""
+    best = int(np.argmax(probabilities))
+    second = float(np.partition(probabilities, -2)[-2]) if len(probabilities) > 1 else 0.0
+    row = f.sentence[best]
+    names = SENTENCE_FEATURES
+    return np.array(
+        [
+            float(probabilities[best]),
+            float(probabilities[best]) - second,
+            row[names.index("cosine")],
+            row[names.index("overlap")],
+            row[names.index("context_overlap")],
+            f.passage_coverage,
+            f.unknown_terms,
+            row[names.index("chunk_cosine")],
+        ]
+    )
+
+
+def read(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit], model: ReaderModel | None = None) -> Reading:
+    f = extract(snap, question, q_vector, hits)
+    if not f.positions:
+        return Reading([], 0.0)
+    model = model or load_model()
+    probabilities = model.ranker.predict(f.sentence)
+    confidence = float(model.verifier.predict(question_row(f, probabilities)[None, :])[0])
+    order = np.argsort(-probabilities, kind="stable")
+    return Reading([Candidate(f.positions[i], f.hits[i], float(probabilities[i])) for i in order], confidence)
