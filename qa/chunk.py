@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import numpy as np
 import syntok.segmenter as segmenter
 
 from qa.types import Chunk, Document, Span
@@ -67,7 +68,8 @@ def _blocks(text: str, start: int, end: int) -> Iterator[Span]:
                 block_start = None
             if block_start is None:
                 block_start = pos
-            if _ENDS_BLOCK.search(line) or line.lstrip().startswith("#") or _is_heading(line, text, line_end, end):
+            ends = _ENDS_BLOCK.search(line) and not _continues(text, line_end, end)
+            if ends or line.lstrip().startswith("#") or _is_heading(line, text, line_end, end):
                 yield Span(block_start, _rstrip(text, block_start, line_end))
                 block_start = None
         elif block_start is not None:
@@ -78,6 +80,12 @@ def _blocks(text: str, start: int, end: int) -> Iterator[Span]:
         yield Span(block_start, _rstrip(text, block_start, end))
 
 
+def _continues(text: str, line_end: int, end: int) -> bool:
+    """The next line starts in lower case: the sentence goes on across a hard wrap."""
+    following = text[line_end + 1 : min(end, line_end + 40)].lstrip(" \t")
+    return bool(following) and following[0].islower()
+
+
 def _is_heading(line: str, text: str, line_end: int, end: int) -> bool:
     """A short title-case line followed by a capitalised line is a title, not a hard wrap."""
     words = [w for w in _WORD.findall(line) if w[0].isalpha()]
@@ -86,7 +94,7 @@ def _is_heading(line: str, text: str, line_end: int, end: int) -> bool:
     capitalised = sum(w[0].isupper() for w in words if w.lower() not in _SMALL_WORDS)
     if capitalised < 0.8 * sum(w.lower() not in _SMALL_WORDS for w in words):
         return False
-    following = text[line_end + 1 : min(end, line_end + 3)].lstrip()
+    following = text[line_end + 1 : min(end, line_end + 40)].lstrip()
     return bool(following) and following[0].isupper()
 
 
@@ -134,16 +142,15 @@ def _pack(text: str, paragraphs: list[list[Span]], max_words: int) -> Iterator[l
 
 
 def _split_balanced(text: str, sentences: list[Span], words: int, max_words: int) -> Iterator[list[Span]]:
-    pieces = -(-words // max_words)
-    target = words / pieces
-    group: list[Span] = []
-    group_words = 0
-    for sentence in sentences:
-        n = _words(text, sentence)
-        if group and (group_words + n > max_words or group_words >= target):
-            yield group
-            group, group_words = [], 0
-        group.append(sentence)
-        group_words += n
-    if group:
-        yield group
+    """The fewest pieces under max_words, cut at the sentence ends nearest k * words / pieces."""
+    sizes = [_words(text, s) for s in sentences]
+    ends = np.cumsum(sizes)
+    for pieces in range(-(-words // max_words), len(sentences)):
+        cuts = sorted({int(np.abs(ends - k * words / pieces).argmin()) + 1 for k in range(1, pieces)} | {len(sentences)})
+        bounds = list(zip([0, *cuts[:-1]], cuts))
+        if all(ends[b - 1] - (ends[a - 1] if a else 0) <= max_words or b - a == 1 for a, b in bounds):
+            break
+    else:
+        bounds = [(i, i + 1) for i in range(len(sentences))]
+    for a, b in bounds:
+        yield sentences[a:b]

@@ -7,9 +7,11 @@ answers at once and `qa ask` never loads the web stack.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from qa.config import Config
@@ -35,27 +37,39 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qa", description="Ask questions of your documents; answers are quoted verbatim with citations.")
     parser.add_argument("--index", type=Path, help="index folder (default: ./index, or $QA_INDEX)")
     parser.add_argument("--model", help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2, or $QA_MODEL)")
+    # --index and --model may also follow the command (`qa eval Q.jsonl --docs D --index I`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--model", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    add = commands.add_parser("add", help="add files or folders (.txt, .md, .pdf) to the index")
+    add = commands.add_parser("add", parents=[common], help="add files or folders (.txt, .md, .pdf) to the index")
     add.add_argument("paths", nargs="+", type=Path)
     add.set_defaults(run=_add)
 
-    ask = commands.add_parser("ask", help="ask a question")
+    ask = commands.add_parser("ask", parents=[common], help="ask a question")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--top-k", type=int, help="passages to read (default 5)")
     ask.set_defaults(run=_ask)
 
-    listing = commands.add_parser("list", help="list the indexed documents")
+    listing = commands.add_parser("list", parents=[common], help="list the indexed documents")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(run=_list)
 
-    remove = commands.add_parser("remove", help="remove a document by id, path or file name")
+    remove = commands.add_parser("remove", parents=[common], help="remove a document by id, path or file name")
     remove.add_argument("document")
     remove.set_defaults(run=_remove)
 
-    serve = commands.add_parser("serve", help="serve the browser chat")
+    evaluation = commands.add_parser("eval", parents=[common], help="measure answer quality on a question set")
+    evaluation.add_argument("questions", type=Path, help='JSONL: {"id", "question", "answers": [...], "doc"}')
+    evaluation.add_argument("--docs", type=Path, required=True, help="folder of the documents the questions are about")
+    evaluation.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluation.add_argument("--limit", type=int, help="only the first N questions")
+    evaluation.add_argument("--out", type=Path, help="write one JSON line per question for error analysis")
+    evaluation.set_defaults(run=_eval)
+
+    serve = commands.add_parser("serve", parents=[common], help="serve the browser chat")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 7860)")
     serve.set_defaults(run=_serve)
@@ -149,6 +163,34 @@ def _remove(args: argparse.Namespace, config: Config) -> int:
         return 1
     for d in removed:
         print(f"removed {d.doc_id}  {d.source}")
+    return 0
+
+
+def _eval(args: argparse.Namespace, config: Config) -> int:
+    from tqdm import tqdm
+
+    from qa.evaluate import evaluate, load_questions, sync_documents
+    from qa.pipeline import Pipeline
+
+    if args.index is None and not os.environ.get("QA_INDEX"):
+        # A separate index per document folder, so evaluation never touches the user's own.
+        digest = hashlib.sha256(str(args.docs.resolve()).encode()).hexdigest()[:8]
+        config = replace(config, index_dir=Path(".cache/eval") / f"{args.docs.resolve().name}-{digest}")
+    pipeline = Pipeline(config)
+    sync_documents(pipeline, args.docs)
+    questions = load_questions(args.questions, args.limit)
+    with tqdm(total=len(questions), unit="question", disable=None, file=sys.stderr) as bar:
+        summary, rows = evaluate(pipeline, questions, progress=lambda done, _: bar.update(done - bar.n))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        width = max(len(k) for k in summary)
+        for key, value in summary.items():
+            print(f"{key:<{width}}  {'n/a' if value is None else value}")
     return 0
 
 

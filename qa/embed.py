@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+import torch
 
 from qa.config import DEFAULT_MODEL
 
@@ -21,6 +22,7 @@ class Embedder:
         self.model_name = model_name
         self.batch_size = batch_size
         self._model, self._lock = _load(model_name)
+        self._threads = torch.get_num_threads()
         self.dim: int = self._model.get_embedding_dimension()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -28,6 +30,9 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
+            # One thread for a question: a second one only wins on an idle machine and loses
+            # badly (10x) when other processes compete for the cores.
+            torch.set_num_threads(1 if len(texts) <= 2 else self._threads)
             vectors = self._model.encode(
                 list(texts),
                 batch_size=self.batch_size,
@@ -55,7 +60,6 @@ def _load(model_name: str):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    import torch
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))

@@ -154,7 +154,7 @@ class Pipeline:
         clock = time.perf_counter()
         reading = reader.read(snap, question, q_vector, hits)
         timings["read_ms"] = (time.perf_counter() - clock) * 1000
-        passages = tuple(self._passage(snap, h) for h in hits)
+        passages = tuple(self.passage(snap, h) for h in hits)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         score = round(reading.confidence, 4)
         if not reading.candidates or reading.confidence < self.config.min_confidence:
@@ -223,7 +223,7 @@ class Pipeline:
             timings_ms=timings,
         )
 
-    def _passage(self, snap: Snapshot, hit: Hit) -> Passage:
+    def passage(self, snap: Snapshot, hit: Hit) -> Passage:
         doc_idx = int(snap.chunk_doc[hit.position])
         meta = snap.docs[doc_idx]
         start, end = (int(x) for x in snap.chunk_spans[hit.position])

@@ -178,9 +178,12 @@ class Store:
 
     def current_generation(self) -> str | None:
         try:
-            return (self.root / CURRENT).read_text(encoding="utf-8").strip() or None
+            name = (self.root / CURRENT).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IndexError(f"index {self.root} is damaged ({CURRENT}: {exc}): run `qa rebuild`") from exc
+        return name or None
 
     def snapshot(self) -> Snapshot:
         """The live generation, reloaded when another process (or thread) has committed."""
@@ -196,6 +199,8 @@ class Store:
         gen_dir = self.root / generation
         try:
             manifest = json.loads((gen_dir / "manifest.json").read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict):
+                raise ValueError("manifest.json is not an object")
         except (OSError, ValueError) as exc:
             raise IndexError(f"index {self.root} is damaged ({generation}: {exc}): run `qa rebuild`") from exc
         if manifest.get("format_version") != FORMAT_VERSION:

@@ -1,0 +1,152 @@
+"""Measure the pipeline on a question set: retrieval recall, quote hits, short-answer EM/F1,
+abstention, latency. Questions are JSONL: {"id", "question", "answers": [...], "doc"}; an empty
+`answers` list means the documents do not hold the answer and the right reply is to abstain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from qa.pipeline import Pipeline
+from qa.types import Answer, Passage
+
+RECALL_KS = (1, 5, 10)
+
+
+def load_questions(path: Path, limit: int | None = None) -> list[dict]:
+    questions = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                questions.append(json.loads(line))
+            if limit and len(questions) >= limit:
+                break
+    return questions
+
+
+def sync_documents(pipeline: Pipeline, docs_dir: Path) -> None:
+    """Make the index hold exactly the supported files of docs_dir (unchanged ones are reused)."""
+    pipeline.add([docs_dir])
+    present = {str(p.resolve()) for p in docs_dir.rglob("*") if p.is_file()}
+    for info in pipeline.documents():
+        if info.path not in present:
+            pipeline.remove(info.doc_id)
+
+
+# --- SQuAD's official normalisation --------------------------------------------------------
+
+
+def normalize_answer(text: str) -> str:
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, golds: Iterable[str]) -> float:
+    return float(any(normalize_answer(prediction) == normalize_answer(g) for g in golds))
+
+
+def f1_score(prediction: str, golds: Iterable[str]) -> float:
+    best = 0.0
+    predicted = normalize_answer(prediction).split()
+    for gold in golds:
+        truth = normalize_answer(gold).split()
+        common = Counter(predicted) & Counter(truth)
+        same = sum(common.values())
+        if same:
+            precision, recall = same / len(predicted), same / len(truth)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def _contains(text: str, golds: list[str]) -> bool:
+    low = text.lower()
+    return any(g.lower() in low for g in golds)
+
+
+def first_relevant_rank(passages: list[Passage], golds: list[str]) -> int | None:
+    for rank, passage in enumerate(passages, 1):
+        if _contains(passage.text, golds):
+            return rank
+    return None
+
+
+def judge(question: dict, answer: Answer, ranked: list[Passage], latency_ms: float) -> dict:
+    """One question's outcome: everything the report aggregates and the error analysis reads."""
+    golds = question.get("answers") or []
+    rank = first_relevant_rank(ranked, golds) if golds else None
+    return {
+        "id": question.get("id"),
+        "question": question["question"],
+        "golds": golds,
+        "answered": answer.answered,
+        "answer": answer.answer,
+        "quote": answer.quote,
+        "score": answer.score,
+        "citations": [asdict(c) for c in answer.citations],
+        "hit": bool(golds) and answer.answered and _contains(answer.quote, golds),
+        "em": exact_match(answer.answer, golds) if golds and answer.answered else 0.0,
+        "f1": f1_score(answer.answer, golds) if golds and answer.answered else 0.0,
+        "relevant_rank": rank,
+        "latency_ms": round(latency_ms, 2),
+    }
+
+
+def evaluate(
+    pipeline: Pipeline,
+    questions: list[dict],
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Ask every question through the real pipeline; return the summary and per-question rows."""
+    rows = []
+    snap = pipeline.store.snapshot()
+    depth = max(RECALL_KS)
+    for i, question in enumerate(questions, 1):
+        clock = time.perf_counter()
+        answer = pipeline.ask(question["question"])
+        latency = (time.perf_counter() - clock) * 1000
+        ranked: list[Passage] = []
+        if question.get("answers"):
+            _, hits = pipeline.retrieve(snap, question["question"], depth)
+            ranked = [pipeline.passage(snap, h) for h in hits]
+        rows.append(judge(question, answer, ranked, latency))
+        if progress:
+            progress(i, len(questions))
+    return summarize(rows), rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    answerable = [r for r in rows if r["golds"]]
+    unanswerable = [r for r in rows if not r["golds"]]
+
+    def mean(values: list[float]) -> float | None:
+        return round(float(np.mean(values)), 4) if values else None
+
+    latencies = [r["latency_ms"] for r in rows]
+    summary = {
+        "questions": len(rows),
+        "answerable": len(answerable),
+        "quote_hit_at_1": mean([r["hit"] for r in answerable]),
+        "answer_em": mean([r["em"] for r in answerable]),
+        "answer_f1": mean([r["f1"] for r in answerable]),
+        **{
+            f"recall_at_{k}": mean([r["relevant_rank"] is not None and r["relevant_rank"] <= k for r in answerable])
+            for k in RECALL_KS
+        },
+        "mrr": mean([1.0 / r["relevant_rank"] if r["relevant_rank"] else 0.0 for r in answerable]),
+        "abstain_rate_unanswerable": mean([not r["answered"] for r in unanswerable]),
+        "false_abstain_rate": mean([not r["answered"] for r in answerable]),
+        "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2) if latencies else None,
+        "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2) if latencies else None,
+    }
+    return summary
