@@ -1,0 +1,82 @@
+"""Shared fixtures. Nothing here is autouse: fast unit tests never pay for a model load.
+
+`seeded_pipeline` is the real pipeline (bundled model, FAISS, BM25) over the seed folder, built
+once per session; treat it as read-only, since other modules share it. Tests that add or remove
+documents build their own Pipeline on a tmp index: the model itself is cached per process
+(`qa.embed._load`), so an extra Pipeline costs only the embedding of what it adds.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model hub, and Gradio never phones home.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+REPO = Path(__file__).resolve().parents[1]
+SEEDS_DIR = REPO / "seeds"
+SEED_FILE = "allies-forge-ahead-on-ukraine-peace-plan.txt"
+
+
+@pytest.fixture(scope="session")
+def seeds_dir() -> Path:
+    return SEEDS_DIR
+
+
+@pytest.fixture(scope="session")
+def seed_text() -> str:
+    """The seed document exactly as it is on disk: what every citation must quote."""
+    return (SEEDS_DIR / SEED_FILE).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def seeded_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """A real Pipeline over a fresh index built from the seeds (read-only for its users)."""
+    from qa.config import Config
+    from qa.pipeline import Pipeline
+
+    assert (SEEDS_DIR / SEED_FILE).is_file(), f"seed document missing: {SEEDS_DIR / SEED_FILE}"
+    config = Config.load(index_dir=tmp_path_factory.mktemp("seeded-index"), seeds_dir=SEEDS_DIR)
+    pipeline = Pipeline(config)
+    pipeline.ensure_seeded()
+    assert [d.source for d in pipeline.documents()] == [SEED_FILE]
+    return pipeline
+
+
+MakePdf = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def make_pdf() -> MakePdf:
+    """`make_pdf(path, pages, title=None) -> path`: a text-layer PDF, one string per page.
+
+    Each page's text is drawn line by line: explicit newlines are kept and long lines are wrapped
+    at 90 characters, so a phrase meant to be found verbatim should sit within one line.
+    An empty string makes a blank page. `title` sets the /Title metadata.
+    """
+    from reportlab.pdfgen import canvas
+
+    def make(path: Path | str, pages: Sequence[str], title: str | None = None) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pdf = canvas.Canvas(str(path))
+        if title is not None:
+            pdf.setTitle(title)
+        for text in pages:
+            y = 800
+            for paragraph in text.splitlines():
+                for line in textwrap.wrap(paragraph, 90) or [""]:
+                    if line:
+                        pdf.drawString(60, y, line)
+                    y -= 16
+            pdf.showPage()
+        pdf.save()
+        return path
+
+    return make

@@ -1,0 +1,67 @@
+"""The evaluation questions on the seed document, one test case per question.
+
+Every question goes through the same real pipeline (session-scoped `seeded_pipeline`). Nothing
+here knows any particular question: an answerable one must be answered with a verbatim quote
+holding an expected answer, cited to the expected document; an unanswerable one must abstain.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+QUESTIONS_FILE = Path(__file__).with_name("seed_questions.jsonl")
+SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
+
+
+def load_questions() -> list[dict]:
+    lines = QUESTIONS_FILE.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+QUESTIONS = load_questions()
+
+
+def test_question_file_is_large_enough_and_well_formed() -> None:
+    assert len(QUESTIONS) >= 20
+    unanswerable = [q for q in QUESTIONS if not q["answers"]]
+    assert len(unanswerable) >= 4
+    ids = [q["id"] for q in QUESTIONS]
+    assert len(set(ids)) == len(ids), "question ids must be unique"
+    for q in QUESTIONS:
+        assert q["question"].strip()
+        if q["answers"]:
+            text = (SEEDS_DIR / q["doc"]).read_text(encoding="utf-8")
+            missing = [a for a in q["answers"] if a.lower() not in text.lower()]
+            assert not missing, f"{q['id']}: expected answers not in {q['doc']}: {missing}"
+        else:
+            assert q["doc"] is None
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("case", QUESTIONS, ids=[q["id"] for q in QUESTIONS])
+def test_seed_question(seeded_pipeline, case: dict) -> None:
+    answer = seeded_pipeline.ask(case["question"])
+    got = f"answered={answer.answered} score={answer.score} answer={answer.answer!r} quote={answer.quote!r}"
+    assert 0.0 <= answer.score <= 1.0
+
+    if not case["answers"]:
+        assert answer.answered is False, got
+        assert answer.citations == () and answer.answer == "" and answer.quote == "", got
+        return
+
+    assert answer.answered is True, got
+    assert any(expected.lower() in answer.quote.lower() for expected in case["answers"]), (
+        f"expected one of {case['answers']} in the quote; {got}"
+    )
+    assert answer.citations, got
+    citation = answer.citations[0]
+    assert citation.source == case["doc"], got
+    text = (SEEDS_DIR / citation.source).read_text(encoding="utf-8")
+    assert citation.quote == text[citation.start : citation.end], "quote is not verbatim at its offsets"
+    assert answer.quote == citation.quote
+    assert answer.answer and answer.answer in answer.quote, got

@@ -1,0 +1,194 @@
+"""The `qa` console script as users and scripts run it: real processes, real model, tmp index.
+
+Each command that embeds (add, ask) loads the model in its own process (~5-10 s), so the module
+builds one index with a single `add` and every test reads it; the removal test works on a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+SEED_FILE = "allies-forge-ahead-on-ukraine-peace-plan.txt"
+KALLAS_QUESTION = "What did Kallas say?"
+KALLAS_QUOTE = "At the moment there is no peace to keep"
+UNANSWERABLE = "What is the boiling point of water on Mars?"
+
+ANSWER_KEYS = {"question", "answered", "answer", "quote", "score", "citations", "passages"}
+CITATION_KEYS = {"doc_id", "title", "source", "page", "start", "end", "quote"}
+PASSAGE_KEYS = {"doc_id", "title", "source", "page", "start", "end", "text", "score"}
+
+
+def _command() -> list[str]:
+    """The installed console script next to this interpreter, else the module it runs."""
+    script = Path(sys.executable).with_name("qa")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "qa.cli"]
+
+
+def run_qa(index: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONIOENCODING="utf-8")
+    return subprocess.run(
+        [*_command(), "--index", str(index), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=240,
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def added(workdir: Path, seeds_dir: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`qa add <seeds folder> <missing file>` once for the module: the index and the run."""
+    index = workdir / "index"
+    missing = workdir / "missing-brief.txt"
+    done = run_qa(index, "add", str(seeds_dir), str(missing), cwd=workdir)
+    return index, done
+
+
+@pytest.fixture(scope="module")
+def seed_doc(added: tuple[Path, subprocess.CompletedProcess[str]], workdir: Path) -> dict:
+    index, _ = added
+    done = run_qa(index, "list", "--json", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    docs = json.loads(done.stdout)
+    assert [d["source"] for d in docs] == [SEED_FILE], docs
+    return docs[0]
+
+
+def test_add_reports_added_and_refused(added: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    index, done = added
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    assert "1 added" in done.stdout and "1 refused" in done.stdout, done.stdout
+    refusal = [line for line in done.stderr.splitlines() if "missing-brief.txt" in line]
+    assert refusal and "no such file" in refusal[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert SEED_FILE in done.stdout
+    # The good file was committed even though another was refused.
+    assert (index / "CURRENT").is_file()
+
+
+def test_list_json(seed_doc: dict) -> None:
+    assert seed_doc["chunks"] > 0
+    assert seed_doc["doc_id"] and seed_doc["title"].startswith("Allies Forge Ahead")
+    assert seed_doc["pages"] is None and seed_doc["chars"] > 0
+    assert Path(seed_doc["path"]).name == SEED_FILE
+
+
+def _check_types(obj: dict) -> None:
+    assert ANSWER_KEYS <= set(obj), sorted(obj)
+    assert isinstance(obj["question"], str)
+    assert isinstance(obj["answered"], bool)
+    assert isinstance(obj["answer"], str) and isinstance(obj["quote"], str)
+    assert isinstance(obj["score"], (int, float)) and not isinstance(obj["score"], bool)
+    assert 0.0 <= obj["score"] <= 1.0
+    assert isinstance(obj["citations"], list) and isinstance(obj["passages"], list)
+    for c in obj["citations"]:
+        assert set(c) == CITATION_KEYS, sorted(c)
+        assert all(isinstance(c[k], str) for k in ("doc_id", "title", "source", "quote"))
+        assert c["page"] is None or (isinstance(c["page"], int) and c["page"] >= 1)
+        assert isinstance(c["start"], int) and isinstance(c["end"], int) and 0 <= c["start"] < c["end"]
+    for p in obj["passages"]:
+        assert set(p) == PASSAGE_KEYS, sorted(p)
+        assert all(isinstance(p[k], str) for k in ("doc_id", "title", "source", "text"))
+        assert p["page"] is None or (isinstance(p["page"], int) and p["page"] >= 1)
+        assert isinstance(p["start"], int) and isinstance(p["end"], int) and 0 <= p["start"] < p["end"]
+        assert isinstance(p["score"], (int, float)) and 0.0 <= p["score"] <= 1.0
+
+
+def test_ask_json_answers_with_verbatim_citation(
+    added: tuple[Path, subprocess.CompletedProcess[str]], seed_doc: dict, seed_text: str, workdir: Path
+) -> None:
+    index, _ = added
+    done = run_qa(index, "ask", KALLAS_QUESTION, "--json", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 1, done.stdout  # one JSON object
+    obj = json.loads(done.stdout)
+    _check_types(obj)
+    assert obj["question"] == KALLAS_QUESTION
+    for p in obj["passages"]:
+        assert p["doc_id"] == seed_doc["doc_id"] and p["source"] == SEED_FILE
+        assert p["text"] == seed_text[p["start"] : p["end"]]
+    assert obj["answered"] is True, obj
+    assert KALLAS_QUOTE in obj["quote"]
+    assert obj["answer"] and obj["answer"] in obj["quote"]
+    (citation,) = obj["citations"]
+    assert citation["doc_id"] == seed_doc["doc_id"] and citation["source"] == SEED_FILE
+    assert citation["page"] is None
+    assert citation["quote"] == seed_text[citation["start"] : citation["end"]]
+    assert citation["quote"] == obj["quote"]
+
+
+def test_ask_json_unanswerable_abstains(
+    added: tuple[Path, subprocess.CompletedProcess[str]], workdir: Path
+) -> None:
+    index, _ = added
+    done = run_qa(index, "ask", UNANSWERABLE, "--json", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    obj = json.loads(done.stdout)
+    _check_types(obj)
+    assert obj["answered"] is False, obj
+    assert obj["answer"] == "" and obj["quote"] == "" and obj["citations"] == []
+
+
+def test_ask_text_shows_quote_and_file_name(
+    added: tuple[Path, subprocess.CompletedProcess[str]], workdir: Path
+) -> None:
+    index, _ = added
+    done = run_qa(index, "ask", KALLAS_QUESTION, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert KALLAS_QUOTE in done.stdout, done.stdout
+    assert SEED_FILE in done.stdout
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(done.stdout)
+
+
+def test_remove_then_list_is_empty_and_ask_says_how_to_add(
+    added: tuple[Path, subprocess.CompletedProcess[str]], seed_doc: dict, workdir: Path, tmp_path: Path
+) -> None:
+    index, _ = added
+    copy = tmp_path / "index"
+    shutil.copytree(index, copy)  # other tests keep reading the original
+    done = run_qa(copy, "remove", seed_doc["doc_id"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert seed_doc["doc_id"] in done.stdout
+
+    listed = run_qa(copy, "list", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+    again = run_qa(copy, "remove", seed_doc["doc_id"], cwd=tmp_path)
+    assert again.returncode != 0 and "Traceback" not in again.stderr
+
+    asked = run_qa(copy, "ask", KALLAS_QUESTION, cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    assert "qa add" in asked.stdout, asked.stdout
+
+
+def test_ask_on_a_new_empty_index_says_how_to_add(tmp_path: Path) -> None:
+    done = run_qa(tmp_path / "fresh-index", "ask", KALLAS_QUESTION, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "qa add" in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr
+
+    as_json = run_qa(tmp_path / "fresh-index", "ask", KALLAS_QUESTION, "--json", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    obj = json.loads(as_json.stdout)
+    _check_types(obj)
+    assert obj["answered"] is False and obj["citations"] == []
+    assert "qa add" in obj.get("message", ""), obj
