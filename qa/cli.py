@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", parents=[common], help="ask a question")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
-    ask.add_argument("--top-k", type=int, help="passages to read (default 5)")
+    ask.add_argument("--top-k", type=_positive, help="passages to read (default 5)")
     ask.set_defaults(run=_ask)
 
     listing = commands.add_parser("list", parents=[common], help="list the indexed documents")
@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", parents=[common], help="remove a document by id, path or file name")
     remove.add_argument("document")
     remove.set_defaults(run=_remove)
+
+    rebuild = commands.add_parser(
+        "rebuild", parents=[common], help="re-create the index from its stored texts (damaged index, or --model NAME)"
+    )
+    rebuild.set_defaults(run=_rebuild)
+
+    check = commands.add_parser("check", parents=[common], help="check the index is complete and consistent")
+    check.set_defaults(run=_check)
 
     evaluation = commands.add_parser("eval", parents=[common], help="measure answer quality on a question set")
     evaluation.add_argument("questions", type=Path, help='JSONL: {"id", "question", "answers": [...], "doc"}')
@@ -76,9 +84,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def _add(args: argparse.Namespace, config: Config) -> int:
     from tqdm import tqdm
 
+    from qa.ingest import printable
     from qa.pipeline import Pipeline
 
     pipeline = Pipeline(config)
@@ -93,11 +109,11 @@ def _add(args: argparse.Namespace, config: Config) -> int:
     counts = {s: sum(r.status == s for r in results) for s in ("added", "replaced", "unchanged", "refused")}
     for r in results:
         if r.status == "refused":
-            print(f"refused {r.path}: {r.reason}", file=sys.stderr)
+            print(f"refused {printable(r.path)}: {r.reason}", file=sys.stderr)
         else:
-            print(f"{r.status:9} {r.doc_id}  {r.path}")
+            print(f"{r.status:9} {r.doc_id}  {printable(r.path)}")
     print(
-        f"{counts['added']} added, {counts['replaced']} replaced, {counts['unchanged']} already indexed, "
+        f"{counts['added']} added, {counts['replaced']} replaced, {counts['unchanged']} skipped (already indexed), "
         f"{counts['refused']} refused"
     )
     return 1 if counts["refused"] else 0
@@ -157,12 +173,56 @@ def _list(args: argparse.Namespace, config: Config) -> int:
 def _remove(args: argparse.Namespace, config: Config) -> int:
     from qa.pipeline import Pipeline
 
-    removed = Pipeline(config).remove(args.document)
+    from qa.pipeline import AmbiguousDocument
+
+    try:
+        removed = Pipeline(config).remove(args.document)
+    except AmbiguousDocument as exc:
+        print(f"qa: {exc}", file=sys.stderr)
+        return 1
     if not removed:
         print(f"qa: no document matches '{args.document}' (see `qa list`)", file=sys.stderr)
         return 1
     for d in removed:
         print(f"removed {d.doc_id}  {d.source}")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace, config: Config) -> int:
+    from tqdm import tqdm
+
+    from qa.pipeline import Pipeline
+
+    with tqdm(total=0, unit="doc", disable=None, file=sys.stderr) as bar:
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = Pipeline(config).rebuild(progress=progress)
+    for problem in report.problems:
+        print(f"lost {problem}", file=sys.stderr)
+    if report.source is None:
+        print(f"Nothing to rebuild: {config.index_dir} holds no stored documents.")
+        return 0
+    print(
+        f"Rebuilt {config.index_dir} ({report.generation}): {report.documents} documents re-embedded with "
+        f"{config.model}, {len(report.problems)} lost"
+    )
+    return 1 if report.problems else 0
+
+
+def _check(args: argparse.Namespace, config: Config) -> int:
+    from qa.pipeline import Pipeline
+
+    summary = Pipeline(config).check()  # a damaged index raises IndexError: exit 2, message on stderr
+    if summary["generation"] is None:
+        print(f"Index {config.index_dir} is empty.")
+        return 0
+    print(
+        f"Index {config.index_dir} is consistent ({summary['generation']}, model {summary['model']}): "
+        f"{summary['documents']} documents, {summary['chunks']} chunks, {summary['sentences']} sentences"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 from qa import read as reader
 from qa.chunk import chunk_document
 from qa.config import Config
-from qa.ingest import IngestError, iter_files, load_document
+from qa.ingest import IngestError, iter_files, load_document, printable
 from qa.retrieve import Hit, retrieve, tokenize
 from qa.store import NewDocument, Snapshot, Store
 from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
@@ -26,6 +27,14 @@ NOT_FOUND = "I could not find this in the documents."
 EMPTY_INDEX = "The index is empty: add documents with `qa add PATH` or the upload box, then ask again."
 EMPTY_QUESTION = "Please type a question."
 Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    documents: int  # re-embedded and committed
+    problems: list[str]  # documents that could not be recovered, and why
+    source: str | None  # where their metadata came from: a generation, "texts", or None
+    generation: str | None  # the new live generation
 
 
 class Pipeline:
@@ -67,7 +76,7 @@ class Pipeline:
                 results.append(result)
                 pending_chunks += len(pending[-1].chunk_spans) if result.status in ("added", "replaced") else 0
                 # Commit in growing batches: a long run keeps its progress, yet rewrites stay rare.
-                if pending and pending_chunks >= max(2000, snap.size // 2):
+                if pending and pending_chunks >= max(self.config.commit_chunks, snap.size // 2):
                     snap = self.store.commit(pending, replaced)
                     pending, replaced, pending_chunks = [], set(), 0
                 if progress:
@@ -94,13 +103,14 @@ class Pipeline:
             )
         except IngestError as exc:
             return FileResult(str(path), "refused", exc.reason)
-        if doc.doc_id in known:
-            return FileResult(str(path), "unchanged", "already indexed", doc.doc_id, doc.title)
-        status = "added"
         previous = by_path.get(doc.path)
         if previous and previous != doc.doc_id:
-            replaced.add(previous)
-            status = "replaced"
+            replaced.add(previous)  # the file changed: its old version goes, whatever the new one is
+            known.discard(previous)
+        if doc.doc_id in known:
+            by_path[doc.path] = doc.doc_id
+            return FileResult(str(path), "unchanged", "already indexed", doc.doc_id, doc.title)
+        status = "replaced" if previous and previous != doc.doc_id else "added"
         pending.append(self._prepare(doc))
         known.add(doc.doc_id)
         by_path[doc.path] = doc.doc_id
@@ -121,6 +131,26 @@ class Pipeline:
             sentence_vectors=vectors[len(chunks) :].astype(np.float16),
             chunk_tokens=tokenize([c.text for c in chunks]),
         )
+
+    def rebuild(self, progress: Progress | None = None) -> RebuildReport:
+        """Re-create the index from the stored texts: re-chunk, re-embed with the configured model,
+        commit one fresh generation. Works when the live generation cannot be opened (damaged
+        files, another model, another format version); a crash midway leaves the old state."""
+        with self.store.lock():
+            docs, problems, source = self.store.recover_documents()
+            if source is None and not problems:
+                return RebuildReport(0, [], None, None)  # nothing was ever stored: nothing to do
+            pending = []
+            for done, doc in enumerate(docs, 1):
+                pending.append(self._prepare(doc))
+                if progress:
+                    progress(done, len(docs), doc.source)
+            snap = self.store.commit(pending, set(), fresh=True)
+        return RebuildReport(len(docs), problems, source, snap.generation)
+
+    def check(self) -> dict[str, object]:
+        """The index's deep consistency check (Snapshot.check); raises qa.store.IndexError."""
+        return self.store.snapshot().check()
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.snapshot().infos()
@@ -143,13 +173,16 @@ class Pipeline:
     # --- questions ---------------------------------------------------------------------------
     def ask(self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None) -> Answer:
         started = time.perf_counter()
-        question = " ".join(question.split())
+        # Lone surrogates (undecodable bytes in argv, "\ud800" escapes in JSON) break tokenizers.
+        question = printable(" ".join(question.split()))
         if not any(ch.isalnum() for ch in question):
             return Answer(question=question, answered=False, message=EMPTY_QUESTION)
         snap = self.store.snapshot()
         if not snap.size:
             return Answer(question=question, answered=False, message=EMPTY_INDEX)
         timings: dict[str, float] = {}
+        if top_k is not None and top_k < 1:
+            raise ValueError("top_k must be at least 1")
         q_vector, hits = self.retrieve(snap, question, top_k or self.config.top_k, doc_ids, timings)
         clock = time.perf_counter()
         reading = reader.read(snap, question, q_vector, hits)
@@ -248,6 +281,12 @@ def _match_documents(snap: Snapshot, key: str) -> list[DocumentInfo]:
     if exact:
         return exact
     by_prefix = [d for d in infos if len(key) >= 4 and d.doc_id.startswith(key)]
-    if len(by_prefix) == 1:
-        return by_prefix
-    return [d for d in infos if d.source == key]
+    by_name = [d for d in infos if d.source == key]
+    for matches in (by_prefix, by_name):
+        if len(matches) > 1:
+            raise AmbiguousDocument(f"'{key}' matches {len(matches)} documents: give the document id (see `qa list`)")
+    return by_prefix or by_name
+
+
+class AmbiguousDocument(ValueError):
+    """A removal key names several documents; removing them all silently would lose data."""
