@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -21,12 +21,23 @@ class Config:
     # Chunks stay under the model's 256-word-piece window (about 150 words).
     chunk_words: int = 120
     # Below this confidence the reader abstains rather than guess.
-    min_confidence: float = 0.35
+    min_confidence: float = 0.5
+    # Optional transformers question-answering model (path or hub name) for short answers.
+    reader_model: str = ""
     max_file_mb: float = 50.0
     parse_timeout_s: float = 60.0
     host: str = "127.0.0.1"
     port: int = 7860
+    # `qa serve` login: QA_AUTH=user:password and/or QA_AUTH_FILE=<file of user:password lines>.
+    # Required to bind anything but loopback (unless --insecure). Kept out of repr and logs.
+    auth: str = field(default="", repr=False)
+    auth_file: str = ""
     batch_size: int = 32
+    # Embedding backend: "torch" (sentence-transformers) or "onnx" (int8 onnxruntime, about 2x
+    # faster on CPU; needs `pip install briefqa[fast]`). $QA_ENCODER.
+    encoder: str = "torch"
+    # `qa add` commits at least this many new chunks at a time (more as the index grows).
+    commit_chunks: int = 2000
 
     @classmethod
     def load(cls, **overrides: object) -> "Config":

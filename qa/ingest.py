@@ -124,13 +124,19 @@ def load_document(
         title = _first_heading(text) if suffix == ".md" else None
     return Document(
         doc_id=hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
-        title=title or _first_line(text) or path.stem,
-        source=path.name,
-        path=str(path.resolve()),
+        title=title or _first_line(text) or printable(path.stem),
+        source=printable(path.name),
+        path=printable(str(path.resolve())),
         text=text,
         page_starts=page_starts,
         added_at=added_at,
     )
+
+
+def printable(name: str) -> str:
+    """Text as valid Unicode: lone surrogates (how Python keeps the non-UTF-8 bytes of a file name
+    or an argument; JSON files, terminals and tokenizers refuse them) become U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", name)
 
 
 def _size(n: int) -> str:

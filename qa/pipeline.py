@@ -20,7 +20,7 @@ from qa.chunk import chunk_document
 from qa.config import Config
 from qa.ingest import IngestError, iter_files, load_document, printable
 from qa.retrieve import Hit, retrieve, tokenize
-from qa.store import NewDocument, Snapshot, Store
+from qa.store import NewDocument, Snapshot, StaleSnapshot, Store
 from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
 
 NOT_FOUND = "I could not find this in the documents."
@@ -42,6 +42,7 @@ class Pipeline:
         self.config = config or Config.load()
         self.store = Store(self.config.index_dir, self.config.model)
         self._embedder = None
+        self._span_model = None
         self._embedder_lock = threading.Lock()
 
     @property
@@ -172,6 +173,12 @@ class Pipeline:
 
     # --- questions ---------------------------------------------------------------------------
     def ask(self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None) -> Answer:
+        try:
+            return self._ask(question, top_k, doc_ids)
+        except StaleSnapshot:  # a writer removed documents twice while we read: once more, on the new one
+            return self._ask(question, top_k, doc_ids)
+
+    def _ask(self, question: str, top_k: int | None, doc_ids: Collection[str] | None) -> Answer:
         started = time.perf_counter()
         # Lone surrogates (undecodable bytes in argv, "\ud800" escapes in JSON) break tokenizers.
         question = printable(" ".join(question.split()))
@@ -193,6 +200,18 @@ class Pipeline:
         if not reading.candidates or reading.confidence < self.config.min_confidence:
             return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
         return self._answer(snap, question, reading.candidates[0], score, passages, timings)
+
+    def _short_answer(self, question: str, quote: str) -> tuple[int, int] | None:
+        if self.config.reader_model:
+            with self._embedder_lock:
+                if self._span_model is None:
+                    from qa.span import SpanModel
+
+                    self._span_model = SpanModel(self.config.reader_model)
+            span = self._span_model.best_span(question, quote)
+            if span:
+                return span
+        return reader.short_answer(question, quote)
 
     def retrieve(
         self,
@@ -233,7 +252,7 @@ class Pipeline:
         text = snap.text(doc_idx)
         start, end = (int(x) for x in snap.sentence_spans[best.position])
         quote = text[start:end]
-        span = reader.short_answer(question, quote)
+        span = self._short_answer(question, quote)
         answer_span = Span(start + span[0], start + span[1]) if span else None
         citation = Citation(
             doc_id=meta.doc_id,

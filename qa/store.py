@@ -15,6 +15,7 @@ is pickled: arrays are .npy (allow_pickle=False), metadata JSON, vectors a FAISS
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -35,6 +36,10 @@ LOCK = ".lock"
 
 class IndexError(Exception):  # noqa: A001 - the package's own, distinct from the builtin on purpose
     """The index cannot be used as it is; the message says why and what to do."""
+
+
+class StaleSnapshot(IndexError):
+    """An old snapshot's files were collected after newer commits; take a new snapshot."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,14 @@ class Snapshot:
         with self._text_lock:
             cached = self._texts.get(doc_id)
             if cached is None:
-                cached = (self.root / TEXTS / f"{doc_id}.txt").read_text(encoding="utf-8")
+                try:
+                    cached = _read_text(self.root, doc_id)
+                except IndexError:
+                    if self.generation != _live_generation(self.root):
+                        # Held across two commits: a writer has collected the text of a document
+                        # it removed. Not damage: a newer snapshot has what the caller needs.
+                        raise StaleSnapshot(f"the index changed while reading {self.generation}: try again") from None
+                    raise
                 self._texts[doc_id] = cached
             return cached
 
@@ -158,6 +170,80 @@ class Snapshot:
         if broken:
             raise IndexError(f"index {self.root} is inconsistent ({', '.join(broken)}): run `qa rebuild`")
 
+    def check(self) -> dict[str, object]:
+        """verify() plus what needs a pass over the data; raises IndexError naming `qa rebuild`.
+
+        Each text must hash to its doc_id and hold its chunks' and sentences' offsets, sentences
+        must lie in their chunks, BM25's statistics must match the stored tokens, vectors must be
+        finite, and the manifest's counts must match what was loaded. Returns a summary.
+        """
+        self.verify()
+        n, s = self.size, len(self.sentence_spans)
+        problems: list[str] = []
+        if self.generation is not None:
+            try:
+                manifest = json.loads((self.root / self.generation / "manifest.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                manifest = {}
+                problems.append(f"manifest unreadable ({exc})")
+            for key, found in (("documents", len(self.docs)), ("chunks", n), ("sentences", s)):
+                if manifest and manifest.get(key) != found:
+                    problems.append(f"manifest counts {manifest.get(key)} {key}, the arrays {found}")
+        if n:
+            spans, sent = np.asarray(self.chunk_spans), np.asarray(self.sentence_spans)
+            owner = np.asarray(self.sentence_chunk)
+            if np.any(np.diff(self.chunk_doc) < 0) or self.chunk_doc.min() < 0:
+                problems.append("chunks are not grouped by document")
+            if np.any(spans[:, 0] >= spans[:, 1]) or np.any(sent[:, 0] >= sent[:, 1]):
+                problems.append("empty or reversed spans")
+            expected_owner = np.repeat(np.arange(n), np.diff(self.chunk_sentence_offsets))
+            if not np.array_equal(owner, expected_owner):
+                problems.append("sentences point at the wrong chunks")
+            elif np.any(sent[:, 0] < spans[owner, 0]) or np.any(sent[:, 1] > spans[owner, 1]):
+                problems.append("sentences outside their chunks")
+            tokens = np.asarray(self.token_ids)
+            if len(tokens) != self.token_offsets[-1] or (len(tokens) and (tokens.min() < 0 or tokens.max() >= len(self.vocab))):
+                problems.append("BM25 tokens outside the vocabulary")
+            else:
+                rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.token_offsets))
+                pairs = np.unique(rows * max(1, len(self.vocab)) + tokens)
+                df = np.bincount(pairs % max(1, len(self.vocab)), minlength=len(self.vocab))
+                if not np.array_equal(df, self.document_frequency):
+                    problems.append("BM25 document frequencies do not match the tokens")
+            for name, vectors in (("chunk", self.chunk_vectors), ("sentence", self.sentence_vectors)):
+                if not np.all(np.isfinite(np.asarray(vectors, np.float32))):
+                    problems.append(f"{name} vectors hold NaN or infinity")
+            ids = getattr(self.dense, "id_map", None)
+            if ids is not None:
+                import faiss
+
+                if not np.array_equal(np.sort(faiss.vector_to_array(ids)), self.chunk_ids):
+                    problems.append("FAISS ids differ from the chunk ids")
+        counts = np.bincount(self.chunk_doc, minlength=len(self.docs)) if n else np.zeros(len(self.docs), int)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        for i, meta in enumerate(self.docs):
+            try:
+                text = _read_text(self.root, meta.doc_id)
+            except IndexError as exc:
+                problems.append(str(exc).split(": run `qa rebuild`")[0])
+                continue
+            if hashlib.sha256(text.encode("utf-8")).hexdigest()[: len(meta.doc_id)] != meta.doc_id:
+                problems.append(f"the text of {meta.source} ({meta.doc_id}) does not match its id")
+            elif len(text) != meta.chars:
+                problems.append(f"the text of {meta.source} ({meta.doc_id}) has the wrong length")
+            elif counts[i] and int(np.asarray(self.chunk_spans)[starts[i] : starts[i + 1], 1].max()) > len(text):
+                problems.append(f"chunks of {meta.source} ({meta.doc_id}) reach past its text")
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise IndexError(f"index {self.root} is inconsistent ({shown}): run `qa rebuild`")
+        return {
+            "generation": self.generation,
+            "model": self.model,
+            "documents": len(self.docs),
+            "chunks": n,
+            "sentences": s,
+        }
+
 
 class Store:
     """Opens the live generation and commits new ones; one per index folder and model."""
@@ -187,11 +273,20 @@ class Store:
 
     def snapshot(self) -> Snapshot:
         """The live generation, reloaded when another process (or thread) has committed."""
-        generation = self.current_generation()
-        with self._load_lock:
-            if self._snapshot is None or self._snapshot.generation != generation:
-                self._snapshot = self._load(generation)
-            return self._snapshot
+        for attempt in range(3):
+            generation = self.current_generation()
+            with self._load_lock:
+                if self._snapshot is None or self._snapshot.generation != generation:
+                    try:
+                        self._snapshot = self._load(generation)
+                    except IndexError:
+                        # Writers delete old generations: one may vanish while it is being read.
+                        # If CURRENT has moved on meanwhile, read the new one instead.
+                        if attempt < 2 and self.current_generation() != generation:
+                            continue
+                        raise
+                return self._snapshot
+        raise AssertionError("unreachable")
 
     def _load(self, generation: str | None) -> Snapshot:
         if generation is None:
@@ -221,8 +316,13 @@ class Store:
             raise IndexError(f"index {self.root} is damaged ({generation}: {exc}): run `qa rebuild`") from exc
 
     # --- writing (call with self.lock() held) ---------------------------------------------
-    def commit(self, add: list[NewDocument], remove: set[str]) -> Snapshot:
-        base = self.snapshot()
+    def commit(self, add: list[NewDocument], remove: set[str], *, fresh: bool = False) -> Snapshot:
+        """Publish the live documents minus `remove` plus `add` as a new generation.
+
+        fresh=True starts from nothing instead of the live generation (`qa rebuild`: the live one
+        may be unreadable); every older generation is then dropped.
+        """
+        base = Snapshot(self.root, None, self.model, self.dim_hint) if fresh else self.snapshot()
         dim = add[0].chunk_vectors.shape[1] if add else base.dim
         if base.size and dim != base.dim:
             raise IndexError(f"vectors of dimension {dim} cannot join an index of dimension {base.dim}")
@@ -270,6 +370,9 @@ class Store:
         for entry in self.root.iterdir():
             if entry.name.startswith(".tmp-") or (entry.name.startswith("gen-") and entry.name not in keep):
                 shutil.rmtree(entry, ignore_errors=True)
+        # Half-written files of a writer that was killed (we hold the lock: none is in use).
+        for stale in [*self.root.glob(".*.tmp"), *(self.root / TEXTS).glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)
         for generation in keep:
             if generation:
                 try:
@@ -280,6 +383,52 @@ class Store:
         for text in (self.root / TEXTS).glob("*.txt"):
             if text.stem not in referenced:
                 text.unlink(missing_ok=True)
+
+    # --- recovery ------------------------------------------------------------------------------
+    def recover_documents(self) -> tuple[list[Document], list[str], str | None]:
+        """The documents to rebuild the index from, read without opening any generation's arrays.
+
+        Metadata comes from the live generation's documents.json, else from the newest other
+        generation whose documents.json is readable; texts come from texts/ and must hash to their
+        doc_id. If no documents.json is readable at all, every intact text is recovered with a
+        title from its first line (file names are lost). Returns (documents, problems, source).
+        """
+        try:
+            live = self.current_generation()
+        except IndexError:
+            live = None
+        others = sorted(
+            (p.name for p in self.root.glob("gen-*") if p.name != live), key=lambda n: n[4:].zfill(12), reverse=True
+        )
+        metas: list[DocMeta] | None = None
+        source = None
+        for generation in [live, *others] if live else others:
+            try:
+                metas = _read_metas(self.root / generation / "documents.json")
+                source = generation
+                break
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                continue
+        problems: list[str] = []
+        if metas is None:
+            stored = sorted((self.root / TEXTS).glob("*.txt")) if (self.root / TEXTS).is_dir() else []
+            metas = [DocMeta(p.stem, "", f"{p.stem}.txt", "", (), "", 0) for p in stored]
+            source = TEXTS if metas else None
+        docs: list[Document] = []
+        for meta in metas:
+            try:
+                text = _read_text(self.root, meta.doc_id)
+            except IndexError:
+                problems.append(f"{meta.source or meta.doc_id}: its text is missing or unreadable")
+                continue
+            if hashlib.sha256(text.encode("utf-8")).hexdigest()[: len(meta.doc_id)] != meta.doc_id:
+                problems.append(f"{meta.source or meta.doc_id}: its text is damaged (does not match its id)")
+                continue
+            title = meta.title or next((line.strip() for line in text.splitlines() if line.strip()), meta.doc_id)
+            docs.append(
+                Document(meta.doc_id, title[:120], meta.source, meta.path, text, meta.page_starts, meta.added_at)
+            )
+        return docs, problems, source
 
 
 class _Parts:
@@ -370,10 +519,51 @@ class _Parts:
             df[list(set(tokens))] += 1
         np.save(out / "document_frequency.npy", df, allow_pickle=False)
         if len(chunk_ids):
-            dense = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-            dense.add_with_ids(vectors, chunk_ids)
-            faiss.write_index(dense, str(out / "dense.faiss"))
+            faiss.write_index(build_dense_index(vectors, chunk_ids), str(out / "dense.faiss"))
             _bm25_from_tokens(self.token_lists, self.vocab).save(str(out / "bm25"), show_progress=False)
+
+
+# Dense index by size (measured in bench/ann_recall.py; numbers in bench/README.md). An exact
+# scan costs ~0.15 ms per 1k vectors per question (memory-bound: 15 ms at 100k), so past
+# DENSE_EXACT_MAX chunks an inverted-file index searches only IVF_PROBE_FRACTION of its lists
+# (about 1-4 ms at 1M) at recall@10 >= 0.98 against exact search. Store rebuilds this index from
+# the stored vectors on every commit, so it never needs remove_ids.
+DENSE_EXACT_MAX = 50_000
+IVF_TRAIN_PER_LIST = 50  # k-means sample: FAISS wants >= 39 points per list
+IVF_PROBE_FRACTION = 1 / 32
+IVF_MIN_PROBES = 16
+
+
+def build_dense_index(vectors: np.ndarray, ids: np.ndarray, *, exact_max: int | None = None):
+    """A FAISS inner-product index over `vectors` keyed by `ids`, its type chosen by size.
+
+    Up to `exact_max` (default DENSE_EXACT_MAX) vectors: IndexIDMap2(IndexFlatIP), exact.
+    Above: IndexIDMap2(IndexIVFFlat) with about 2*sqrt(n) lists (a power of two) and nprobe set
+    on the index itself, so faiss.write_index persists it and a plain `index.search` needs no
+    extra parameters.
+    """
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    n, dim = vectors.shape
+    if n <= (DENSE_EXACT_MAX if exact_max is None else exact_max):
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    else:
+        nlist = ivf_lists(n)
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)  # the same vectors give the same index
+        sample = min(n, IVF_TRAIN_PER_LIST * nlist)
+        ivf.train(vectors[np.sort(rng.choice(n, sample, replace=False))] if sample < n else vectors)
+        ivf.nprobe = min(nlist, max(IVF_MIN_PROBES, round(nlist * IVF_PROBE_FRACTION)))
+        index = faiss.IndexIDMap2(ivf)
+    index.add_with_ids(vectors, ids)
+    return index
+
+
+def ivf_lists(n: int) -> int:
+    """About 2*sqrt(n) inverted lists, rounded to a power of two (1M vectors: 2048 lists)."""
+    return int(2 ** round(np.log2(max(2.0 * np.sqrt(n), 16.0))))
 
 
 def _bm25_from_tokens(token_lists: list[list[int]], vocab: dict[str, int]):
@@ -421,6 +611,26 @@ def _read_generation(root: Path, gen_dir: Path, manifest: dict) -> Snapshot:
     return snap
 
 
+def _read_metas(path: Path) -> list[DocMeta]:
+    """documents.json, tolerating fields added or dropped by other format versions."""
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    metas = [
+        DocMeta(
+            doc_id=str(d["doc_id"]),
+            title=str(d.get("title") or ""),
+            source=str(d.get("source") or f"{d['doc_id']}.txt"),
+            path=str(d.get("path") or ""),
+            page_starts=tuple(int(x) for x in d.get("page_starts") or ()),
+            added_at=str(d.get("added_at") or ""),
+            chars=int(d.get("chars") or 0),
+        )
+        for d in rows
+    ]
+    if any(not m.doc_id or "/" in m.doc_id or m.doc_id.startswith(".") for m in metas):
+        raise ValueError("bad doc_id")
+    return metas
+
+
 def _meta(doc: Document) -> DocMeta:
     return DocMeta(
         doc_id=doc.doc_id,
@@ -436,6 +646,21 @@ def _meta(doc: Document) -> DocMeta:
 def _next_generation(root: Path) -> str:
     numbers = [int(p.name[4:]) for p in root.glob("gen-*") if p.name[4:].isdigit()]
     return f"gen-{max(numbers, default=0) + 1:06d}"
+
+
+def _live_generation(root: Path) -> str | None:
+    try:
+        return (root / CURRENT).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_text(root: Path, doc_id: str) -> str:
+    """A stored text exactly as written (no newline translation: offsets count every character)."""
+    try:
+        return (root / TEXTS / f"{doc_id}.txt").read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexError(f"index {root}: the text of document {doc_id} cannot be read ({exc}): run `qa rebuild`") from exc
 
 
 def _write_text(root: Path, doc: Document) -> None:

