@@ -1,18 +1,34 @@
 """The browser chat: a Gradio 6 app over a `Pipeline`, plus the pure functions that render its answers.
 
-Everything a document or a user wrote is shown through `neutral()`, which HTML-escapes it and defuses
-Markdown, so a briefing that contains `<script>` or `[x](javascript:...)` shows as literal text.
+Layout: the conversation on the left (answer cards: bold short answer, the verbatim quote, a confidence
+label, numbered citations), the evidence panel on the right (one card per passage behind the current
+answer, the answer marked by character offsets, a button that opens the whole document or PDF page
+scrolled to the quote), and a documents panel below (upload, list, remove with confirmation, and a
+filter to ask only within chosen documents).
+
+Escaping: everything a document or a user wrote reaches the chat through `neutral()` (HTML-escaped,
+Markdown defused; the Chatbot's own sanitiser stays on as a second layer) and reaches the evidence
+panel and document viewer through `esc()` (HTML-escaped, template syntax defused: gr.HTML does not
+sanitise). So a briefing that contains `<script>` or `[x](javascript:...)` shows as literal text.
 """
 
 from __future__ import annotations
 
+import hmac
 import html
+import ipaddress
+import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
+import threading
+import typing
 import unicodedata
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict, dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,22 +39,82 @@ from qa.config import Config
 from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
 
 ALLOWED_SUFFIXES = (".pdf", ".txt", ".md")
-EXAMPLES = [
-    "What did Kallas say?",
-    "Who led the summit at NATO headquarters?",
-    "What are the coalition's objectives?",
-]
 DOC_HEADERS = ["Title", "File", "Pages", "Chunks", "Added"]
-# Context shown on each side of a quote inside its passage, in characters.
-CONTEXT_CHARS = 280
-# An abstention lists this many of the closest passages, each cut to EXCERPT_CHARS.
+# An abstention lists this many of the closest passages in the chat, each cut to EXCERPT_CHARS.
 CLOSEST_SHOWN = 3
-EXCERPT_CHARS = 240
+EXCERPT_CHARS = 160
 MAX_NAME_BYTES = 120
+# The document viewer shows a PDF's page(s) holding the passage, or this much text around it.
+VIEW_CHARS = 60_000
+# Example questions: at most this many are shown, from this many candidates checked against the index.
+EXAMPLES_SHOWN = 4
+EXAMPLE_CANDIDATES = 8
+EXAMPLE_MIN_SCORE = 0.5
+# Gradio queue: questions run side by side; index writes (add, remove) go one at a time.
+ASK_CONCURRENCY = 8
+WRITES = {"concurrency_limit": 1, "concurrency_id": "index-writes"}
+
+NOT_FOUND_TITLE = "Not found in the documents."
+EVIDENCE_EMPTY = '<div class="qa-ev-empty">Ask a question: the passages behind the answer appear here.</div>'
+
 CSS = """
-#chatbot mark { background: #fde68a; color: inherit; padding: 0 2px; border-radius: 2px; }
+#chatbot mark, #evidence mark, #doc-viewer mark { background: #fde68a; color: #111; padding: 0 2px; border-radius: 2px; }
 #chatbot blockquote { border-left: 3px solid #93c5fd; margin: 0.4em 0; padding-left: 0.8em; }
 #chatbot .abstained { color: #b45309; font-weight: 700; }
+.qa-conf { font-size: 0.85em; padding: 1px 8px; border-radius: 999px; cursor: help; white-space: nowrap; }
+.qa-conf-high { background: #dcfce7; color: #166534; }
+.qa-conf-medium { background: #fef9c3; color: #854d0e; }
+.qa-conf-low { background: #fee2e2; color: #991b1b; }
+#chatbot a.qa-cite { font-weight: 700; text-decoration: none; }
+#evidence .qa-ev-head { font-weight: 600; margin: 0 0 8px; overflow-wrap: anywhere; }
+#evidence .qa-ev-head.qa-abstained { color: #b45309; }
+#evidence .qa-card { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px;
+  margin: 0 0 10px; scroll-margin-top: 12px; }
+#evidence .qa-card.qa-cited { border-left: 4px solid #3b82f6; }
+#evidence .qa-card.qa-flash { outline: 3px solid #f59e0b; }
+.qa-card-title { font-weight: 600; overflow-wrap: anywhere; }
+#evidence .qa-badge { font-size: 0.75em; background: #dbeafe; color: #1e3a8a; border-radius: 999px; padding: 0 6px; margin-left: 4px; }
+.qa-meta { color: var(--body-text-color-subdued); font-size: 0.85em; overflow-wrap: anywhere; }
+.qa-passage, .qa-doc-text { white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.5; font-size: 0.95em; }
+.qa-quote { background: #dbeafe; color: #111; }
+.qa-open, .qa-close { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 2px 10px;
+  font-size: 0.85em; cursor: pointer; background: var(--background-fill-secondary); }
+#doc-viewer .qa-doc { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px; }
+#doc-viewer .qa-doc-head { display: flex; gap: 8px; justify-content: space-between; align-items: start; }
+#doc-viewer .qa-doc-text { position: relative; max-height: 55vh; overflow: auto; margin-top: 6px; }
+#documents table { overflow-wrap: anywhere; }
+"""
+
+# Clicking "Open document" asks the server for the document; a citation link's #ev-… hash scrolls to its card.
+EVIDENCE_JS = """
+element.addEventListener('click', (event) => {
+  const button = event.target.closest('.qa-open');
+  if (button) trigger('click', {card: Number(button.dataset.card)});
+});
+const focusCard = () => {
+  const id = decodeURIComponent(location.hash.slice(1));
+  if (!id.startsWith('ev-')) return;
+  const card = element.querySelector('[id="' + id.replace(/[^\\w-]/g, '') + '"]');
+  if (!card) return;
+  card.scrollIntoView({block: 'nearest'});
+  card.classList.add('qa-flash');
+  setTimeout(() => card.classList.remove('qa-flash'), 1500);
+};
+watch('value', focusCard);
+window.addEventListener('hashchange', focusCard);
+"""
+
+# The viewer scrolls its text box so the highlight sits in the upper third, and brings itself into view.
+VIEWER_JS = """
+const show = () => {
+  const focus = element.querySelector('#doc-focus');
+  const box = element.querySelector('.qa-doc-text');
+  if (!focus || !box) return;
+  box.scrollTop = Math.max(0, focus.offsetTop - box.clientHeight / 3);
+  element.scrollIntoView({block: 'nearest'});
+};
+watch('value', show);
+element.addEventListener('click', (event) => { if (event.target.closest('.qa-close')) props.value = ''; });
 """
 
 
@@ -62,12 +138,14 @@ class PipelineLike(Protocol):
     def remove(self, doc_id_or_path: str) -> list[DocumentInfo]: ...
 
 
-# ---------------------------------------------------------------- rendering (pure functions)
+# ---------------------------------------------------------------- escaping
 
 # Inline Markdown/LaTeX syntax and autolink triggers (`http://`, `www.`, `a@b`), made inert as entities.
 _MD_INLINE = re.compile(r"[\\`*_\[\]$~|@]|:(?=\S)|(?<=[wW]{3})\.")
 # Block syntax only counts at the start of a line: headings, list markers, ordered-list numbers.
 _MD_LINE_START = re.compile(r"^[#+\-0-9]")
+# gr.HTML fills its template with `${…}` and Handlebars `{{…}}`: document text must not look like either.
+_TEMPLATE_CHARS = str.maketrans({"{": "&#123;", "}": "&#125;", "$": "&#36;", "`": "&#96;"})
 
 
 def _entity(match: re.Match[str]) -> str:
@@ -82,6 +160,17 @@ def neutral(text: str) -> str:
     """
     flat = html.escape(re.sub(r"\s+", " ", text), quote=True)
     return _MD_LINE_START.sub(_entity, _MD_INLINE.sub(_entity, flat))
+
+
+def esc(text: str) -> str:
+    """Untrusted text for gr.HTML (no Markdown, no sanitiser): HTML-escaped, template syntax defused.
+
+    Keeps line breaks (the panels show text with `white-space: pre-wrap`). `html.unescape(esc(s)) == s`.
+    """
+    return html.escape(text, quote=True).translate(_TEMPLATE_CHARS)
+
+
+# ---------------------------------------------------------------- rendering the chat (pure functions)
 
 
 def confidence_label(score: float) -> str:
@@ -105,16 +194,94 @@ def highlight(text: str, base: int, span: Span | None) -> str:
     return neutral(text[:start]) + "<mark>" + neutral(text[start:end]) + "</mark>" + neutral(text[end:])
 
 
-def _window(text: str, base: int, focus: Span, context: int = CONTEXT_CHARS) -> tuple[str, int, str, str]:
-    """Clip a passage to the quote plus some context: (text, its offset, leading and trailing ellipsis)."""
-    lo = max(0, focus.start - base - context)
-    hi = min(len(text), focus.end - base + context)
-    return text[lo:hi], base + lo, "… " if lo > 0 else "", " …" if hi < len(text) else ""
+def card_id(number: int, card: int) -> str:
+    """The evidence card's element id; chat citation links point at it (`#ev-2-1`)."""
+    return f"ev-{number}-{card}"
 
 
-def _source_line(n: int, title: str, source: str, page: int | None) -> str:
-    where = f"{neutral(source)}, p. {page}" if page is not None else neutral(source)
-    return f"**[{n}]** {neutral(title)} — {where}"
+def _where(source: str, page: int | None) -> str:
+    return f"{source}, p. {page}" if page is not None else source
+
+
+def _source_line(n: int, number: int, title: str, source: str, page: int | None) -> str:
+    link = f'<a class="qa-cite" href="#{card_id(number, n)}" title="Show source {n} in the evidence panel">[{n}]</a>'
+    return f"{link} {neutral(title)} — {neutral(_where(source, page))}"
+
+
+def _answer_mark(answer: Answer) -> Span | None:
+    """What to mark inside the quote: the short answer, or the whole quote when it is the answer."""
+    citation = answer.citations[0]
+    span = answer.answer_span
+    if span is not None and citation.start <= span.start < span.end <= citation.end:
+        return span
+    return Span(citation.start, citation.end)
+
+
+def confidence_html(score: float) -> str:
+    """The label in words; the number on hover (Gradio's sanitiser keeps `title` and `class`)."""
+    label = confidence_label(score)
+    return f'<span class="qa-conf qa-conf-{label}" title="confidence score {score:.2f}">Confidence: {label}</span>'
+
+
+def render_answer(answer: Answer, number: int = 1, scope: Sequence[str] = ()) -> str:
+    """The chat's answer card (Markdown): bold short answer, the verbatim quote with the answer marked,
+    the confidence label, and numbered citations linking to the evidence panel's cards.
+
+    `number` is the answer's place in the conversation (it names the evidence cards); `scope` lists the
+    documents the question was limited to, if any.
+    """
+    if not answer.answered:
+        return render_abstention(answer, number, scope)
+    citation = answer.citations[0]
+    parts = [f"**{neutral(answer.answer)}**"] if answer.answer and answer.answer != answer.quote else []
+    parts += [
+        f"> {highlight(answer.quote, citation.start, _answer_mark(answer))}",
+        confidence_html(answer.score),
+        "**Sources**",
+    ]
+    parts += [
+        f"{_source_line(n, number, c.title, c.source, c.page)} · chars {c.start}–{c.end}"
+        for n, c in enumerate(answer.citations, 1)
+    ]
+    parts += _scope_note(scope)
+    return "\n\n".join(parts)
+
+
+def _scope_note(scope: Sequence[str]) -> list[str]:
+    return [f"*Searched only in: {', '.join(neutral(s) for s in scope)}*"] if scope else []
+
+
+def render_abstention(answer: Answer, number: int = 1, scope: Sequence[str] = ()) -> str:
+    """An abstention looks unlike an answer and lists what was searched, so users can judge it."""
+    parts = [f'<span class="abstained">{NOT_FOUND_TITLE}</span> {neutral(answer.message)}']
+    if answer.passages:
+        parts.append("*Closest passages looked at:*")
+        for n, p in enumerate(answer.passages[:CLOSEST_SHOWN], 1):
+            excerpt = p.text if len(p.text) <= EXCERPT_CHARS else p.text[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
+            parts.append(
+                f"{_source_line(n, number, p.title, p.source, p.page)} · score {p.score:.2f}\n\n{neutral(excerpt)}"
+            )
+    parts += _scope_note(scope)
+    return "\n\n".join(parts)
+
+
+# ---------------------------------------------------------------- the evidence panel and document viewer
+
+
+@dataclass(frozen=True)
+class EvidenceCard:
+    """One passage behind an answer; `citation` is set for the passages the answer quotes."""
+
+    number: int
+    doc_id: str
+    title: str
+    source: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+    score: float | None
+    citation: Citation | None = None
 
 
 def _containing_passage(citation: Citation, passages: Sequence[Passage]) -> Passage | None:
@@ -124,50 +291,143 @@ def _containing_passage(citation: Citation, passages: Sequence[Passage]) -> Pass
     return None
 
 
-def render_citation(n: int, citation: Citation, answer: Answer) -> str:
-    """One numbered source: where it is, then the passage around the quote with the answer marked."""
-    passage = _containing_passage(citation, answer.passages)
-    text, base = (passage.text, passage.start) if passage else (citation.quote, citation.start)
-    quote_span = Span(citation.start, citation.end)
-    text, base, pre, post = _window(text, base, quote_span)
-    # answer_span carries no doc_id: it belongs to the first citation's document.
-    in_answer_doc = citation.doc_id == answer.citations[0].doc_id
-    mark = answer.answer_span if in_answer_doc and answer.answer_span is not None else quote_span
+def evidence_cards(answer: Answer) -> list[EvidenceCard]:
+    """Cited passages first, in citation order (so citation [n] is card n), then the others retrieved."""
+    cards: list[EvidenceCard] = []
+    used: set[int] = set()
+    for citation in answer.citations:
+        p = _containing_passage(citation, answer.passages)
+        if p is not None and id(p) not in used:
+            used.add(id(p))
+            cards.append(
+                EvidenceCard(
+                    len(cards) + 1, p.doc_id, p.title, p.source, p.page, p.start, p.end, p.text, p.score, citation
+                )
+            )
+        else:  # not among the passages (or a second quote from one passage): the quote itself
+            c = citation
+            cards.append(
+                EvidenceCard(len(cards) + 1, c.doc_id, c.title, c.source, c.page, c.start, c.end, c.quote, None, c)
+            )
+    for p in answer.passages:
+        if id(p) not in used:
+            cards.append(EvidenceCard(len(cards) + 1, p.doc_id, p.title, p.source, p.page, p.start, p.end, p.text, p.score))
+    return cards
+
+
+def _card_marks(answer: Answer, card: EvidenceCard) -> tuple[Span | None, Span | None]:
+    """(the quote, the short answer) to highlight in a card; the answer span belongs to the first citation."""
+    if card.citation is None:
+        return None, None
+    quote = Span(card.citation.start, card.citation.end)
+    first = answer.citations[0]
+    if card.citation == first and answer.answer_span is not None:
+        return quote, _answer_mark(answer)
+    return quote, quote
+
+
+def marked_html(text: str, base: int, outer: Span | None, inner: Span | None, outer_id: str = "") -> str:
+    """`text` (at document offset `base`) escaped for gr.HTML: `outer` (the quote) in a tinted span,
+    `inner` (the answer) in <mark>. Works by offsets only; spans not inside the text are dropped, an
+    `inner` outside `outer` is dropped, and an `inner` equal to `outer` becomes a plain <mark>."""
+    lo, hi = base, base + len(text)
+
+    def inside(span: Span | None) -> Span | None:
+        return span if span is not None and lo <= span.start < span.end <= hi else None
+
+    outer, inner = inside(outer), inside(inner)
+    if outer is None:
+        outer, inner = inner, None
+    if outer is None:
+        return esc(text)
+    if inner is not None and not (outer.start <= inner.start and inner.end <= outer.end):
+        inner = None
+    id_attr = f' id="{outer_id}"' if outer_id else ""
+
+    def piece(a: int, b: int) -> str:
+        return esc(text[a - base : b - base])
+
+    if inner is None or inner == outer:
+        body = f"<mark{id_attr}>{piece(outer.start, outer.end)}</mark>"
+    else:
+        body = (
+            f'<span class="qa-quote"{id_attr}>{piece(outer.start, inner.start)}'
+            f"<mark>{piece(inner.start, inner.end)}</mark>{piece(inner.end, outer.end)}</span>"
+        )
+    return piece(lo, outer.start) + body + piece(outer.end, hi)
+
+
+def render_evidence(answer: Answer | None, number: int = 1, scope: Sequence[str] = ()) -> str:
+    """The evidence panel (HTML) for one answer: one card per passage, the answer marked by offsets."""
+    if answer is None:
+        return EVIDENCE_EMPTY
+    if answer.answered:
+        head = f'<div class="qa-ev-head">Answer {number}: <q>{esc(answer.question)}</q></div>'
+    else:
+        what = "closest passages looked at" if answer.passages else esc(answer.message)
+        head = (
+            f'<div class="qa-ev-head qa-abstained">Answer {number}: <q>{esc(answer.question)}</q> — '
+            f"{NOT_FOUND_TITLE.rstrip('.')}; {what}</div>"
+        )
+    if scope:
+        head += f'<div class="qa-meta">Searched only in: {esc(", ".join(scope))}</div>'
+    cards = []
+    for card in evidence_cards(answer):
+        quote, mark = _card_marks(answer, card)
+        meta = [esc(_where(card.source, card.page)), f"chars {card.start}–{card.end}"]
+        if card.score is not None:
+            meta.append(f"retrieval score {card.score:.2f}")
+        badge = '<span class="qa-badge">quoted</span>' if card.citation else ""
+        cards.append(
+            f'<article class="qa-card{" qa-cited" if card.citation else ""}" id="{card_id(number, card.number)}">'
+            f'<div class="qa-card-title">[{card.number}] {esc(card.title)}{badge}</div>'
+            f'<div class="qa-meta">{" · ".join(meta)}</div>'
+            f'<div class="qa-passage">{marked_html(card.text, card.start, quote, mark)}</div>'
+            f'<button type="button" class="qa-open" data-card="{card.number}">Open document at this passage</button>'
+            "</article>"
+        )
+    return f'<div class="qa-ev" data-answer="{number}">{head}{"".join(cards)}</div>'
+
+
+def render_document(doc: Document, focus: Span, mark: Span | None) -> str:
+    """The document viewer (HTML): the whole text, or for a PDF the page(s) holding `focus`, escaped,
+    with `focus` highlighted as #doc-focus (the viewer's script scrolls to it) and `mark` inside it."""
+    if doc.page_starts:
+        first, last = doc.page_at(focus.start) or 1, doc.page_at(max(focus.start, focus.end - 1)) or 1
+        lo = doc.page_starts[first - 1]
+        hi = doc.page_starts[last] if last < len(doc.page_starts) else len(doc.text)
+        pages = f"page {first}" if first == last else f"pages {first}–{last}"
+        where = f"{pages} of {len(doc.page_starts)}"
+    else:
+        lo, hi = max(0, focus.start - VIEW_CHARS // 2), min(len(doc.text), focus.end + VIEW_CHARS // 2)
+        where = "whole text" if (lo, hi) == (0, len(doc.text)) else f"characters {lo}–{hi} of {len(doc.text)}"
+    text = doc.text[lo:hi]
     return (
-        f"{_source_line(n, citation.title, citation.source, citation.page)} "
-        f"· chars {citation.start}–{citation.end}\n\n"
-        f"{pre}{highlight(text, base, mark)}{post}"
+        '<div class="qa-doc">'
+        f'<div class="qa-doc-head"><div><div class="qa-card-title">{esc(doc.title)}</div>'
+        f'<div class="qa-meta">{esc(doc.source)} · {where} · highlight at chars {focus.start}–{focus.end}</div></div>'
+        '<button type="button" class="qa-close">Close</button></div>'
+        f'<div class="qa-doc-text">{marked_html(text, lo, focus, mark, outer_id="doc-focus")}</div>'
+        "</div>"
     )
 
 
-def render_answer(answer: Answer) -> str:
-    """The chat reply: bold short answer, the verbatim quote, confidence, then numbered sources."""
-    if not answer.answered:
-        return render_abstention(answer)
-    # With no short answer inside the quote, the quote itself is the answer: show it once.
-    short = [f"**{neutral(answer.answer)}**"] if answer.answer and answer.answer != answer.quote else []
-    parts = [
-        *short,
-        f"> {neutral(answer.quote)}",
-        f"Confidence: **{confidence_label(answer.score)}** ({answer.score:.2f})",
-        "**Sources**",
-    ]
-    parts += [render_citation(n, c, answer) for n, c in enumerate(answer.citations, 1)]
-    return "\n\n".join(parts)
+def render_card_document(pipeline: PipelineLike, answer: Answer, card_number: int) -> str:
+    """The viewer for one evidence card: the quote (and answer) for a cited card, else the passage."""
+    card = next((c for c in evidence_cards(answer) if c.number == card_number), None)
+    if card is None:
+        return ""
+    try:
+        doc = pipeline.document(card.doc_id)
+    except KeyError:
+        return f'<div class="qa-doc qa-meta">{esc(card.source)} has been removed from the index since.</div>'
+    quote, mark = _card_marks(answer, card)
+    if quote is None:
+        return render_document(doc, Span(card.start, card.end), None)
+    return render_document(doc, quote, mark)
 
 
-def render_abstention(answer: Answer) -> str:
-    """An abstention looks unlike an answer and shows what was searched, so users can judge it."""
-    parts = [f'<span class="abstained">Not found in the documents.</span> {neutral(answer.message)}']
-    if answer.passages:
-        parts.append("*Closest passages looked at:*")
-        for n, p in enumerate(answer.passages[:CLOSEST_SHOWN], 1):
-            text, _, pre, post = _window(p.text, p.start, Span(p.start, p.start), EXCERPT_CHARS)
-            parts.append(
-                f"{_source_line(n, p.title, p.source, p.page)} · chars {p.start}–{p.end} "
-                f"· score {p.score:.2f}\n\n{pre}{neutral(text)}{post}"
-            )
-    return "\n\n".join(parts)
+# ---------------------------------------------------------------- the documents panel
 
 
 _STATUS_TEXT = {
@@ -189,6 +449,17 @@ def render_file_results(results: Sequence[FileResult]) -> str:
     return "\n".join(lines)
 
 
+def file_result_json(result: FileResult) -> dict[str, str]:
+    """An upload's outcome for API clients (the file name only, never a server path)."""
+    return {
+        "file": Path(result.path).name,
+        "status": result.status,
+        "reason": result.reason,
+        "doc_id": result.doc_id,
+        "title": result.title,
+    }
+
+
 def documents_frame(docs: Sequence[DocumentInfo]) -> pd.DataFrame:
     """The documents panel's rows (plain strings: the Dataframe shows them as text, not HTML)."""
     rows = [
@@ -198,9 +469,96 @@ def documents_frame(docs: Sequence[DocumentInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DOC_HEADERS)
 
 
+def document_label(doc: DocumentInfo) -> str:
+    return f"{doc.title} ({doc.source})"
+
+
+# ---------------------------------------------------------------- example questions from the documents
+
+_NAME = r"[A-Z][\w’'-]+"
+_VERBS = {
+    "said": "say",
+    "says": "say",
+    "stressed": "stress",
+    "emphasized": "emphasize",
+    "emphasised": "emphasise",
+    "warned": "warn",
+    "noted": "note",
+    "clarified": "clarify",
+    "argued": "argue",
+    "announced": "announce",
+    "insisted": "insist",
+    "told": "tell",
+    "added": "add",
+}
+# "Kaja Kallas, emphasized" / "Healey clarified": a named person reporting something.
+_SPEECH = re.compile(rf"\b((?:{_NAME} ){{0,2}}{_NAME}),? ({'|'.join(_VERBS)})\b")
+# "Finland’s Defense Minister Antti Häkkänen": a role followed by the name of who holds it.
+_ROLE = re.compile(
+    rf"\b((?:{_NAME}[’']s )?(?:[A-Z][\w.]+ ){{0,3}}"
+    r"(?:Minister|Secretary|President|Director|Chancellor|Governor|Mayor|Chair|Chairman|Chairwoman|Ambassador|"
+    rf"Commissioner|Envoy|Spokesperson|Spokesman|Commander)) {_NAME}(?: {_NAME}){{0,2}}\b"
+)
+# "The Zephyr reservoir project has a total budget of …": a measured property of a named thing.
+_MEASURE = re.compile(
+    r"\b[Tt]he ((?:[\w-]+ ){0,4}[\w-]+) (?:has|had) an? (?:total |overall |annual |estimated )?"
+    r"(budget|cost|capacity|population|value|price|length|area|deadline) of\b"
+)
+_STARTERS = {"The", "A", "An", "This", "That", "It", "He", "She", "They", "We", "I", "But", "And", "Instead", "However",
+             "While", "When", "After", "Before", "As", "If", "Although", "Since", "Meanwhile", "Then", "So", "Yet"}
+_SCAN_CHARS = 20_000
+
+
+def example_candidates(text: str) -> list[str]:
+    """Questions suggested by a document's own sentences (simple patterns, no language model):
+    who reported something, who holds a named role, what a named thing's budget/cost/… is.
+    Kinds alternate, so a few examples show different kinds of question."""
+    text = text[:_SCAN_CHARS]
+    speech, roles, measures = [], [], []
+    for m in _SPEECH.finditer(text):
+        surname = m.group(1).split()[-1]
+        if surname not in _STARTERS:
+            speech.append(f"What did {surname} {_VERBS[m.group(2)]}?")
+    for m in _ROLE.finditer(text):
+        words = m.group(1).split()
+        while words and words[0] in _STARTERS:
+            words.pop(0)
+        if len(words) >= 2:  # "the President" alone is too vague to ask about
+            role = " ".join(words)
+            roles.append(f"Who is {role}?" if re.match(rf"{_NAME}[’']s ", role) else f"Who is the {role}?")
+    for m in _MEASURE.finditer(text):
+        measures.append(f"What is the {m.group(2)} of the {m.group(1)}?")
+    mixed = [q for round_ in zip_longest(speech, roles, measures) for q in round_ if q is not None]
+    return list(dict.fromkeys(mixed))
+
+
+def example_questions(pipeline: PipelineLike, docs: Sequence[DocumentInfo]) -> list[str]:
+    """A few example questions from the newest documents, kept only if the index answers them from
+    the document they came from with at least medium confidence (so every example works)."""
+    per_doc: list[list[tuple[str, str]]] = []
+    for info in sorted(docs, key=lambda d: d.added_at, reverse=True)[:EXAMPLES_SHOWN]:
+        try:
+            text = pipeline.document(info.doc_id).text
+        except KeyError:
+            continue
+        per_doc.append([(q, info.doc_id) for q in example_candidates(text)[:EXAMPLES_SHOWN]])
+    # Round-robin over documents so one long document does not take every slot.
+    ordered = [c for round_ in zip_longest(*per_doc) for c in round_ if c is not None]
+    chosen: list[str] = []
+    for question, doc_id in ordered[:EXAMPLE_CANDIDATES]:
+        answer = pipeline.ask(question)
+        if answer.answered and answer.score >= EXAMPLE_MIN_SCORE and answer.citations[0].doc_id == doc_id:
+            chosen.append(question)
+        if len(chosen) == EXAMPLES_SHOWN:
+            break
+    return chosen
+
+
 # ---------------------------------------------------------------- uploads
 
 _UNSAFE_NAME = re.compile(r"[^\w.\-]+")  # \w is Unicode-aware: non-ASCII letters survive
+_BINARY_MAGIC = (b"%PDF", b"PK\x03\x04", b"\x7fELF", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"\x1f\x8b", b"7z\xbc\xaf")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def safe_filename(name: str) -> str:
@@ -220,6 +578,20 @@ def safe_filename(name: str) -> str:
     return f"{stem}.{suffix}" if suffix else stem
 
 
+def content_problem(path: Path, suffix: str) -> str | None:
+    """Why a file's bytes do not match its extension, or None: a .pdf must start with %PDF, and a
+    .txt/.md must not be binary (no NUL bytes unless UTF-16, no archive/image/executable header)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if suffix == ".pdf":
+        return None if head.startswith(b"%PDF") else "not a PDF: the file does not start with %PDF"
+    if head.startswith(_UTF16_BOMS):
+        return None
+    if b"\x00" in head or head.startswith(_BINARY_MAGIC):
+        return f"binary content in a {suffix} file (only plain text is accepted)"
+    return None
+
+
 def upload_dir(config: Config) -> Path:
     return Path(config.index_dir) / "uploads"
 
@@ -229,10 +601,11 @@ def add_uploads(
     files: Sequence[str | Path],
     progress: Callable[[int, int, str], None] | None = None,
 ) -> list[FileResult]:
-    """Copy uploads under sanitised names into `<index_dir>/uploads/` and index them.
+    """Check uploads, copy them under sanitised names into `<index_dir>/uploads/` and index them.
 
-    Gradio's temp copies vanish, and their names must not become document names. A refused file
-    leaves the uploads folder as it was (an earlier good version at that name is restored).
+    Gradio's temp copies vanish, and their names must not become document names. Checked before any
+    copy: extension, size, and that the content matches the extension. A refused file leaves the
+    uploads folder as it was (an earlier good version at that name is restored).
     """
     dest_dir = upload_dir(pipeline.config)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -242,13 +615,18 @@ def add_uploads(
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".backup-") as backups:
         for src in map(Path, files):
             dest = dest_dir / safe_filename(src.name)
-            if dest.suffix not in ALLOWED_SUFFIXES:
-                reason = f"unsupported file type; use {', '.join(ALLOWED_SUFFIXES)}"
-            elif src.stat().st_size > limit:
-                reason = f"larger than the {pipeline.config.max_file_mb:g} MB limit"
-            elif dest in staged:
-                reason = "another file in this upload has the same name"
-            else:
+            try:
+                if dest.suffix not in ALLOWED_SUFFIXES:
+                    reason = f"unsupported file type; use {', '.join(ALLOWED_SUFFIXES)}"
+                elif src.stat().st_size > limit:
+                    reason = f"larger than the {pipeline.config.max_file_mb:g} MB limit"
+                elif dest in staged:
+                    reason = "another file in this upload has the same name"
+                else:
+                    reason = content_problem(src, dest.suffix)
+            except OSError as exc:
+                reason = f"could not read the upload ({exc.strerror or exc}); try again"
+            if reason is None:
                 backup = Path(backups) / dest.name if dest.exists() else None
                 if backup:
                     shutil.copy2(dest, backup)
@@ -268,46 +646,138 @@ def add_uploads(
     return early + results
 
 
+def _discard_gradio_copies(files: Sequence[str | Path]) -> None:
+    """Delete Gradio's temp copies of uploads once indexed: the index holds the only copy, and
+    Gradio's file route would otherwise keep serving them to anyone holding the URL."""
+    from gradio.utils import get_upload_folder, is_in_or_equal
+
+    cache = get_upload_folder()
+    for name in files:
+        path = Path(name)
+        if is_in_or_equal(path, cache):
+            path.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()  # Gradio keeps each upload in its own folder
+            except OSError:
+                pass
+
+
 # ---------------------------------------------------------------- the app
 
 
+def _resolved(fn: Callable) -> Callable:
+    """Real types in the annotations (this module postpones them), so gr.api documents them."""
+    fn.__annotations__ = typing.get_type_hints(fn)
+    return fn
+
+
 def build_app(pipeline: PipelineLike) -> gr.Blocks:
-    """The chat, upload box and documents panel, with stable API endpoints for scripts and tests."""
+    """The chat, evidence panel, documents panel, and stable API endpoints for scripts and tests.
+
+    Per browser session (gr.State): the answers given so far (`records`) and which one the evidence
+    panel shows (`current`), so an older answer's sources stay available after newer questions.
+    """
     # Gradio reads this at each call: no telemetry from a tool that handles private briefings.
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    examples_cache: dict[tuple[str, ...], list[str]] = {}
+    examples_lock = threading.Lock()
 
-    def chat(question: str) -> str:
-        """Answer a question from the indexed documents; returns the rendered answer (Markdown)."""
-        return render_answer(pipeline.ask(question.strip()))
+    def doc_titles(doc_ids: Sequence[str]) -> list[str]:
+        by_id = {d.doc_id: d for d in pipeline.documents()}
+        return [document_label(by_id[i]) if i in by_id else i for i in doc_ids]
+
+    # --- questions --------------------------------------------------------------------------
+
+    def chat(question: str, doc_ids: list[str] | None = None) -> str:
+        """Answer a question from the indexed documents (optionally only within `doc_ids`); returns
+        the answer card as Markdown: short answer, quote, confidence, sources."""
+        scope = list(doc_ids or [])
+        return render_answer(pipeline.ask(question.strip(), doc_ids=scope or None), 1, doc_titles(scope))
+
+    def ask_json(question: str, doc_ids: list[str] | None = None, top_k: int | None = None) -> dict:
+        """Answer a question; returns the same JSON object as `qa ask --json` (answered, answer, quote,
+        score, citations with document/page/character span, passages, message)."""
+        from qa.cli import answer_json
+
+        if top_k is not None and top_k < 1:
+            raise gr.Error("top_k must be at least 1")
+        return answer_json(pipeline.ask(question.strip(), top_k=top_k, doc_ids=list(doc_ids or []) or None))
 
     def show_question(question: str, history: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]], str]:
         if not question.strip():
             return "", history, ""
-        return "", [*history, {"role": "user", "content": neutral(question)}], question
+        return "", [*history, {"role": "user", "content": neutral(question)}], question.strip()
 
-    def answer_question(pending: str, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not pending.strip():
-            return history
-        return [*history, {"role": "assistant", "content": chat(pending)}]
+    def answer_question(
+        pending: str, history: list[dict[str, Any]], records: list[dict[str, Any]], doc_filter: list[str] | None
+    ) -> tuple[Any, ...]:
+        if not pending:
+            return (gr.skip(),) * 6
+        scope = doc_titles(doc_filter or [])
+        try:
+            answer = pipeline.ask(pending, doc_ids=list(doc_filter or []) or None)
+        except Exception as exc:  # noqa: BLE001 (the conversation goes on; the details go to the log)
+            logging.getLogger(__name__).exception("answering %r failed", pending)
+            failed = {"role": "assistant", "content": f"Something went wrong while answering: {neutral(str(exc))}"}
+            return [*history, failed], records, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        number = len(records) + 1
+        history = [*history, {"role": "assistant", "content": render_answer(answer, number, scope)}]
+        records = [*records, {"answer": answer, "message": len(history) - 1, "scope": scope}]
+        return history, records, number, render_evidence(answer, number, scope), picker(records, number), ""
 
-    def add_documents(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008 (how Gradio injects progress)
-        """Index uploaded .pdf/.txt/.md files; returns one line per file (added, unchanged, refused...)."""
+    def picker(records: list[dict[str, Any]], number: int) -> gr.Dropdown:
+        choices = [(f"{n}. {r['answer'].question[:80]}", n) for n, r in enumerate(records, 1)]
+        return gr.Dropdown(choices=choices, value=number if records else None)
 
-        def report(done: int, total: int, name: str) -> None:
-            progress((done, total), desc=f"Indexing {name}")
+    def show_answer(records: list[dict[str, Any]], number: int) -> str:
+        if not 1 <= number <= len(records):
+            return EVIDENCE_EMPTY
+        record = records[number - 1]
+        return render_evidence(record["answer"], number, record["scope"])
 
-        return render_file_results(add_uploads(pipeline, files or [], report))
+    def select_from_chat(records: list[dict[str, Any]], evt: gr.SelectData) -> tuple[Any, ...]:
+        """A click on a message (or a citation link in it) shows that answer's sources."""
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        for number in range(len(records), 0, -1):
+            if records[number - 1]["message"] in (index, index + 1):  # the answer, or the question before it
+                return number, show_answer(records, number), gr.Dropdown(value=number), ""
+        return (gr.skip(),) * 4
 
-    def list_documents() -> pd.DataFrame:
-        """The indexed documents: title, file, pages, chunks, when added."""
-        return documents_frame(pipeline.documents())
+    def select_from_picker(records: list[dict[str, Any]], number: int | None) -> tuple[Any, ...]:
+        if number is None:
+            return (gr.skip(),) * 3
+        return number, show_answer(records, int(number)), ""
 
-    def remove_document(doc_id_or_path: str) -> pd.DataFrame:
-        """Remove a document by id, path or file name; returns the documents left."""
-        key = (doc_id_or_path or "").strip()
+    def open_document(records: list[dict[str, Any]], number: int, evt: gr.EventData) -> str:
+        card = (getattr(evt, "_data", None) or {}).get("card")
+        if not isinstance(card, int) or not 1 <= number <= len(records):
+            return gr.skip()
+        return render_card_document(pipeline, records[number - 1]["answer"], card)
+
+    def clear_chat() -> tuple[Any, ...]:
+        return [], [], 0, EVIDENCE_EMPTY, gr.Dropdown(choices=[], value=None), "", ""
+
+    # --- documents --------------------------------------------------------------------------
+
+    def list_documents() -> list[dict]:
+        """The indexed documents, as `qa list --json` prints them but without the server-side path:
+        doc_id, title, source, pages, chunks, chars, added_at."""
+        # No "path" key: gradio_client downloads any result dict holding one, as if it were a file.
+        return [{k: v for k, v in asdict(d).items() if k != "path"} for d in pipeline.documents()]
+
+    def remove_document(document: str) -> list[dict]:
+        """Remove a document by id (or unique id prefix), path or file name; returns what was removed."""
+        removed = _remove(document)
+        return [{"doc_id": d.doc_id, "title": d.title, "source": d.source} for d in removed]
+
+    def _remove(key: str) -> list[DocumentInfo]:
+        key = (key or "").strip()
         if not key:
             raise gr.Error("Choose a document to remove.")
-        removed = pipeline.remove(key)
+        try:
+            removed = pipeline.remove(key)
+        except ValueError as exc:  # AmbiguousDocument: several documents match
+            raise gr.Error(str(exc)) from None
         if not removed:
             raise gr.Error(f"No document matches {key!r}.")
         # Our copy of an uploaded file goes with it; files added from elsewhere are not ours to delete.
@@ -315,90 +785,296 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
         for info in removed:
             if Path(info.path).resolve().parent == uploads:
                 Path(info.path).unlink(missing_ok=True)
-        return list_documents()
+        return removed
 
-    def document_choices() -> gr.Dropdown:
-        return gr.Dropdown(choices=[(f"{d.title} ({d.source})", d.doc_id) for d in pipeline.documents()], value=None)
+    def add_documents(files: list[str] | None) -> list[dict]:
+        """Index uploaded .pdf/.txt/.md files; one result per file: file, status (added, replaced,
+        unchanged, refused), reason, doc_id, title."""
+        try:
+            return [file_result_json(r) for r in add_uploads(pipeline, files or [])]
+        finally:
+            _discard_gradio_copies(files or [])
+
+    def upload_files(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[str, None]:  # noqa: B008 (how Gradio injects progress)
+        def report(done: int, total: int, name: str) -> None:
+            progress((done, total), desc=f"Indexed {name}")
+
+        progress(0, desc=f"Checking {len(files or [])} file(s)")
+        try:
+            return render_file_results(add_uploads(pipeline, files or [], report)), None
+        finally:
+            _discard_gradio_copies(files or [])
+
+    def examples_for(docs: list[DocumentInfo]) -> list[str]:
+        key = tuple(sorted(d.doc_id for d in docs))
+        with examples_lock:
+            if key not in examples_cache:
+                examples_cache.clear()
+                examples_cache[key] = example_questions(pipeline, docs)
+            return examples_cache[key]
+
+    def refresh(doc_filter: list[str] | None) -> tuple[Any, ...]:
+        """Everything that lists documents: the table, the remove and filter choices, the examples."""
+        docs = pipeline.documents()
+        choices = [(document_label(d), d.doc_id) for d in docs]
+        ids = {d.doc_id for d in docs}
+        examples = examples_for(docs)
+        return (
+            documents_frame(docs),
+            gr.Dropdown(choices=choices, value=None),
+            gr.Dropdown(choices=choices, value=[i for i in doc_filter or [] if i in ids]),
+            gr.Dataset(samples=[[q] for q in examples], visible=bool(examples)),
+        )
+
+    def ask_removal(doc_id: str | None) -> tuple[Any, ...]:
+        """Step one of removing: say exactly what will go and wait for confirmation."""
+        info = next((d for d in pipeline.documents() if d.doc_id == doc_id), None)
+        if info is None:
+            return "", gr.Row(visible=False), "Choose a document to remove first."
+        text = (
+            f"Remove **{neutral(info.title)}** ({neutral(info.source)}, {info.chunks} chunks)? "
+            "Its passages will no longer be used for answers."
+        )
+        return info.doc_id, gr.Row(visible=True), text
+
+    def confirm_removal(doc_id: str) -> tuple[Any, ...]:
+        if not doc_id:
+            return "", gr.Row(visible=False), "Nothing to remove."
+        removed = _remove(doc_id)
+        names = ", ".join(f"**{neutral(d.source)}**" for d in removed)
+        return "", gr.Row(visible=False), f"Removed {names}."
+
+    # --- layout -------------------------------------------------------------------------------
 
     with gr.Blocks(title="briefqa", analytics_enabled=False) as demo:
         gr.Markdown(
             "## briefqa\nAsk about the briefing documents. Answers are quoted verbatim with their "
             "source, page and character span; when the documents do not hold the answer, it says so."
         )
-        with gr.Row():
-            with gr.Column(scale=3):
-                chatbot = gr.Chatbot(elem_id="chatbot", label="Answers", show_label=False, height=640, buttons=["copy"])
+        records = gr.State([])
+        current = gr.State(0)
+        pending = gr.State("")
+        pending_removal = gr.State("")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=300):
+                chatbot = gr.Chatbot(
+                    elem_id="chatbot",
+                    label="Answers",
+                    show_label=False,
+                    height=560,
+                    buttons=["copy"],
+                    placeholder="Answers appear here, each quoting the documents with numbered sources.",
+                )
                 with gr.Row():
                     question = gr.Textbox(
                         elem_id="question",
                         show_label=False,
                         placeholder="Ask a question…",
                         scale=5,
+                        min_width=180,
                         max_lines=4,
                     )
-                    ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1)
-                gr.Examples(EXAMPLES, inputs=[question], label="Examples")
-                gr.ClearButton([chatbot, question], value="Clear chat")
-            with gr.Column(scale=2):
-                upload = gr.File(
-                    label="Add documents (.pdf, .txt, .md)",
-                    elem_id="upload",
-                    file_count="multiple",
-                    file_types=list(ALLOWED_SUFFIXES),
+                    ask = gr.Button("Ask", variant="primary", elem_id="ask", scale=1, min_width=70)
+                examples = gr.Dataset(
+                    components=["textbox"], samples=[], label="Examples from your documents", elem_id="examples",
+                    visible=False,
                 )
-                upload_report = gr.Markdown(elem_id="upload-report")
-                docs_table = gr.Dataframe(
-                    value=list_documents,
-                    headers=DOC_HEADERS,
-                    label="Documents",
-                    elem_id="documents",
-                    interactive=False,
-                    wrap=True,
-                    column_widths=["30%", "27%", "13%", "14%", "16%"],
+                doc_filter = gr.Dropdown(
+                    label="Ask only within (optional)",
+                    elem_id="doc-filter",
+                    multiselect=True,
+                    choices=[],
+                    info="Leave empty to search every document.",
                 )
-                with gr.Row():
-                    to_remove = gr.Dropdown(label="Document", allow_custom_value=True, scale=3)
-                    remove = gr.Button("Remove", variant="stop", scale=1)
-                    refresh = gr.Button("Refresh", scale=1)
+                clear = gr.Button("Clear conversation", size="sm", elem_id="clear")
+            with gr.Column(scale=2, min_width=300):
+                answer_picker = gr.Dropdown(label="Sources for answer", elem_id="answer-picker", choices=[])
+                evidence = gr.HTML(EVIDENCE_EMPTY, elem_id="evidence", js_on_load=EVIDENCE_JS, max_height=720)
+                viewer = gr.HTML("", elem_id="doc-viewer", js_on_load=VIEWER_JS)
+        with gr.Accordion("Documents", open=True, elem_id="documents-panel"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=300):
+                    upload = gr.File(
+                        label="Add documents (.pdf, .txt, .md; several at once)",
+                        elem_id="upload",
+                        file_count="multiple",
+                        file_types=list(ALLOWED_SUFFIXES),
+                    )
+                    upload_report = gr.Markdown(elem_id="upload-report")
+                with gr.Column(scale=3, min_width=300):
+                    docs_table = gr.Dataframe(
+                        headers=DOC_HEADERS,
+                        label="Indexed documents",
+                        elem_id="documents",
+                        interactive=False,
+                        wrap=True,
+                        column_widths=["30%", "27%", "13%", "14%", "16%"],
+                    )
+                    with gr.Row():
+                        to_remove = gr.Dropdown(label="Document to remove", elem_id="remove-choice", scale=3, min_width=180)
+                        remove = gr.Button("Remove…", variant="stop", elem_id="remove", scale=1, min_width=90)
+                    with gr.Row(visible=False, elem_id="confirm-row") as confirm_row:
+                        confirm_text = gr.Markdown(elem_id="confirm-text")
+                        confirm = gr.Button("Yes, remove", variant="stop", elem_id="confirm-remove", min_width=90)
+                        cancel = gr.Button("Cancel", elem_id="cancel-remove", min_width=90)
+                    remove_report = gr.Markdown(elem_id="remove-report")
+        # API-only components: uploads through gradio_client go through Gradio's file checks like the UI's.
+        api_files = gr.File(file_count="multiple", visible=False, label="files")
+        api_results = gr.JSON(visible=False, label="results")
 
-        pending = gr.State("")
+        # --- events -----------------------------------------------------------------------------
+        private: dict[str, Any] = {"api_visibility": "private"}
+        listing = [docs_table, to_remove, doc_filter, examples]
+        answer_outputs = [chatbot, records, current, evidence, answer_picker, viewer]
         for trigger in (question.submit, ask.click):
-            trigger(show_question, [question, chatbot], [question, chatbot, pending], api_visibility="private").then(
-                answer_question, [pending, chatbot], [chatbot], api_visibility="private"
+            trigger(show_question, [question, chatbot], [question, chatbot, pending], **private).then(
+                answer_question, [pending, chatbot, records, doc_filter], answer_outputs, **private
             )
-        gr.api(chat, api_name="chat")
+        examples.click(lambda sample: sample[0] if sample else "", [examples], [question], **private).then(
+            show_question, [question, chatbot], [question, chatbot, pending], **private
+        ).then(answer_question, [pending, chatbot, records, doc_filter], answer_outputs, **private)
+        chatbot.select(select_from_chat, [records], [current, evidence, answer_picker, viewer], **private)
+        answer_picker.input(select_from_picker, [records, answer_picker], [current, evidence, viewer], **private)
+        evidence.click(open_document, [records, current], [viewer], **private)
+        cleared = [chatbot, records, current, evidence, answer_picker, viewer, question]
+        clear.click(clear_chat, None, cleared, **private)
+        chatbot.clear(clear_chat, None, cleared, **private)  # the chatbot's own trash button
 
-        # Index writes go one at a time; asks run alongside them (the pipeline is thread-safe for asks).
-        writes = {"concurrency_limit": 1, "concurrency_id": "index-writes"}
-        upload.upload(add_documents, [upload], [upload_report], api_name="add_documents", **writes).then(
-            lambda: (list_documents(), None), None, [docs_table, upload], api_visibility="private"
+        upload.upload(upload_files, [upload], [upload_report, upload], **WRITES, **private).then(
+            refresh, [doc_filter], listing, **private
         )
-        remove.click(remove_document, [to_remove], [docs_table], api_name="remove_document", **writes)
-        refresh.click(list_documents, None, [docs_table], api_name="list_documents")
-        docs_table.change(document_choices, None, [to_remove], api_visibility="private")
-    demo.queue(default_concurrency_limit=4)
+        remove.click(ask_removal, [to_remove], [pending_removal, confirm_row, confirm_text], **private)
+        cancel.click(lambda: ("", gr.Row(visible=False)), None, [pending_removal, confirm_row], **private)
+        confirm.click(
+            confirm_removal, [pending_removal], [pending_removal, confirm_row, remove_report], **WRITES, **private
+        ).then(refresh, [doc_filter], listing, **private)
+        demo.load(refresh, [doc_filter], listing, **private)
+
+        gr.api(_resolved(chat), api_name="chat")
+        gr.api(_resolved(ask_json), api_name="ask_json")
+        gr.api(_resolved(list_documents), api_name="list_documents")
+        gr.api(_resolved(remove_document), api_name="remove_document", **WRITES)
+        api_files.upload(add_documents, [api_files], [api_results], api_name="add_documents", **WRITES)
+    demo.queue(default_concurrency_limit=ASK_CONCURRENCY, max_size=512)
     return demo
 
 
+# ---------------------------------------------------------------- serving safely
+
+
+class ServeRefused(Exception):
+    """`qa serve` will not start as asked (exposed without authentication, bad credentials file)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _credential(line: str, where: str) -> tuple[str, str]:
+    user, sep, password = line.partition(":")
+    if not sep or not user.strip() or not password:
+        raise ServeRefused(f"{where}: expected user:password")
+    return user.strip(), password
+
+
+def load_credentials(config: Config) -> list[tuple[str, str]]:
+    """The user:password pairs from QA_AUTH and the QA_AUTH_FILE file (one per line, # comments)."""
+    pairs = [_credential(config.auth, "QA_AUTH")] if config.auth else []
+    if config.auth_file:
+        path = Path(config.auth_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ServeRefused(f"cannot read QA_AUTH_FILE {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        found = [
+            _credential(line.strip(), f"{path} line {n}")
+            for n, line in enumerate(lines, 1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        if not found:
+            raise ServeRefused(f"QA_AUTH_FILE {path} holds no user:password lines")
+        pairs += found
+    return pairs
+
+
+def password_check(pairs: Sequence[tuple[str, str]]) -> Callable[[str, str], bool]:
+    """Gradio's auth callback: constant-time comparison against every known pair."""
+    known = [(u.encode(), p.encode()) for u, p in pairs]
+
+    def check(username: str, password: str) -> bool:
+        given_user, given_password = (username or "").encode(), (password or "").encode()
+        ok = False
+        for user, pw in known:
+            ok |= hmac.compare_digest(given_user, user) & hmac.compare_digest(given_password, pw)
+        return ok
+
+    return check
+
+
+def exposure_auth(host: str, config: Config, insecure: bool = False) -> Callable[[str, str], bool] | None:
+    """The auth callback for this bind address, or None for none; refuses an exposed, open server.
+
+    Loopback needs nothing (credentials are still used if given). Any other address needs
+    QA_AUTH / QA_AUTH_FILE, or `insecure=True`, which prints a warning.
+    """
+    pairs = load_credentials(config)
+    if pairs:
+        return password_check(pairs)
+    if not is_loopback(host):
+        if not insecure:
+            raise ServeRefused(
+                f"refusing to serve on {host} without authentication: anyone who can reach it could read and "
+                "change the documents. Set QA_AUTH=user:password (or QA_AUTH_FILE=a file of user:password "
+                "lines), bind 127.0.0.1, or pass --insecure to serve it open anyway."
+            )
+        print(
+            f"qa serve: WARNING: serving on {host} WITHOUT authentication (--insecure): anyone who can reach "
+            "this port can read the documents, ask questions and add or remove documents.",
+            file=sys.stderr,
+        )
+    return None
+
+
 def launch(demo: gr.Blocks, config: Config, *, host: str | None = None, port: int | None = None, **extra: Any) -> None:
-    """Start the server with the app's limits and look; tests pass prevent_thread_lock/quiet here."""
+    """Start the server with the app's limits and look; tests pass prevent_thread_lock/quiet/auth here.
+
+    Serves no files from disk beyond Gradio's own assets and upload cache: no allowed_paths, and the
+    index folder is blocked outright.
+    """
     demo.launch(
         server_name=host or config.host,
         server_port=port or config.port,
         max_file_size=int(config.max_file_mb * 1024 * 1024),
+        allowed_paths=[],
+        blocked_paths=[str(Path(config.index_dir).resolve())],
         footer_links=["api"],
         ssr_mode=False,
+        enable_monitoring=False,
+        mcp_server=False,
         theme=gr.themes.Soft(),
         css=CSS,
         **extra,
     )
 
 
-def serve(config: Config | None = None, *, host: str | None = None, port: int | None = None) -> None:
-    """Build the index from the seeds if it is empty, then serve the chat (127.0.0.1 by default)."""
+def serve(
+    config: Config | None = None, *, host: str | None = None, port: int | None = None, insecure: bool = False
+) -> None:
+    """Build the index from the seeds if it is empty, then serve the chat (127.0.0.1 by default).
+
+    Raises ServeRefused, before loading anything, for a non-loopback address without authentication.
+    """
+    config = config or Config.load()
+    host = host or config.host
+    auth = exposure_auth(host, config, insecure)
     from qa.pipeline import Pipeline  # here, so the rendering tests need not import the ML stack
 
-    config = config or Config.load()
     pipeline = Pipeline(config)
     pipeline.ensure_seeded()
-    launch(build_app(pipeline), config, host=host, port=port)
+    launch(build_app(pipeline), config, host=host, port=port, auth=auth)

@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="serve the browser chat")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 7860)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without QA_AUTH/QA_AUTH_FILE (prints a warning)",
+    )
     serve.set_defaults(run=_serve)
     return parser
 
@@ -255,9 +260,13 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
-    from qa.chat import serve
+    from qa.chat import ServeRefused, serve
 
-    serve(config, host=args.host, port=args.port)
+    try:
+        serve(config, host=args.host, port=args.port, insecure=args.insecure)
+    except ServeRefused as exc:  # exposed without authentication, or unreadable credentials
+        print(f"qa serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,6 +1,8 @@
 """The chat in a real browser (Debian's chromium driven by Playwright) over the real pipeline.
 
-Screenshots of the main states go to tests/artifacts/; the Kallas answer also becomes docs/screenshot.png.
+Screenshots of the main states go to tests/artifacts/; the Kallas answer with its evidence panel also
+becomes docs/screenshot.png. The tests share one server (module fixture) and run in file order: the
+upload test leaves the index as it found it, the hostile document stays.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ ARGS = [
 ]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 REPLY_DONE = re.compile("Sources|Not found in the documents")
-WAIT_MS = 90_000
+WAIT_MS = 60_000
+SECOND_QUESTION = "Who is Finland's Defense Minister?"
+SECOND_ANSWER = "Antti Häkkänen"
 
 pytestmark = [
     pytest.mark.browser,
@@ -56,15 +60,28 @@ def browser() -> Iterator[sync_api.Browser]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: sync_api.Browser, real_server: str) -> Iterator[sync_api.Page]:  # noqa: F811
+@pytest.fixture(scope="module")
+def context(browser: sync_api.Browser) -> Iterator[sync_api.BrowserContext]:
+    """One context for the desktop tests, so the app's scripts load from cache; each test has its own
+    page, hence its own Gradio session and conversation."""
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    yield context
+    context.close()
+
+
+def open_app(context: sync_api.BrowserContext, url: str) -> sync_api.Page:
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
-    page.goto(real_server)
+    page.goto(url)
     expect(page.locator("#question textarea")).to_be_visible()
+    return page
+
+
+@pytest.fixture
+def page(context: sync_api.BrowserContext, real_server: str) -> Iterator[sync_api.Page]:  # noqa: F811
+    page = open_app(context, real_server)
     yield page
-    context.close()
+    page.close()
 
 
 def ask(page: sync_api.Page, question: str) -> sync_api.Locator:
@@ -76,72 +93,187 @@ def ask(page: sync_api.Page, question: str) -> sync_api.Locator:
     box.press("Enter")
     reply = replies.nth(before)
     expect(reply).to_contain_text(REPLY_DONE, timeout=WAIT_MS)
+    expect(page.locator("#evidence .qa-ev")).to_have_attribute("data-answer", str(before + 1))
     return reply
 
 
-def upload(page: sync_api.Page, path: Path) -> None:
-    page.locator("#upload input[type=file]").set_input_files(str(path))
-    expect(page.locator("#upload-report")).to_contain_text(re.compile(r"added|already indexed"), timeout=WAIT_MS)
+def short_answer(reply: sync_api.Locator) -> str:
+    """The bold short answer, or the quote when the quote is the answer."""
+    strong = reply.locator(".md > p:first-child > strong")
+    return strong.inner_text().strip() if strong.count() else reply.locator("blockquote").inner_text().strip()
 
 
-def screenshot(page: sync_api.Page, name: str, scroll_chat_up: bool = False) -> Path:
-    """Save a screenshot; `scroll_chat_up` shows the question above its answer (each test has one exchange).
+def choose(page: sync_api.Page, dropdown: str, option: str) -> None:
+    """Pick the option containing `option` in a Gradio dropdown (elem_id `dropdown`)."""
+    page.locator(f"#{dropdown} input").click()
+    page.get_by_role("option", name=option).first.click()
+    page.keyboard.press("Escape")
+
+
+def upload(page: sync_api.Page, *paths: Path) -> None:
+    page.locator("#upload input[type=file]").set_input_files([str(p) for p in paths])
+    for path in paths:
+        expect(page.locator("#upload-report")).to_contain_text(path.name.replace(" ", "_"), timeout=WAIT_MS)
+
+
+def screenshot(page: sync_api.Page, name: str, scroll_chat_up: bool = False, full_page: bool = False) -> Path:
+    """Save a screenshot; `scroll_chat_up` shows the question above its answer.
 
     Waits for the chat's own autoscroll to settle first, or it scrolls back down.
     """
     if scroll_chat_up:
-        page.wait_for_timeout(1000)
+        page.wait_for_timeout(700)
         page.locator("#chatbot").hover()
         page.mouse.wheel(0, -5000)
-        page.wait_for_timeout(500)
+        page.wait_for_timeout(300)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 
-def test_kallas_answer_shows_quote_citation_and_highlight(page: sync_api.Page) -> None:
+def test_kallas_answer_card_evidence_and_document(page: sync_api.Page) -> None:
     reply = ask(page, "What did Kallas say?")
-    expect(reply).to_contain_text(KALLAS_QUOTE)
-    expect(reply).to_contain_text(SEED_FILE)
+    # The answer card: short answer, quote, confidence with its score on hover, numbered citation.
     expect(reply.locator("blockquote")).to_contain_text(KALLAS_QUOTE)
-    marks = reply.locator("mark")
-    expect(marks.first).to_be_visible()
-    mark_text = marks.first.inner_text().strip()
-    assert mark_text and mark_text in reply.locator("blockquote").inner_text()
-    shot = screenshot(page, "kallas-answer.png", scroll_chat_up=True)
-    (ROOT / "docs").mkdir(exist_ok=True)
-    shutil.copyfile(shot, ROOT / "docs" / "screenshot.png")
+    answer = short_answer(reply)
+    assert answer == KALLAS_QUOTE
+    expect(reply.locator("blockquote mark")).to_have_text(answer)
+    confidence = reply.locator(".qa-conf")
+    expect(confidence).to_have_text(re.compile(r"Confidence: (high|medium|low)"))
+    expect(confidence).to_have_attribute("title", re.compile(r"confidence score [01]\.\d\d"))
+    cite = reply.locator("a.qa-cite")
+    expect(cite).to_have_text("[1]")
+    expect(cite).to_have_attribute("href", "#ev-1-1")
+    expect(reply).to_contain_text(SEED_FILE)
+    # The copy button Gradio puts on each answer.
+    expect(page.locator('#chatbot [data-testid="bot"] ~ * [aria-label="Copy message"], '
+                        '#chatbot [aria-label="Copy message"]').last).to_be_visible()
+
+    # The evidence panel: the cited passage first, the short answer marked (by offsets), its score.
+    card = page.locator("#evidence #ev-1-1")
+    expect(card).to_contain_text(SEED_FILE)
+    expect(card).to_contain_text(re.compile(r"retrieval score \d\.\d\d"))
+    expect(card.locator("mark")).to_have_text(answer)
+    expect(card.locator(".qa-quote")).to_contain_text(KALLAS_QUOTE)
+    assert page.locator("#evidence .qa-card").count() >= 2
+    screenshot(page, "kallas-answer.png", scroll_chat_up=True)
+    shutil.copyfile(ARTIFACTS / "kallas-answer.png", ROOT / "docs" / "screenshot.png")
+
+    # The whole document, scrolled to the highlight.
+    card.locator(".qa-open").click()
+    focus = page.locator("#doc-viewer #doc-focus")
+    expect(focus.locator("mark")).to_have_text(answer)
+    expect(page.locator("#doc-viewer")).to_contain_text("whole text")
+    expect(focus).to_be_in_viewport()
+    screenshot(page, "document-viewer.png")
+    page.locator("#doc-viewer .qa-close").click()
+    expect(page.locator("#doc-viewer .qa-doc")).to_have_count(0)
 
 
-def test_uploaded_pdf_is_listed_and_cited_with_its_page(page: sync_api.Page, tmp_path: Path) -> None:
+def test_older_answers_keep_their_own_sources(page: sync_api.Page, real_server: str) -> None:  # noqa: F811
+    first = ask(page, "What did Kallas say?")
+    ask(page, SECOND_QUESTION)
+    # Another browser tab is another session: its conversation is empty.
+    other = open_app(page.context, real_server)
+    expect(other.locator("#evidence")).to_contain_text("Ask a question")
+    assert other.locator('#chatbot [data-testid="bot"]').count() == 0
+    other.close()
+    evidence = page.locator("#evidence")
+    expect(evidence.locator(".qa-ev-head")).to_contain_text(SECOND_QUESTION)
+    expect(evidence.locator("#ev-2-1 mark")).to_have_text(SECOND_ANSWER)
+
+    # Clicking the first answer's citation brings back the first answer's sources.
+    first.locator("a.qa-cite").first.click()
+    expect(evidence.locator(".qa-ev")).to_have_attribute("data-answer", "1")
+    expect(evidence.locator(".qa-ev-head")).to_contain_text("What did Kallas say?")
+    expect(evidence.locator("#ev-1-1 mark")).to_have_text(KALLAS_QUOTE)
+    expect(page.locator("#answer-picker input")).to_have_value(re.compile("^1. What did Kallas say"))
+    # ... and they still open in the document viewer.
+    evidence.locator("#ev-1-1 .qa-open").click()
+    expect(page.locator("#doc-viewer #doc-focus mark")).to_have_text(KALLAS_QUOTE)
+
+    # The picker switches back to the newer answer.
+    choose(page, "answer-picker", "2. " + SECOND_QUESTION)
+    expect(evidence.locator(".qa-ev")).to_have_attribute("data-answer", "2")
+    expect(evidence.locator("#ev-2-1 mark")).to_have_text(SECOND_ANSWER)
+    screenshot(page, "two-answers.png")
+
+    # The chatbot's own clear button starts a fresh conversation: numbering and sources start over.
+    page.locator('#chatbot button[aria-label="Clear"]').click()
+    expect(evidence).to_contain_text("Ask a question")
+    ask(page, SECOND_QUESTION)
+    expect(evidence.locator("#ev-1-1 mark")).to_have_text(SECOND_ANSWER)
+
+
+def test_upload_filter_and_remove_a_pdf(page: sync_api.Page, tmp_path: Path) -> None:
     pdf = write_pdf(tmp_path / "Zephyr Review.pdf", PDF_PAGES)
-    upload(page, pdf)
-    expect(page.locator("#upload-report")).to_contain_text("Zephyr_Review.pdf")
-    expect(page.locator("#documents")).to_contain_text("Zephyr_Review.pdf")
+    fake_pdf = tmp_path / "notes.pdf"
+    fake_pdf.write_text("<html>this is not a PDF</html>")
+    upload(page, pdf, fake_pdf)
+    report = page.locator("#upload-report")
+    expect(report).to_contain_text("Zephyr_Review.pdf — added")
+    expect(report).to_contain_text("notes.pdf — refused: not a PDF")
+    table = page.locator("#documents")
+    expect(table).to_contain_text("Zephyr_Review.pdf")
+    page.locator("#documents-panel").scroll_into_view_if_needed()
     screenshot(page, "uploaded.png")
+
     reply = ask(page, PDF_QUESTION)
     expect(reply).to_contain_text(PDF_FACT)
     expect(reply).to_contain_text("Zephyr_Review.pdf, p. 2")
+    card = page.locator("#evidence #ev-1-1")
+    expect(card).to_contain_text("Zephyr_Review.pdf, p. 2")
+    expect(card.locator("mark")).to_have_text(short_answer(reply))
+    card.locator(".qa-open").click()
+    expect(page.locator("#doc-viewer")).to_contain_text("page 2 of 2")
+    expect(page.locator("#doc-viewer #doc-focus")).to_contain_text(PDF_FACT)
     screenshot(page, "pdf-answer.png", scroll_chat_up=True)
+
+    # Asking only within the PDF: the Kallas question is no longer answerable.
+    choose(page, "doc-filter", "Zephyr_Review.pdf")
+    limited = ask(page, "What did Kallas say?")
+    expect(limited.locator(".abstained")).to_have_text("Not found in the documents.")
+    expect(limited).to_contain_text("Searched only in:")
+
+    # Removing takes two steps: choose, then confirm (cancel leaves it).
+    choose(page, "remove-choice", "Zephyr_Review.pdf")
+    page.locator("#remove").click()
+    expect(page.locator("#confirm-row")).to_contain_text("Zephyr_Review.pdf")
+    page.locator("#cancel-remove").click()
+    expect(page.locator("#confirm-row")).to_be_hidden()
+    expect(table).to_contain_text("Zephyr_Review.pdf")
+    page.locator("#remove").click()
+    page.locator("#confirm-remove").click()
+    expect(page.locator("#remove-report")).to_contain_text("Removed Zephyr_Review.pdf")
+    expect(table).not_to_contain_text("Zephyr_Review.pdf")
+    expect(page.locator("#doc-filter")).not_to_contain_text("Zephyr_Review.pdf")  # the filter lets go of it
+    after = ask(page, PDF_QUESTION)
+    expect(after).not_to_contain_text("Zephyr_Review.pdf")
+    expect(after).not_to_contain_text(PDF_FACT)
 
 
 def test_hostile_document_shows_as_literal_text(page: sync_api.Page, tmp_path: Path) -> None:
     img = '<img src=x onerror="window.__pwned=1">'
     script = "<script>window.__pwned=2</script>"
     link = "[click me](javascript:window.__pwned=3)"
+    template = "${window.__pwned=4} {{constructor}}"
     hostile = tmp_path / "hostile.txt"
     hostile.write_text(
-        f"{script} Granary bulletin\nThe Orion depot stores 900 tonnes of winter grain. {img} {script} {link}\n"
+        f"{script} Granary bulletin\nThe Orion depot stores 900 tonnes of winter grain. {img} {script} {link} "
+        f"{template}\n"
     )
     upload(page, hostile)
     expect(page.locator("#documents")).to_contain_text(f"{script} Granary bulletin")
     reply = ask(page, "How much grain does the Orion depot store?")
     expect(reply).to_contain_text("900 tonnes")
-    for literal in (img, script, link):
-        expect(reply).to_contain_text(literal)
-    chat = page.locator("#chatbot")
-    assert chat.locator("script, img[src='x'], a[href^='javascript']").count() == 0
+    evidence = page.locator("#evidence")
+    for literal in (img, script, link, template):
+        expect(evidence).to_contain_text(literal)
+    evidence.locator("#ev-1-1 .qa-open").click()
+    expect(page.locator("#doc-viewer")).to_contain_text(template)
+    for area in ("#chatbot", "#evidence", "#doc-viewer"):
+        assert page.locator(area).locator("script, img[src='x'], a[href^='javascript']").count() == 0
     assert page.evaluate("window.__pwned") is None
     screenshot(page, "hostile-document.png", scroll_chat_up=True)
 
@@ -151,4 +283,37 @@ def test_off_topic_question_abstains_visibly(page: sync_api.Page) -> None:
     expect(reply.locator(".abstained")).to_have_text("Not found in the documents.")
     expect(reply).to_contain_text("Closest passages looked at")
     assert reply.locator("mark").count() == 0
+    evidence = page.locator("#evidence")
+    expect(evidence.locator(".qa-ev-head")).to_contain_text("Not found in the documents; closest passages looked at")
+    assert evidence.locator(".qa-card").count() >= 1 and evidence.locator("mark").count() == 0
     screenshot(page, "abstention.png", scroll_chat_up=True)
+
+    # The examples come from the documents and are answered (one click asks).
+    example = page.locator("#examples button").first
+    asked = example.inner_text().strip()
+    assert asked.endswith("?")
+    example.click()
+    reply = page.locator('#chatbot [data-testid="bot"]').nth(1)
+    expect(reply).to_contain_text("Sources", timeout=WAIT_MS)
+    expect(page.locator('#chatbot [data-testid="user"]').nth(1)).to_have_text(asked)
+
+
+def test_phone_width(browser: sync_api.Browser, real_server: str) -> None:  # noqa: F811
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = open_app(phone, real_server)
+    try:
+        width = 390
+        for selector in ("#question textarea", "#ask"):
+            expect(page.locator(selector)).to_be_in_viewport()
+        reply = ask(page, "What did Kallas say?")
+        expect(reply.locator("blockquote mark")).to_have_text(KALLAS_QUOTE)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing off to the side
+        for selector in ("#chatbot", "#question", "#ask", "#evidence", "#doc-filter", "#upload", "#documents", "#remove"):
+            box = page.locator(selector).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (selector, box)
+        screenshot(page, "phone.png", scroll_chat_up=True)
+        page.locator("#evidence #ev-1-1").scroll_into_view_if_needed()
+        expect(page.locator("#evidence #ev-1-1 mark")).to_be_in_viewport()
+        screenshot(page, "phone-evidence.png")
+    finally:
+        phone.close()

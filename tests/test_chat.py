@@ -1,5 +1,6 @@
-"""The chat's rendering, escaping and upload handling (fast, with a fake pipeline), and the running
-app's API end to end with the real pipeline (`-m e2e`)."""
+"""The chat's rendering, escaping, uploads and serving rules (fast, with a fake pipeline), the app's
+Gradio API over the fake pipeline (auth, file route), and the API end to end with the real pipeline
+(`-m e2e`)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,41 @@ import html
 import re
 import shutil
 import socket
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from qa.chat import (
+    EVIDENCE_EMPTY,
+    ServeRefused,
     add_uploads,
     build_app,
+    card_id,
     confidence_label,
+    content_problem,
     documents_frame,
+    esc,
+    evidence_cards,
+    example_candidates,
+    example_questions,
+    exposure_auth,
     highlight,
+    is_loopback,
     launch,
+    load_credentials,
+    marked_html,
     neutral,
+    password_check,
     render_abstention,
     render_answer,
+    render_card_document,
+    render_document,
+    render_evidence,
     render_file_results,
     safe_filename,
 )
@@ -34,7 +54,7 @@ SEEDS = ROOT / "seeds"
 SEED_FILE = "allies-forge-ahead-on-ukraine-peace-plan.txt"
 KALLAS_QUOTE = "At the moment there is no peace to keep"
 NOT_FOUND = '<span class="abstained">Not found in the documents.</span>'
-EVIL = "<img src=x onerror=alert(1)> <script>alert(2)</script> [x](javascript:alert(1))"
+EVIL = "<img src=x onerror=alert(1)> <script>alert(2)</script> [x](javascript:alert(1)) {{7*7}} ${alert(5)}"
 
 DOC_TEXT = (
     "Talks on peace began in Brussels. The envoy said peace requires a ceasefire first. "
@@ -49,26 +69,31 @@ def _span_of(text: str, phrase: str, occurrence: int = 1) -> Span:
     return Span(start, start + len(phrase))
 
 
-def make_answer(text: str = DOC_TEXT, *, page: int | None = 3, answer_occurrence: int = 2) -> Answer:
-    """An answer whose quote is the second sentence and whose answer is the 'peace' inside it."""
+def make_answer(text: str = DOC_TEXT, *, page: int | None = 3, answer_occurrence: int = 2, base: int = 0) -> Answer:
+    """An answer whose quote is the second sentence and whose answer is the 'peace' inside it.
+
+    The passage starts at document offset `base` (its text is `text`)."""
     quote = _span_of(text, "The envoy said peace requires a ceasefire first.")
     answer = _span_of(text, "peace", answer_occurrence)
-    passage = Passage(1, "d1", "Peace talks", "talks.pdf", page, 0, len(text), text, 0.9)
-    citation = Citation("d1", "Peace talks", "talks.pdf", page, quote.start, quote.end, text[quote.start : quote.end])
+    quote, answer = Span(base + quote.start, base + quote.end), Span(base + answer.start, base + answer.end)
+    passage = Passage(1, "d1", "Peace talks", "talks.pdf", page, base, base + len(text), text, 0.9)
+    other = Passage(2, "d2", "Other brief", "other.txt", None, 0, 30, "Nothing about the envoy here..", 0.4)
+    local = text[quote.start - base : quote.end - base]
+    citation = Citation("d1", "Peace talks", "talks.pdf", page, quote.start, quote.end, local)
     return Answer(
         question="What does peace require?",
         answered=True,
-        answer=text[answer.start : answer.end],
+        answer=text[answer.start - base : answer.end - base],
         quote=citation.quote,
         score=0.82,
         citations=(citation,),
-        passages=(passage,),
+        passages=(other, passage),
         answer_span=answer,
     )
 
 
 def marked(rendered: str) -> list[str]:
-    return [html.unescape(m) for m in re.findall(r"<mark>(.*?)</mark>", rendered)]
+    return [html.unescape(m) for m in re.findall(r"<mark[^>]*>(.*?)</mark>", rendered, re.S)]
 
 
 def to_html(markdown: str) -> str:
@@ -77,7 +102,7 @@ def to_html(markdown: str) -> str:
     return markdown_it.MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(markdown)
 
 
-# ---------------------------------------------------------------- rendering
+# ---------------------------------------------------------------- the chat's answer card
 
 
 def test_highlight_marks_exactly_the_answer_span_by_offset() -> None:
@@ -87,8 +112,8 @@ def test_highlight_marks_exactly_the_answer_span_by_offset() -> None:
     assert span is not None
     assert marked(rendered) == [DOC_TEXT[span.start : span.end]]
     # The second "peace" (inside the quote) is marked, not the first one a string search would find.
-    before = html.unescape(rendered.split("<mark>")[0].rsplit("\n\n", 1)[-1])
-    assert before.endswith("The envoy said ")
+    quote_line = next(line for line in rendered.split("\n\n") if line.startswith("> "))
+    assert html.unescape(quote_line.split("<mark>")[0]) == "> The envoy said "
 
 
 def test_highlight_respects_passage_base_offset() -> None:
@@ -99,38 +124,43 @@ def test_highlight_respects_passage_base_offset() -> None:
     assert "<mark>" not in highlight(text, passage_start, Span(5, 9))  # outside the passage
 
 
-def test_answer_layout() -> None:
-    rendered = render_answer(make_answer())
+def test_answer_card_layout() -> None:
+    rendered = render_answer(make_answer(), number=4)
     blocks = rendered.split("\n\n")
     assert blocks[0] == "**peace**"
-    assert blocks[1].startswith("> ") and html.unescape(blocks[1][2:]) == make_answer().quote
-    assert "Confidence: **high** (0.82)" in rendered
-    assert "**[1]** Peace talks — talks.pdf, p. 3 · chars 34–82" in rendered
+    assert blocks[1].startswith("> ") and html.unescape(re.sub("</?mark>", "", blocks[1][2:])) == make_answer().quote
+    assert blocks[2] == '<span class="qa-conf qa-conf-high" title="confidence score 0.82">Confidence: high</span>'
+    assert blocks[3] == "**Sources**"
+    assert blocks[4] == (
+        '<a class="qa-cite" href="#ev-4-1" title="Show source 1 in the evidence panel">[1]</a> '
+        "Peace talks — talks.pdf, p. 3 · chars 34–82"
+    )
     assert "Not found" not in rendered
+
+
+def test_answer_card_html_survives_as_intended() -> None:
+    out = to_html(render_answer(make_answer()))
+    assert "<blockquote>" in out and "<strong>peace</strong>" in out
+    assert '<a class="qa-cite" href="#ev-1-1"' in out
+    assert 'title="confidence score 0.82"' in out
 
 
 def test_page_is_left_out_for_documents_without_pages() -> None:
     rendered = render_answer(make_answer(page=None))
-    assert "**[1]** Peace talks — talks.pdf · chars" in rendered
+    assert "Peace talks — talks.pdf · chars" in rendered
     assert "p. " not in rendered
 
 
 def test_quote_is_marked_when_there_is_no_answer_span() -> None:
-    answer = make_answer()
-    answer = Answer(**{**answer.__dict__, "answer_span": None, "answer": answer.quote})
+    answer = replace(make_answer(), answer_span=None, answer=make_answer().quote)
     rendered = render_answer(answer)
     assert marked(rendered) == [answer.quote]
     assert rendered.startswith("> ")  # the quote is the answer: not repeated in bold
 
 
-def test_long_passage_is_clipped_around_the_quote() -> None:
-    filler = "Filler sentence about nothing in particular. " * 40
-    text = filler + DOC_TEXT + " " + filler
-    answer = make_answer(text)
-    rendered = render_answer(answer)
-    assert rendered.count("…") == 2
-    assert marked(rendered) == ["peace"]
-    assert len(rendered) < 1500
+def test_scope_is_shown_when_the_question_was_limited() -> None:
+    rendered = render_answer(make_answer(), scope=["Peace talks (talks.pdf)"])
+    assert rendered.endswith("*Searched only in: Peace talks (talks.pdf)*")
 
 
 def test_confidence_labels() -> None:
@@ -147,22 +177,22 @@ def test_abstention_looks_different_and_lists_closest_passages() -> None:
         message="I could not find this in the documents.",
         passages=(passage,),
     )
-    rendered = render_abstention(answer)
-    assert render_answer(answer) == rendered
+    rendered = render_abstention(answer, 2)
+    assert render_answer(answer, 2) == rendered
     assert rendered.startswith(f"{NOT_FOUND} I could not find this in the documents.")
     assert "Closest passages looked at" in rendered
-    assert "**[1]** Peace talks — talks.pdf, p. 2 · chars 10–60 · score 0.12" in rendered
+    assert 'href="#ev-2-1"' in rendered and "Peace talks — talks.pdf, p. 2 · score 0.12" in rendered
     assert "The envoy said peace requires a ceasefire" in html.unescape(rendered)
     assert "Confidence" not in rendered and "<mark>" not in rendered
 
 
 def test_abstention_lists_only_the_closest_few_passages_briefly() -> None:
     passages = tuple(
-        Passage(i, "d1", "Brief", "brief.txt", None, i * 1000, i * 1000 + 900, f"Passage {i}. " + "x" * 880, 0.5)
+        Passage(i, "d1", "Brief", "brief.txt", None, i * 1000, i * 1000 + 900, f"Passage {i}. " + "x " * 440, 0.5)
         for i in range(5)
     )
     rendered = render_abstention(Answer(question="q", answered=False, message="m", passages=passages))
-    assert "**[3]**" in rendered and "**[4]**" not in rendered
+    assert "[3]</a>" in rendered and "[4]</a>" not in rendered
     assert rendered.count(" …") == 3 and len(rendered) < 1400
 
 
@@ -171,7 +201,93 @@ def test_abstention_on_an_empty_index_shows_only_the_message() -> None:
     assert render_answer(answer) == f"{NOT_FOUND} No documents yet: add some with the upload box."
 
 
-# ---------------------------------------------------------------- escaping
+# ---------------------------------------------------------------- the evidence panel and document viewer
+
+
+def test_evidence_cards_put_the_cited_passage_first() -> None:
+    cards = evidence_cards(make_answer())
+    assert [(c.number, c.doc_id, c.citation is not None) for c in cards] == [(1, "d1", True), (2, "d2", False)]
+
+
+def test_evidence_marks_the_answer_by_offsets_inside_the_quote() -> None:
+    answer = make_answer(base=5000)  # a passage deep inside its document
+    panel = render_evidence(answer, 3)
+    assert f'id="{card_id(3, 1)}"' in panel and f'id="{card_id(3, 2)}"' in panel
+    assert marked(panel) == ["peace"]
+    quote = re.search(r'<span class="qa-quote">(.*?)</span>', panel, re.S)
+    assert quote and html.unescape(re.sub("</?mark>", "", quote.group(1))) == answer.quote
+    # The marked "peace" is the one inside the quote (second occurrence), not the first in the passage.
+    assert html.unescape(quote.group(1)).startswith("The envoy said <mark>peace</mark>")
+    assert "talks.pdf, p. 3 · chars 5000–5161 · retrieval score 0.90" in panel
+    assert "other.txt · chars 0–30 · retrieval score 0.40" in panel
+    assert panel.count('class="qa-open"') == 2
+    assert "Answer 3: <q>What does peace require?</q>" in panel
+
+
+def test_marked_html_edge_cases() -> None:
+    text = "abc def ghi"
+    assert marked_html(text, 10, Span(14, 17), Span(14, 17)) == "abc <mark>def</mark> ghi"
+    assert marked_html(text, 10, None, Span(14, 17)) == "abc <mark>def</mark> ghi"  # an answer alone
+    assert marked_html(text, 10, Span(0, 3), None) == "abc def ghi"  # outside the text: nothing marked
+    assert marked_html(text, 10, Span(14, 17), Span(18, 21)) == "abc <mark>def</mark> ghi"  # answer outside quote
+    assert marked_html(text, 10, Span(14, 21), Span(18, 21), "f") == (
+        'abc <span class="qa-quote" id="f">def <mark>ghi</mark></span>'
+    )
+
+
+def test_evidence_for_an_abstention_lists_the_closest_passages_unmarked() -> None:
+    p = Passage(4, "d1", "Peace talks", "talks.pdf", 2, 10, 60, "The envoy said peace requires a ceasefire.", 0.12)
+    panel = render_evidence(Answer(question="Who won?", answered=False, message="m", passages=(p,)), 2)
+    assert "Not found in the documents; closest passages looked at" in panel
+    assert "<mark" not in panel and 'id="ev-2-1"' in panel
+    assert render_evidence(None) == EVIDENCE_EMPTY
+
+
+def test_evidence_and_viewer_show_hostile_text_literally() -> None:
+    text = f"Intro. {EVIL} The envoy said peace requires a ceasefire first. {EVIL} End."
+    answer = make_answer(text, answer_occurrence=1)
+    answer = replace(answer, question=EVIL, citations=(replace(answer.citations[0], title=EVIL, source=f"{EVIL}.txt"),))
+    panel = render_evidence(answer, 1, scope=[EVIL])
+    for live in ("<img", "<script", "{{", "${"):
+        assert live not in panel
+    assert EVIL in html.unescape(panel)
+    doc = Document("d1", EVIL, "x.txt", "/x.txt", text)
+    viewer = render_document(doc, Span(answer.citations[0].start, answer.citations[0].end), answer.answer_span)
+    for live in ("<img", "<script", "{{", "${"):
+        assert live not in viewer
+    assert html.unescape(esc(EVIL)) == EVIL
+
+
+def test_document_viewer_shows_the_pdf_page_with_the_highlight() -> None:
+    pages = ["Page one text.", "Budget. The project has a budget of 42 million euros.", "Page three."]
+    starts, offset = [], 0
+    for page in pages:
+        starts.append(offset)
+        offset += len(page) + 2
+    doc = Document("p1", "Review", "review.pdf", "/r.pdf", "\n\n".join(pages), tuple(starts))
+    quote = _span_of(doc.text, "The project has a budget of 42 million euros.")
+    answer = _span_of(doc.text, "42 million euros")
+    viewer = render_document(doc, quote, answer)
+    assert "page 2 of 3" in viewer
+    assert "Page one" not in viewer and "Page three" not in viewer
+    assert marked(viewer) == ["42 million euros"]
+    assert 'id="doc-focus"' in viewer and 'class="qa-close"' in viewer
+
+
+def test_document_viewer_clips_long_text_around_the_highlight() -> None:
+    text = "x" * 200_000 + " needle " + "y" * 200_000
+    doc = Document("t1", "Long", "long.txt", "/l.txt", text)
+    span = _span_of(text, "needle")
+    viewer = render_document(doc, span, None)
+    assert marked(viewer) == ["needle"]
+    assert len(viewer) < 70_000 and "of 400008" in viewer
+
+
+def test_card_document_for_a_removed_document(fake: FakePipeline) -> None:
+    assert "has been removed from the index" in render_card_document(fake, make_answer(), 1)
+
+
+# ---------------------------------------------------------------- escaping in the chat
 
 
 @pytest.mark.parametrize(
@@ -201,14 +317,16 @@ def test_document_text_with_html_and_links_renders_as_literal_text() -> None:
     text = f"Intro. {EVIL} The envoy said peace requires a ceasefire first. {EVIL} End."
     answer = make_answer(text, answer_occurrence=1)
     bad = Citation("d2", "<script>alert(3)</script>", "<img src=x onerror=alert(4)>.txt", 1, 0, 5, "Intro")
-    answer = Answer(**{**answer.__dict__, "citations": (*answer.citations, bad)})
+    answer = replace(answer, citations=(*answer.citations, bad), quote=f"{EVIL} {answer.quote}")
     rendered = render_answer(answer)
     assert "<script" not in rendered and "<img" not in rendered and "](" not in rendered
     assert "javascript:" not in rendered
-    assert EVIL in html.unescape(rendered)
     out = to_html(rendered)
-    assert "<script" not in out and "<img" not in out and "<a " not in out
-    assert marked(rendered) == ["peace", "Intro"]  # the second source is another document: its quote is marked
+    assert "<script" not in out and "<img" not in out
+    assert re.findall(r"<a [^>]*>", out) == [
+        '<a class="qa-cite" href="#ev-1-1" title="Show source 1 in the evidence panel">',
+        '<a class="qa-cite" href="#ev-1-2" title="Show source 2 in the evidence panel">',
+    ]
 
 
 def test_question_and_message_are_escaped() -> None:
@@ -248,6 +366,41 @@ def test_documents_frame() -> None:
     assert documents_frame([]).empty
 
 
+# ---------------------------------------------------------------- example questions
+
+
+def test_example_candidates_come_from_the_document_sentences() -> None:
+    text = (
+        "Led by British Defence Secretary John Healey, the summit met. EU's top diplomat, Kaja Kallas, "
+        'emphasized: "No peace." While U.S. President Donald Trump pushed, Finland’s Defense Minister '
+        "Antti Häkkänen stressed unity. The Zephyr reservoir project has a total budget of 42 million euros. "
+        "President Putin said nothing. The report said so."
+    )
+    assert example_candidates(text) == [
+        "What did Kallas emphasize?",
+        "Who is the British Defence Secretary?",
+        "What is the budget of the Zephyr reservoir project?",
+        "What did Häkkänen stress?",
+        "Who is the U.S. President?",
+        "What did Putin say?",
+        "Who is Finland’s Defense Minister?",
+    ]
+    assert example_candidates("nothing to see here.") == []
+
+
+def test_example_questions_keep_only_what_the_index_answers(fake: FakePipeline, tmp_path: Path) -> None:
+    brief = tmp_path / "brief.txt"
+    brief.write_text("Brief\nThe envoy Jones said peace requires a ceasefire.\nThe Orion depot has a capacity of 9 t.\n")
+    fake.add([brief])
+    # The fake answers by word overlap: "What did Jones say?" finds Jones; the capacity question finds Orion.
+    assert example_questions(fake, fake.documents()) == [
+        "What did Jones say?",
+        "What is the capacity of the Orion depot?",
+    ]
+    fake.refuse = {"What did Jones say?"}
+    assert example_questions(fake, fake.documents()) == ["What is the capacity of the Orion depot?"]
+
+
 # ---------------------------------------------------------------- uploads
 
 
@@ -279,6 +432,28 @@ def test_safe_filename_caps_length_and_keeps_suffix() -> None:
     assert long_utf8[:-4] == "é" * len(long_utf8[:-4])  # never cut inside a character
 
 
+@pytest.mark.parametrize(
+    ("suffix", "content", "problem"),
+    [
+        (".pdf", b"%PDF-1.7\n...", None),
+        (".pdf", b"<html>not a pdf</html>", "does not start with %PDF"),
+        (".pdf", b"  %PDF-1.7", "does not start with %PDF"),
+        (".txt", "Plain text, with accents: é ü 報告".encode(), None),
+        (".md", "\ufeff# UTF-8 with BOM".encode("utf-8"), None),
+        (".txt", "UTF-16 text".encode("utf-16"), None),
+        (".txt", b"MZ\x90\x00\x03\x00\x00\x00", "binary content"),
+        (".md", b"PK\x03\x04zipped docx", "binary content"),
+        (".txt", b"%PDF-1.4 a renamed pdf", "binary content"),
+        (".txt", b"\x89PNG\r\n\x1a\n", "binary content"),
+    ],
+)
+def test_upload_content_must_match_the_extension(tmp_path: Path, suffix: str, content: bytes, problem: str | None) -> None:
+    path = tmp_path / f"file{suffix}"
+    path.write_bytes(content)
+    result = content_problem(path, suffix)
+    assert (result is None) if problem is None else (result is not None and problem in result)
+
+
 @dataclass
 class FakePipeline:
     """Just enough of qa.pipeline.Pipeline: text files only, and 'answers' are the best-overlap sentence."""
@@ -286,6 +461,7 @@ class FakePipeline:
     config: Config
     docs: dict[str, Document] = field(default_factory=dict)
     added: list[list[Path]] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)  # questions it abstains on whatever the documents say
 
     def ensure_seeded(self) -> None:
         if not self.docs:
@@ -303,7 +479,8 @@ class FakePipeline:
             old = self.docs.get(doc_id)
             status = "added" if old is None else ("unchanged" if old.text == text else "replaced")
             title = text.strip().splitlines()[0][:80]
-            self.docs[doc_id] = Document(doc_id, title, Path(path).name, str(path), text, (), "2025-01-01T00:00:00")
+            stamp = f"2025-01-01T00:00:{len(self.docs):02d}"
+            self.docs[doc_id] = Document(doc_id, title, Path(path).name, str(path), text, (), stamp)
             results.append(FileResult(str(path), status, doc_id=doc_id, title=title))
             if progress:
                 progress(n, len(paths), Path(path).name)
@@ -313,11 +490,13 @@ class FakePipeline:
         words = set(re.findall(r"\w+", question.lower())) - {"what", "did", "the", "a", "is", "of", "say", "who"}
         best: tuple[int, Document, re.Match[str]] | None = None
         for doc in self.docs.values():
+            if doc_ids is not None and doc.doc_id not in doc_ids:
+                continue
             for m in re.finditer(r"[^.!?\n]+[.!?]?", doc.text):
                 hits = len(words & set(re.findall(r"\w+", m.group().lower())))
                 if hits and (best is None or hits > best[0]):
                     best = (hits, doc, m)
-        if best is None:
+        if best is None or question in self.refuse:
             return Answer(question=question, answered=False, message="I could not find this in the documents.")
         _, doc, m = best
         start, end = m.start() + len(m.group()) - len(m.group().lstrip()), m.end()
@@ -371,15 +550,28 @@ def test_uploads_are_copied_under_sanitised_names(fake: FakePipeline, tmp_path: 
     assert [p.name for p in (tmp_path / "index" / "uploads").iterdir()] == [dest.name]  # no backup left
 
 
-def test_uploads_refuse_big_and_unsupported_files_before_indexing(fake: FakePipeline, tmp_path: Path) -> None:
+def test_uploads_refuse_big_unsupported_and_mislabelled_files_before_indexing(
+    fake: FakePipeline, tmp_path: Path
+) -> None:
     big = tmp_path / "big.txt"
     big.write_text("x" * 5000)  # the fixture's limit is about 1 KB
     exe = tmp_path / "tool.exe"
     exe.write_text("MZ")
-    results = add_uploads(fake, [big, exe])
-    assert [(r.path, r.status) for r in results] == [("big.txt", "refused"), ("tool.exe", "refused")]
+    fake_pdf = tmp_path / "report.pdf"
+    fake_pdf.write_text("<html>hello</html>")
+    binary = tmp_path / "notes.txt"
+    binary.write_bytes(b"\x00\x01\x02binary")
+    results = add_uploads(fake, [big, exe, fake_pdf, binary])
+    assert [(r.path, r.status) for r in results] == [
+        ("big.txt", "refused"),
+        ("tool.exe", "refused"),
+        ("report.pdf", "refused"),
+        ("notes.txt", "refused"),
+    ]
     assert "larger than the 0.001 MB limit" in results[0].reason
     assert "unsupported file type" in results[1].reason
+    assert "does not start with %PDF" in results[2].reason
+    assert "binary content" in results[3].reason
     assert fake.added == [] and not list((tmp_path / "index" / "uploads").iterdir())
 
 
@@ -407,12 +599,70 @@ def test_same_name_twice_in_one_upload_is_refused_once(fake: FakePipeline, tmp_p
     assert sorted(r.status for r in results) == ["added", "refused"]
 
 
+# ---------------------------------------------------------------- serving: bind address and authentication
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True), ("::1", True), ("[::1]", True),
+     ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("example.org", False)],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_exposed_server_needs_auth_or_insecure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = Config(index_dir=tmp_path)
+    assert exposure_auth("127.0.0.1", config) is None
+    with pytest.raises(ServeRefused, match="refusing to serve on 0.0.0.0 without authentication.*QA_AUTH"):
+        exposure_auth("0.0.0.0", config)
+    assert exposure_auth("0.0.0.0", config, insecure=True) is None
+    assert "WARNING" in capsys.readouterr().err
+    check = exposure_auth("0.0.0.0", replace(config, auth="alice:s3cret:with:colons"))
+    assert check is not None and check("alice", "s3cret:with:colons") and not check("alice", "s3cret")
+    assert not check("bob", "s3cret:with:colons") and not check("", "")
+
+
+def test_credentials_file(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("# team\nalice:one\n\nbob:two\n")
+    config = Config(index_dir=tmp_path, auth="carol:three", auth_file=str(users))
+    assert load_credentials(config) == [("carol", "three"), ("alice", "one"), ("bob", "two")]
+    check = password_check(load_credentials(config))
+    assert check("bob", "two") and check("carol", "three") and not check("bob", "one")
+    users.write_text("alice\n")
+    with pytest.raises(ServeRefused, match="line 1: expected user:password"):
+        load_credentials(config)
+    users.write_text("# nobody\n")
+    with pytest.raises(ServeRefused, match="holds no user:password lines"):
+        load_credentials(config)
+    with pytest.raises(ServeRefused, match="cannot read QA_AUTH_FILE"):
+        load_credentials(replace(config, auth_file=str(tmp_path / "missing")))
+    with pytest.raises(ServeRefused, match="QA_AUTH: expected user:password"):
+        load_credentials(Config(auth="no-colon"))
+    assert "carol" not in repr(config) and "three" not in repr(config)
+
+
+def test_qa_serve_refuses_an_open_public_bind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    from qa.cli import main
+
+    for name in ("QA_AUTH", "QA_AUTH_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QA_INDEX", str(tmp_path / "index"))
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "qa serve: refusing to serve on 0.0.0.0 without authentication" in err and "--insecure" in err
+    monkeypatch.setenv("QA_AUTH_FILE", str(tmp_path / "missing"))
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert not (tmp_path / "index").exists()  # refused before touching the index or loading the model
+
+
 # ---------------------------------------------------------------- the app's API over a fake pipeline
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -437,26 +687,105 @@ def test_api_endpoints_over_fake_pipeline(fake_server: tuple[str, FakePipeline],
 
     url, pipeline = fake_server
     client = Client(url, verbose=False)
-    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/chat", "/add_documents", "/list_documents", "/remove_document"} <= names
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/chat", "/ask_json", "/add_documents", "/list_documents", "/remove_document"} == set(api)
 
     reply = client.predict("What does the envoy require?", api_name="/chat")
-    assert "peace requires a ceasefire" in reply and "brief.txt" in reply
+    assert "peace requires a ceasefire" in reply and "brief.txt" in reply and "<mark>" in reply
+    as_json = client.predict("What does the envoy require?", api_name="/ask_json")
+    assert as_json["answered"] is True and as_json["citations"][0]["source"] == "brief.txt"
+    assert as_json["quote"] == "The envoy said peace requires a ceasefire."
+    assert set(as_json) >= {"question", "answered", "answer", "quote", "score", "citations", "passages"}
 
     note = tmp_path / "Field note <1>.txt"
     note.write_text("Field note\nThe depot holds 900 tonnes of grain.\n")
-    report = html.unescape(client.predict([handle_file(str(note))], api_name="/add_documents"))
-    assert "**Field_note_1.txt** — added" in report
+    bogus = tmp_path / "scan.pdf"
+    bogus.write_text("not really a pdf")
+    results = client.predict([handle_file(str(note)), handle_file(str(bogus))], api_name="/add_documents")
+    assert [(r["file"], r["status"]) for r in results] == [("scan.pdf", "refused"), ("Field_note_1.txt", "added")]
+    assert "%PDF" in results[0]["reason"] and results[1]["doc_id"]
+    from gradio.utils import get_upload_folder
+
+    # Gradio's temp copies are gone: the index's copy under a sanitised name is the only one left.
+    assert not [p for p in Path(get_upload_folder()).rglob("*") if p.name in (note.name, bogus.name)]
     listed = client.predict(api_name="/list_documents")
-    assert [row[1] for row in listed["data"]] == ["brief.txt", "Field_note_1.txt"]
+    assert [d["source"] for d in listed] == ["brief.txt", "Field_note_1.txt"]
+    assert set(listed[0]) == {"doc_id", "title", "source", "pages", "chunks", "chars", "added_at"}
+
+    # Asking only within one document.
+    field_id = results[1]["doc_id"]
+    brief_id = listed[0]["doc_id"]
+    assert "900 tonnes" in client.predict("How much grain does the depot hold?", [field_id], api_name="/chat")
+    limited = client.predict("How much grain does the depot hold?", [brief_id], api_name="/ask_json")
+    assert limited["answered"] is False
+    assert "Searched only in: Brief (brief.txt)" in client.predict("grain", [brief_id], api_name="/chat")
 
     uploaded = next(d for d in pipeline.documents() if d.source == "Field_note_1.txt")
     assert Path(uploaded.path).exists()
-    after = client.predict(uploaded.doc_id, api_name="/remove_document")
-    assert [row[1] for row in after["data"]] == ["brief.txt"]
+    removed = client.predict(uploaded.doc_id, api_name="/remove_document")
+    assert removed == [{"doc_id": uploaded.doc_id, "title": "Field note", "source": "Field_note_1.txt"}]
+    assert [d["source"] for d in client.predict(api_name="/list_documents")] == ["brief.txt"]
     assert not Path(uploaded.path).exists()
     with pytest.raises(Exception, match="No document matches"):
         client.predict("no-such-doc", api_name="/remove_document")
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_file_route_serves_nothing_from_disk(fake_server: tuple[str, FakePipeline], tmp_path: Path) -> None:
+    url, pipeline = fake_server
+    note = tmp_path / "kept.txt"
+    note.write_text("Kept\nA private note.\n")
+    add_uploads(pipeline, [note])
+    index_files = [p for p in Path(pipeline.config.index_dir).rglob("*") if p.is_file()]
+    assert index_files
+    # Files elsewhere on disk, the index folder's files, this repository's files, and URLs to fetch.
+    targets = ["/etc/passwd", "/etc/hostname", *map(str, index_files), str(ROOT / "pyproject.toml"), "pyproject.toml",
+               "../../etc/passwd", "http://127.0.0.1:1/x"]
+    for target in targets:
+        for route in ("gradio_api/file=", "file="):
+            status = _http_status(url + route + urllib.parse.quote(target))
+            assert status in (403, 404), (route, target, status)
+    # The route itself works: a file uploaded through Gradio is served back (so the 403s above mean refusal).
+    import httpx
+
+    uploaded = httpx.post(url + "gradio_api/upload", files={"files": ("up.txt", b"hello")}, timeout=10).json()[0]
+    assert _http_status(url + "gradio_api/file=" + urllib.parse.quote(uploaded)) == 200
+
+
+def test_auth_is_required_when_configured(tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "brief.txt").write_text("Brief\nThe envoy said peace requires a ceasefire.\n")
+    config = Config(index_dir=tmp_path / "index", seeds_dir=seeds, auth="alice:wonder land")
+    pipeline = FakePipeline(config)
+    pipeline.ensure_seeded()
+    host = "127.0.0.2"  # still loopback: a second address shows auth is not tied to 127.0.0.1
+    try:
+        port = free_port(host)
+    except OSError:
+        host, port = "127.0.0.1", free_port()
+    demo = build_app(pipeline)
+    launch(demo, config, host=host, port=port, prevent_thread_lock=True, quiet=True, auth=exposure_auth(host, config))
+    url = f"http://{host}:{port}/"
+    try:
+        with pytest.raises(Exception):  # noqa: B017 (gradio_client raises different errors across versions)
+            Client(url, verbose=False).predict("What does the envoy require?", api_name="/chat")
+        with pytest.raises(Exception):  # noqa: B017
+            Client(url, auth=("alice", "wrong"), verbose=False)
+        assert _http_status(url + "gradio_api/info") in (401, 403)
+        client = Client(url, auth=("alice", "wonder land"), verbose=False)
+        assert "ceasefire" in client.predict("What does the envoy require?", api_name="/chat")
+    finally:
+        demo.close()
 
 
 # ---------------------------------------------------------------- end to end with the real pipeline
@@ -520,20 +849,25 @@ def test_e2e_chat_upload_and_abstain(real_server: str, tmp_path: Path) -> None:
     reply = client.predict("What did Kallas say?", api_name="/chat")
     assert KALLAS_QUOTE in html.unescape(reply)
     assert SEED_FILE in html.unescape(reply)
-    assert "<mark>" in reply
+    assert marked(reply) == [KALLAS_QUOTE]
+    as_json = client.predict("What did Kallas say?", api_name="/ask_json")
+    assert as_json["answered"] and as_json["answer"] == KALLAS_QUOTE
+    citation = as_json["citations"][0]
+    assert citation["source"] == SEED_FILE
+    assert (SEEDS / SEED_FILE).read_text(encoding="utf-8")[citation["start"] : citation["end"]] == citation["quote"]
 
     pdf = write_pdf(tmp_path / "Zephyr Review.pdf", PDF_PAGES)
-    report = html.unescape(client.predict([handle_file(str(pdf))], api_name="/add_documents"))
-    assert "Zephyr_Review.pdf** — added" in report
+    results = client.predict([handle_file(str(pdf))], api_name="/add_documents")
+    assert [(r["file"], r["status"]) for r in results] == [("Zephyr_Review.pdf", "added")]
     listed = client.predict(api_name="/list_documents")
-    assert "Zephyr_Review.pdf" in [row[1] for row in listed["data"]]
+    assert "Zephyr_Review.pdf" in [d["source"] for d in listed]
 
     reply = html.unescape(client.predict(PDF_QUESTION, api_name="/chat"))
     assert PDF_FACT in reply
     assert "Zephyr_Review.pdf, p. 2" in reply
 
     again = client.predict([handle_file(str(pdf))], api_name="/add_documents")
-    assert "already indexed" in again
+    assert [r["status"] for r in again] == ["unchanged"]
 
     off_topic = client.predict("Who won the 1998 football World Cup final?", api_name="/chat")
     assert off_topic.startswith(NOT_FOUND)
