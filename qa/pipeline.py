@@ -250,7 +250,8 @@ class Pipeline:
         doc_idx = int(snap.chunk_doc[best.hit.position])
         meta = snap.docs[doc_idx]
         text = snap.text(doc_idx)
-        start, end = (int(x) for x in snap.sentence_spans[best.position])
+        first, last = reader.quote_sentences(snap, best.position, text)
+        start, end = int(snap.sentence_spans[first][0]), int(snap.sentence_spans[last][1])
         quote = text[start:end]
         span = self._short_answer(question, quote)
         answer_span = Span(start + span[0], start + span[1]) if span else None

@@ -201,6 +201,29 @@ def _trim(sentence: str, start: int, end: int, question_words: set[str]) -> tupl
     return (start, end) if end > start else None
 
 
+# --- the quote -----------------------------------------------------------------------------
+
+# A sentence opening with one of these revises or completes the one before it: quoting either
+# alone would cut the thought in half ("...would not act as a peacekeeping force." / "Instead, ...").
+_CONTINUATION = re.compile(r"\W*(Instead|However|But|Yet|Rather|Otherwise|Nevertheless|Nonetheless)\b")
+
+
+def quote_sentences(snap: Snapshot, position: int, text: str) -> tuple[int, int]:
+    """First and last sentence positions of the quote around the chosen sentence."""
+
+    def same_document(other: int) -> bool:
+        chunk = int(snap.sentence_chunk[position])
+        return 0 <= other < len(snap.sentence_spans) and snap.chunk_doc[snap.sentence_chunk[other]] == snap.chunk_doc[chunk]
+
+    def opens_with_continuation(pos: int) -> bool:
+        start, end = snap.sentence_spans[pos]
+        return bool(_CONTINUATION.match(text[int(start) : int(end)]))
+
+    first = position - 1 if opens_with_continuation(position) and same_document(position - 1) else position
+    last = position + 1 if same_document(position + 1) and opens_with_continuation(position + 1) else position
+    return first, last
+
+
 # --- features --------------------------------------------------------------------------------
 
 
