@@ -176,12 +176,15 @@ def _words(text: str) -> set[str]:
 
 def short_answer(question: str, sentence: str) -> tuple[int, int] | None:
     """The span of the sentence that answers a who/when/where/how-many/said question."""
-    spans = _spans_of_type(question_type(question), sentence, _words(question))
+    kind = question_type(question)
+    spans = _spans_of_type(kind, sentence, _words(question))
     if not spans:
         return None
     # The longest candidate: "Kaja Kallas" over "EU", the whole quoted speech.
     start, end = max(spans, key=lambda s: (s[1] - s[0], -s[0]))
-    return _trim(sentence, start, end, _words(question))
+    # Quoted speech is kept whole: its words are the speaker's, even those the question repeats.
+    keep = set() if kind == "quote" else _words(question)
+    return _trim(sentence, start, end, keep)
 
 
 def _trim(sentence: str, start: int, end: int, question_words: set[str]) -> tuple[int, int] | None:

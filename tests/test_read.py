@@ -1,0 +1,524 @@
+"""The extractive reader: question types, short answers, the quote's extent, the logistic models,
+and the ranking and verifying of candidate sentences.
+
+No embedding model: a small store of handmade documents with random unit vectors, where the
+question vector is set equal to a sentence's vector to control similarity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa import read as reader
+from qa.read import (
+    MODEL_FILE,
+    QUESTION_FEATURES,
+    SENTENCE_FEATURES,
+    Candidate,
+    Logistic,
+    Reading,
+    ReaderModel,
+    extract,
+    load_model,
+    question_row,
+    question_type,
+    quote_sentences,
+    short_answer,
+)
+from qa.retrieve import Hit, retrieve, tokenize
+from qa.store import NewDocument, Snapshot, Store
+from qa.types import Document
+
+DIM = 16
+MODEL = "test-model"
+
+# --- a small store: documents -> chunks -> sentences ----------------------------------------------
+
+# Sentences of a chunk are joined by one space, chunks of a document by a blank line.
+DOCS: dict[str, list[list[str]]] = {
+    "alpha": [
+        ["A is true.", "Instead, B is true.", "C follows."],
+        ["But D continues C.", "E ends alpha."],
+    ],
+    "beta": [
+        ["However, F opens beta.", "G is plain."],
+    ],
+    "ukraine": [
+        ["Ministers met in Brussels to discuss a ceasefire.", 'Kaja Kallas said: "There is no peace to keep."'],
+        ["The coalition plans to protect Ukrainian skies and seas.", "Approximately 30 countries joined on Friday."],
+    ],
+    "harbour": [
+        ["The harbour was closed in March after the storm.", "Fishermen protested outside the town hall."],
+    ],
+}
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def new_document(doc_id: str, chunks: list[list[str]], rng: np.random.Generator) -> NewDocument:
+    text, chunk_spans, sentence_spans, sentence_chunks = "", [], [], []
+    for c, sentences in enumerate(chunks):
+        if c:
+            text += "\n\n"
+        chunk_start = len(text)
+        for k, s in enumerate(sentences):
+            if k:
+                text += " "
+            sentence_spans.append((len(text), len(text) + len(s)))
+            sentence_chunks.append(c)
+            text += s
+        chunk_spans.append((chunk_start, len(text)))
+    n, m = len(chunks), len(sentence_spans)
+    return NewDocument(
+        doc=Document(doc_id=doc_id, title=doc_id.title(), source=f"{doc_id}.txt", path=f"/d/{doc_id}.txt", text=text),
+        chunk_spans=np.array(chunk_spans, np.int64),
+        chunk_pages=np.full(n, -1, np.int32),
+        sentence_spans=np.array(sentence_spans, np.int64),
+        sentence_chunks=np.array(sentence_chunks, np.int32),
+        chunk_vectors=unit(rng, n),
+        sentence_vectors=unit(rng, m).astype(np.float16),
+        chunk_tokens=tokenize([" ".join(sentences) for sentences in chunks]),
+    )
+
+
+@pytest.fixture(scope="module")
+def snap(tmp_path_factory) -> Snapshot:
+    rng = np.random.default_rng(3)
+    store = Store(tmp_path_factory.mktemp("read") / "index", MODEL)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", lambda fd: None)  # the disk is not under test here
+        return store.commit([new_document(d, c, rng) for d, c in DOCS.items()], set())
+
+
+def sentence_text(snap: Snapshot, pos: int) -> str:
+    start, end = snap.sentence_spans[pos]
+    return snap.text(int(snap.chunk_doc[snap.sentence_chunk[pos]]))[int(start) : int(end)]
+
+
+def sentence(snap: Snapshot, text: str) -> int:
+    """The position of the sentence with exactly this text."""
+    found = [p for p in range(len(snap.sentence_spans)) if sentence_text(snap, p) == text]
+    assert len(found) == 1, text
+    return found[0]
+
+
+def doc_text(snap: Snapshot, pos: int) -> str:
+    return snap.text(int(snap.chunk_doc[snap.sentence_chunk[pos]]))
+
+
+def sentence_vector(snap: Snapshot, pos: int) -> np.ndarray:
+    v = np.asarray(snap.sentence_vectors[pos], np.float32)
+    return v / np.linalg.norm(v)
+
+
+def all_hits(snap: Snapshot, q_vector: np.ndarray, question: str) -> list[Hit]:
+    return retrieve(snap, q_vector, tokenize([question])[0], top_k=snap.size, depth=snap.size, rrf_k=60)
+
+
+def test_builder_matches_the_documents(snap: Snapshot):
+    for chunks in DOCS.values():
+        for sentences in chunks:
+            for s in sentences:
+                assert sentence_text(snap, sentence(snap, s)) == s
+    assert len(snap.sentence_spans) == sum(len(s) for c in DOCS.values() for s in c)
+
+
+# --- question types -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("What did Kallas say?", "quote"),
+        ("What did the minister stress?", "quote"),
+        ("How did the president warn the allies?", "quote"),
+        ("How many countries joined the coalition?", "number"),
+        ("How much did the plan cost?", "number"),
+        ("What percentage of voters agreed?", "number"),
+        ("When did the ministers meet?", "date"),
+        ("What year was the treaty signed?", "date"),
+        ("In which month did the storm hit?", "date"),
+        ("Who is Finland's Defense Minister?", "name"),
+        ("Whose plan was adopted?", "name"),
+        ("Where did the ministers meet?", "place"),
+        ("Which city hosted the summit?", "place"),
+        ("Why did the ministers meet?", "other"),
+        ("What is the coalition for?", "other"),
+    ],
+)
+def test_question_type(question: str, kind: str):
+    assert question_type(question) == kind
+
+
+# --- short answers --------------------------------------------------------------------------------
+
+
+def answer(question: str, sentence: str) -> str | None:
+    span = short_answer(question, sentence)
+    if span is None:
+        return None
+    start, end = span
+    assert 0 <= start < end <= len(sentence), span
+    text = sentence[start:end]
+    assert text == text.strip(" ,"), repr(text)
+    return text
+
+
+@pytest.mark.parametrize(
+    "sentence, inside",
+    [
+        ('Kallas said "there is no peace to keep" in Brussels.', "there is no peace to keep"),
+        ("Kallas said “there is no peace to keep” in Brussels.", "there is no peace to keep"),
+        ("Kallas said «there is no peace to keep» in Brussels.", "there is no peace to keep"),
+    ],
+)
+def test_quote_span_is_the_inside_of_the_quotes(sentence: str, inside: str):
+    span = short_answer("What did Kallas say?", sentence)
+    assert span is not None
+    start, end = span
+    assert sentence[start:end] == inside
+    assert sentence[start - 1] in "\"“«" and sentence[end] in "\"”»"
+
+
+def test_quote_span_with_a_colon_and_final_full_stop():
+    s = "The minister stressed: “We will not act as a peacekeeping force.”"
+    assert answer("What did the minister stress?", s) == "We will not act as a peacekeeping force."
+
+
+def test_quote_span_drops_a_trailing_comma_only():
+    assert answer("What did Kallas say?", "“We will act,” Kallas said.") == "We will act"
+
+
+@pytest.mark.parametrize(
+    "question, sentence",
+    [
+        # BUG: quoted speech is trimmed of the question's words like any other span, so the verbatim
+        # quote loses its first or last words (and its meaning).
+        ("What did Kallas say about peace?", 'Kallas said: "Peace is not possible."'),
+        ("What did the minister say about Russia?", "The minister said: “We will not negotiate with Russia.”"),
+    ],
+)
+def test_quote_span_keeps_words_that_also_occur_in_the_question(question: str, sentence: str):
+    inside = re.search(r"[\"“]([^\"”]+)[\"”]", sentence).group(1)
+    assert answer(question, sentence) == inside
+
+
+def test_quote_question_without_quotes_gives_none():
+    assert short_answer("What did Kallas say?", "Kallas said nothing at all.") is None
+
+
+@pytest.mark.parametrize(
+    "question, sentence, expected",
+    [
+        ("When did the ministers meet?", "The ministers met on Friday in Brussels.", "on Friday"),
+        ("When was the treaty signed?", "The treaty was signed on October 28, 1998, in Paris.", "on October 28, 1998"),
+        ("When will the plan be ready?", "The plan will be ready by the end of next week, officials said.", "by the end of next week"),
+        ("What year was the firm founded?", "The firm was founded in 1998 by two friends.", "in 1998"),
+    ],
+)
+def test_date_answers(question: str, sentence: str, expected: str):
+    assert answer(question, sentence) == expected
+
+
+@pytest.mark.parametrize(
+    "question, sentence, expected",
+    [
+        ("How many nations joined?", "Approximately 30 countries joined the coalition.", "Approximately 30 countries"),
+        # The question's own noun is trimmed off the end: the number is what is new.
+        ("How many countries joined?", "Approximately 30 countries joined the coalition.", "Approximately 30"),
+        ("How much did it cost?", "It cost $5 million.", "$5 million"),
+    ],
+)
+def test_number_answers(question: str, sentence: str, expected: str):
+    assert answer(question, sentence) == expected
+
+
+def test_name_answer_is_not_made_of_the_questions_words():
+    s = "The coalition led by Kaja Kallas met the EU ministers."
+    assert answer("Who led the coalition?", s) == "Kaja Kallas"
+    # "Kaja Kallas" is what the question already says: the other name is the answer.
+    s = "Kaja Kallas met Antti Häkkänen in Helsinki."
+    assert answer("Who did Kaja Kallas meet in Helsinki?", s) == "Antti Häkkänen"
+
+
+def test_name_answer_trims_the_questions_leading_words():
+    s = "Finland’s Defense Minister Antti Häkkänen stressed the need for unity."
+    assert answer("Who is Finland's Defense Minister?", s) == "Antti Häkkänen"
+
+
+def test_name_answer_never_starts_inside_an_abbreviation():
+    s = "U.S. President Donald Trump spoke at the summit."
+    got = answer("Who spoke at the summit?", s)
+    assert got is not None
+    assert not got.startswith("S.")
+    assert got.endswith("Donald Trump")
+    start, _ = short_answer("Who spoke at the summit?", s)
+    assert start == 0 or not s[start - 1].isalnum() and s[start - 1] != "."
+
+
+def test_place_answers():
+    assert answer("Where did the ministers meet?", "The ministers met in Brussels on Friday.") == "Brussels"
+    assert answer("Which city hosted the talks?", "The talks were held in Brussels, Belgium, today.") == "Brussels, Belgium"
+
+
+@pytest.mark.parametrize(
+    "question, sentence",
+    [
+        ("Why did the ministers meet?", "The ministers met in Brussels on Friday because of the war."),
+        ("When did the ministers meet?", "The ministers met in Brussels."),
+        ("Where did the ministers meet?", "The ministers met on Friday."),
+        ("How many ministers came?", "The ministers met in Brussels."),
+        ("Who is Finland's Defense Minister?", "the minister spoke."),
+    ],
+)
+def test_no_short_answer_when_the_type_is_absent_or_other(question: str, sentence: str):
+    assert short_answer(question, sentence) is None
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What did Kallas say?",
+        "Who spoke?",
+        "When did they meet?",
+        "Where did they meet?",
+        "How many countries joined?",
+    ],
+)
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        'On Friday, in Brussels, Kallas said: "No peace, no keep," and 30 countries, about 12 percent, agreed.',
+        "Approximately 30 countries, led by U.S. President Donald Trump, met in Paris, France, on October 28, 1998.",
+        "  , Kaja Kallas , in Brussels , 5 , ",
+    ],
+)
+def test_every_span_lies_in_the_sentence_without_stray_ends(question: str, sentence: str):
+    span = short_answer(question, sentence)
+    if span is not None:
+        start, end = span
+        assert 0 <= start < end <= len(sentence)
+        text = sentence[start:end]
+        assert text == text.strip(" ,")
+
+
+# --- the quote's extent ---------------------------------------------------------------------------
+
+
+def test_quote_extends_forward_to_a_revising_sentence(snap: Snapshot):
+    a = sentence(snap, "A is true.")
+    assert quote_sentences(snap, a, doc_text(snap, a)) == (a, a + 1)
+    assert sentence_text(snap, a + 1) == "Instead, B is true."
+
+
+def test_quote_of_a_revising_sentence_includes_the_previous_one(snap: Snapshot):
+    b = sentence(snap, "Instead, B is true.")
+    assert quote_sentences(snap, b, doc_text(snap, b)) == (b - 1, b)
+
+
+def test_quote_of_a_plain_sentence_stays_alone(snap: Snapshot):
+    g = sentence(snap, "G is plain.")
+    assert quote_sentences(snap, g, doc_text(snap, g)) == (g, g)
+    e = sentence(snap, "E ends alpha.")  # the last sentence of a document
+    assert quote_sentences(snap, e, doc_text(snap, e)) == (e, e)
+    first = sentence(snap, "Ministers met in Brussels to discuss a ceasefire.")
+    assert quote_sentences(snap, first, doc_text(snap, first)) == (first, first)
+
+
+def test_quote_crosses_chunks_within_a_document(snap: Snapshot):
+    c = sentence(snap, "C follows.")
+    d = sentence(snap, "But D continues C.")
+    assert d == c + 1 and snap.sentence_chunk[d] != snap.sentence_chunk[c]
+    assert quote_sentences(snap, c, doc_text(snap, c)) == (c, d)
+    assert quote_sentences(snap, d, doc_text(snap, d)) == (c, d)
+
+
+def test_quote_never_crosses_into_another_document(snap: Snapshot):
+    last_alpha = sentence(snap, "E ends alpha.")
+    first_beta = sentence(snap, "However, F opens beta.")
+    assert first_beta == last_alpha + 1
+    assert snap.chunk_doc[snap.sentence_chunk[first_beta]] != snap.chunk_doc[snap.sentence_chunk[last_alpha]]
+    assert quote_sentences(snap, last_alpha, doc_text(snap, last_alpha)) == (last_alpha, last_alpha)
+    assert quote_sentences(snap, first_beta, doc_text(snap, first_beta)) == (first_beta, first_beta)
+
+
+def test_quote_at_the_ends_of_the_index(snap: Snapshot):
+    last = len(snap.sentence_spans) - 1
+    assert sentence_text(snap, 0) == "A is true."
+    assert quote_sentences(snap, last, doc_text(snap, last)) == (last, last)
+    assert quote_sentences(snap, 0, doc_text(snap, 0)) == (0, 1)  # "A is true." + "Instead, ..."
+
+
+# --- the logistic models --------------------------------------------------------------------------
+
+
+def small_logistic() -> Logistic:
+    return Logistic(
+        names=("x", "y", "z"),
+        weights=np.array([0.5, -1.25, 2.0]),
+        bias=-0.75,
+        mean=np.array([1.0, 0.0, -2.0]),
+        scale=np.array([2.0, 0.5, 4.0]),
+    )
+
+
+def test_logistic_predict_is_a_sigmoid_of_the_standardised_dot_product():
+    model = small_logistic()
+    rows = np.array([[1.0, 0.0, -2.0], [3.0, 1.0, 2.0], [-1.0, -0.5, 10.0]])
+    by_hand = []
+    for x, y, z in rows:
+        score = 0.5 * (x - 1.0) / 2.0 - 1.25 * (y - 0.0) / 0.5 + 2.0 * (z + 2.0) / 4.0 - 0.75
+        by_hand.append(1.0 / (1.0 + np.exp(-score)))
+    got = model.predict(rows)
+    assert got.shape == (3,)
+    assert got == pytest.approx(by_hand, rel=1e-12)
+    assert got[0] == pytest.approx(1.0 / (1.0 + np.exp(0.75)))  # the mean row scores the bias alone
+    assert np.all((got > 0) & (got < 1))
+
+
+def test_logistic_json_round_trip_predicts_identically():
+    model = small_logistic()
+    data = json.loads(json.dumps(model.to_json()))
+    assert data["features"] == ["x", "y", "z"]
+    again = Logistic.from_json(data)
+    assert again.names == model.names
+    rows = np.random.default_rng(0).standard_normal((20, 3))
+    assert np.array_equal(again.predict(rows), model.predict(rows))
+    assert again.to_json() == model.to_json()
+
+
+# --- the shipped model ----------------------------------------------------------------------------
+
+
+def test_shipped_model_loads_with_the_current_features():
+    model = load_model()
+    assert isinstance(model, ReaderModel)
+    assert model.ranker.names == SENTENCE_FEATURES
+    assert model.verifier.names == QUESTION_FEATURES
+    for part in (model.ranker, model.verifier):
+        n = len(part.names)
+        assert part.weights.shape == part.mean.shape == part.scale.shape == (n,)
+        assert np.all(part.scale > 0)
+    assert load_model(MODEL_FILE).ranker.names == SENTENCE_FEATURES
+
+
+def test_model_trained_on_other_features_is_refused(tmp_path: Path):
+    data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+    data["ranker"]["features"] = ["renamed", *data["ranker"]["features"][1:]]
+    path = tmp_path / "other-ranker.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="other features"):
+        load_model(path)
+
+    data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+    data["verifier"]["features"] = list(reversed(data["verifier"]["features"]))
+    path = tmp_path / "other-verifier.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="other features"):
+        load_model(path)
+
+    # A copy with the right features loads (the refusals above are about the names).
+    path = tmp_path / "copy.json"
+    path.write_text(MODEL_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_model(path).ranker.names == SENTENCE_FEATURES
+
+
+# --- features, ranking and verifying --------------------------------------------------------------
+
+KALLAS = 'Kaja Kallas said: "There is no peace to keep."'
+QUESTION = "What did Kallas say about peace?"
+
+
+def test_extract_features(snap: Snapshot):
+    target = sentence(snap, KALLAS)
+    q = sentence_vector(snap, target)
+    hits = all_hits(snap, q, QUESTION)
+    f = extract(snap, QUESTION, q, hits)
+    assert f.sentence.shape == (len(snap.sentence_spans), len(SENTENCE_FEATURES))
+    assert sorted(f.positions) == list(range(len(snap.sentence_spans)))
+    assert [sentence_text(snap, p) for p in f.positions] == f.texts
+    col = {name: f.sentence[:, i] for i, name in enumerate(SENTENCE_FEATURES)}
+    i = f.positions.index(target)
+    assert col["cosine"][i] == pytest.approx(1.0, abs=1e-3)
+    assert col["cosine"][i] == pytest.approx(col["cosine"].max())
+    assert col["cosine_gap"][i] == pytest.approx(0.0)
+    assert np.all(col["cosine_gap"] <= 1e-9)
+    assert col["overlap"][i] == col["overlap"].max() > 0
+    assert np.all((col["overlap"] >= 0) & (col["overlap"] <= 1 + 1e-9))
+    assert np.all(col["context_overlap"] >= col["overlap"] - 1e-9)  # the window holds the sentence
+    assert col["type_match"][i] == 1.0  # the only sentence with a quotation
+    assert col["type_match"].sum() == 1.0
+    assert 0 < f.unknown_terms < 1  # "say" is not in the index, "kalla" and "peac" are
+    assert 0 < f.passage_coverage <= 1
+
+
+def test_question_vector_and_rare_words_rank_their_sentence_first(snap: Snapshot):
+    target = sentence(snap, KALLAS)
+    q = sentence_vector(snap, target)
+    reading = reader.read(snap, QUESTION, q, all_hits(snap, q, QUESTION))
+    assert reading.candidates[0].position == target
+    assert isinstance(reading.candidates[0], Candidate)
+    assert 0.0 <= reading.confidence <= 1.0
+    probabilities = [c.probability for c in reading.candidates]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    positions = [c.position for c in reading.candidates]
+    assert len(positions) == len(set(positions)) == len(snap.sentence_spans)
+    for c in reading.candidates:  # each candidate belongs to the hit it came with
+        assert c.position in snap.sentences_of(c.hit.position)
+
+
+def test_read_uses_the_given_model(snap: Snapshot):
+    target = sentence(snap, "Fishermen protested outside the town hall.")
+    q = sentence_vector(snap, target)
+    question = "Who protested outside the town hall?"
+    hits = all_hits(snap, q, question)
+    model = load_model()
+    reading = reader.read(snap, question, q, hits, model)
+    f = extract(snap, question, q, hits)
+    probabilities = model.ranker.predict(f.sentence)
+    assert [c.probability for c in reading.candidates] == pytest.approx(sorted(probabilities, reverse=True))
+    assert reading.candidates[0].position == target
+    expected = float(model.verifier.predict(question_row(f, probabilities)[None, :])[0])
+    assert reading.confidence == pytest.approx(expected)
+    # A verifier that always says yes, and one that always says no.
+    for bias, check in ((50.0, lambda c: c > 0.99), (-50.0, lambda c: c < 0.01)):
+        verifier = Logistic(
+            QUESTION_FEATURES,
+            np.zeros(len(QUESTION_FEATURES)),
+            bias,
+            np.zeros(len(QUESTION_FEATURES)),
+            np.ones(len(QUESTION_FEATURES)),
+        )
+        assert check(reader.read(snap, question, q, hits, ReaderModel(model.ranker, verifier)).confidence)
+
+
+def test_unknown_terms(snap: Snapshot):
+    q = sentence_vector(snap, 0)
+    hits = all_hits(snap, q, "")
+    assert hits
+    none_known = extract(snap, "Zorblax quixotic frobnicate?", q, hits)
+    assert none_known.unknown_terms == 1.0
+    assert none_known.passage_coverage == 0.0
+    assert np.all(none_known.sentence[:, SENTENCE_FEATURES.index("overlap")] == 0.0)
+    all_known = extract(snap, "Kallas peace ceasefire harbour", q, hits)
+    assert all_known.unknown_terms == 0.0
+    assert all_known.passage_coverage == pytest.approx(1.0)
+    some_known = extract(snap, "Kallas zorblax", q, hits)
+    assert 0.0 < some_known.unknown_terms < 1.0
+
+
+def test_no_hits_read_nothing(snap: Snapshot):
+    q = sentence_vector(snap, 0)
+    assert reader.read(snap, QUESTION, q, []) == Reading([], 0.0)
+    f = extract(snap, QUESTION, q, [])
+    assert f.positions == [] and f.sentence.shape == (0, len(SENTENCE_FEATURES))
