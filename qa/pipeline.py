@@ -52,7 +52,7 @@ class Pipeline:
             if self._embedder is None:
                 from qa.embed import Embedder
 
-                self._embedder = Embedder(self.config.model, self.config.batch_size)
+                self._embedder = Embedder(self.config.model, self.config.batch_size, self.config.encoder)
             return self._embedder
 
     # --- documents -------------------------------------------------------------------------

@@ -822,11 +822,15 @@ PDF_FACT = "42 million euros"
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real app on a free port, over a fresh index built from the seeds (model loaded once)."""
+    yield from seeded_app(tmp_path_factory.mktemp("app"))
+
+
+def seeded_app(tmp: Path) -> Iterator[str]:
+    """Serve the real app on a free loopback port over a fresh seeded index in `tmp`; yield its URL."""
     if not (SEEDS / SEED_FILE).exists():
         pytest.skip(f"seed document missing: {SEEDS / SEED_FILE}")
     from qa.pipeline import Pipeline
 
-    tmp = tmp_path_factory.mktemp("app")
     seeds = tmp / "seeds"
     shutil.copytree(SEEDS, seeds)
     pipeline = Pipeline(Config(index_dir=tmp / "index", seeds_dir=seeds))

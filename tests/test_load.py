@@ -11,17 +11,14 @@ in-process server, to stay well under a minute on 2 shared cores; `bench/load.py
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_chat import ROOT, SEED_FILE, SEEDS, free_port
+from test_chat import ROOT, seeded_app
 
-from qa.chat import build_app, launch
-from qa.config import Config
 
 CLIENTS = 20
 QUESTIONS_EACH = 5
@@ -42,21 +39,7 @@ def _bench():
 @pytest.fixture(scope="module")
 def load_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Its own server and index: this test adds documents."""
-    if not (SEEDS / SEED_FILE).exists():
-        pytest.skip(f"seed document missing: {SEEDS / SEED_FILE}")
-    from qa.pipeline import Pipeline
-
-    tmp = tmp_path_factory.mktemp("load")
-    shutil.copytree(SEEDS, tmp / "seeds")
-    pipeline = Pipeline(Config(index_dir=tmp / "index", seeds_dir=tmp / "seeds"))
-    pipeline.ensure_seeded()
-    demo = build_app(pipeline)
-    port = free_port()
-    launch(demo, pipeline.config, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    yield from seeded_app(tmp_path_factory.mktemp("load"))
 
 
 @pytest.mark.e2e
