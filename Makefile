@@ -23,5 +23,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e"
 
+# Every benchmark, tables printed and saved to bench/results/; BENCH_ARGS=--quick skips 1M chunks.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[fast,bench]"
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) index .pytest_cache tests/artifacts

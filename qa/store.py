@@ -526,11 +526,11 @@ class _Parts:
 # Dense index by size (measured in bench/ann_recall.py; numbers in bench/README.md). An exact
 # scan costs ~0.15 ms per 1k vectors per question (memory-bound: 15 ms at 100k), so past
 # DENSE_EXACT_MAX chunks an inverted-file index searches only IVF_PROBE_FRACTION of its lists
-# (about 1-4 ms at 1M) at recall@10 >= 0.98 against exact search. Store rebuilds this index from
+# (a few ms at 1M) at recall@10 >= 0.98 against exact search. Store rebuilds this index from
 # the stored vectors on every commit, so it never needs remove_ids.
 DENSE_EXACT_MAX = 50_000
 IVF_TRAIN_PER_LIST = 50  # k-means sample: FAISS wants >= 39 points per list
-IVF_PROBE_FRACTION = 1 / 32
+IVF_PROBE_FRACTION = 1 / 64  # 1M vectors: 2048 lists, 32 probed
 IVF_MIN_PROBES = 16
 
 

@@ -1,0 +1,177 @@
+"""Cold-start costs: `qa serve` until the first answered question, and `qa ask` as a fresh process.
+
+    .venv/bin/python bench/startup.py [--runs 5] [--encoders torch,onnx]
+
+- serve: `qa serve` in a subprocess on a free 127.0.0.1 port over the cached SQuAD index; the clock
+  runs from Popen until gradio_client's first `/chat` answer arrives (the model loads lazily, so
+  the first answer includes loading it); the time until the port accepts a client is shown too.
+- ask: `qa ask --json` as a fresh process, `--runs` times (hyperfine-like: one untimed warm-up for
+  the page cache, then the median and the spread of the timed runs).
+- imports: `python -X importtime` of one `qa ask`: gradio must not be imported; the largest
+  cumulative imports are listed.
+The ONNX rows need `pip install briefqa[fast]` and a cached export (made on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common as c
+
+QUESTION = "Which NFL team represented the AFC at Super Bowl 50?"
+QA = Path(sys.executable).with_name("qa")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(encoder: str) -> dict:
+    return {**os.environ, "QA_ENCODER": encoder, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+
+
+def time_serve(index: Path, encoder: str, timeout_s: float = 600) -> dict:
+    from gradio_client import Client
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = tempfile.TemporaryFile()
+    clock = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(QA), "--index", str(index), "serve", "--port", str(port)], env=env_for(encoder), stdout=log, stderr=log
+    )
+    try:
+        client = None
+        while client is None:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise SystemExit(f"qa serve exited with {proc.returncode}:\n{log.read().decode()[-3000:]}")
+            if time.perf_counter() - clock > timeout_s:
+                raise SystemExit("qa serve did not come up in time")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    pass
+                client = Client(url, verbose=False)
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.1)
+        ready = time.perf_counter() - clock
+        answer = client.predict(QUESTION, api_name="/chat")
+        first = time.perf_counter() - clock
+        clock2 = time.perf_counter()
+        client.predict("Where did Super Bowl 50 take place?", api_name="/chat")
+        second = time.perf_counter() - clock2
+        return {"ready_s": ready, "first_answer_s": first, "second_answer_s": second, "answer_has_broncos": "Broncos" in str(answer)}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def time_ask(index: Path, encoder: str, runs: int) -> dict:
+    cmd = [str(QA), "--index", str(index), "ask", QUESTION, "--json"]
+    subprocess.run(cmd, env=env_for(encoder), capture_output=True, check=True)  # warm-up (page cache)
+    times = []
+    for _ in range(runs):
+        clock = time.perf_counter()
+        done = subprocess.run(cmd, env=env_for(encoder), capture_output=True, text=True, check=True)
+        times.append(time.perf_counter() - clock)
+        json.loads(done.stdout)
+    return {"median_s": c.pct(times, 50), "min_s": min(times), "max_s": max(times), "runs": len(times)}
+
+
+def import_profile(index: Path, encoder: str) -> dict:
+    """`python -X importtime` of one `qa ask`: top cumulative imports, and whether gradio loaded."""
+    code = "import sys; from qa.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, "--index", str(index), "ask", QUESTION, "--json"],
+        env=env_for(encoder),
+        capture_output=True,
+        text=True,
+        cwd=c.REPO,
+    )
+    rows = []
+    for line in done.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+        if m:
+            rows.append((int(m.group(2)) / 1e6, len(m.group(3)) // 2, m.group(4)))
+    top = sorted((r for r in rows if r[1] == 0), reverse=True)[:8]
+    names = {r[2] for r in rows}
+    return {
+        "gradio_imported": any(n == "gradio" or n.startswith("gradio.") for n in names),
+        "torch_imported": "torch" in names,
+        "top": [(name, s) for s, _, name in top],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--encoders", default="torch,onnx")
+    parser.add_argument("--name", default="startup")
+    args = parser.parse_args(argv)
+    c.require_squad()
+    c.squad_pipeline()  # make sure the cached index exists (built once)
+    encoders = [e for e in args.encoders.split(",") if e]
+    if "onnx" in encoders:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+
+            from qa.embed import Embedder
+
+            Embedder(encoder="onnx")  # export once, outside the timings
+        except ImportError:
+            print("onnxruntime/onnx missing: skipping the onnx rows (pip install briefqa[fast])", file=sys.stderr)
+            encoders.remove("onnx")
+
+    # A private copy of the index: `qa serve` must not race other benchmarks on the shared cache.
+    work = Path(tempfile.mkdtemp(prefix="qa-startup-"))
+    index = work / "index"
+    shutil.copytree(c.SQUAD_INDEX, index, ignore=shutil.ignore_patterns(".lock"))
+    rows, imports = [], {}
+    try:
+        for encoder in encoders:
+            print(f"{encoder}: qa ask x{args.runs} ...", file=sys.stderr, flush=True)
+            ask = time_ask(index, encoder, args.runs)
+            print(f"{encoder}: qa serve ...", file=sys.stderr, flush=True)
+            serve = time_serve(index, encoder)
+            imports[encoder] = import_profile(index, encoder)
+            rows.append([encoder, ask["median_s"], f"{ask['min_s']:.2f}-{ask['max_s']:.2f}", serve["ready_s"], serve["first_answer_s"], serve["second_answer_s"] * 1000, "yes" if imports[encoder]["gradio_imported"] else "no"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    lines = ["# Startup: fresh `qa ask`, and `qa serve` to the first answer (SQuAD public index)", ""]
+    lines.append(f"Machine: {c.machine_line()}")
+    lines.append("")
+    lines.append(
+        c.table(
+            ["encoder", "qa ask median s", "qa ask range s", "serve: port up s", "serve: first answer s", "serve: 2nd answer ms", "ask imports gradio"],
+            rows,
+        )
+    )
+    for encoder, prof in imports.items():
+        lines.append("")
+        lines.append(f"Largest imports of `qa ask` ({encoder} encoder; cumulative s, python -X importtime):")
+        lines.append("")
+        lines.append(c.table(["module", "seconds"], [[name, s] for name, s in prof["top"]]))
+    c.save(args.name, "\n".join(lines), {"rows": rows, "imports": imports})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
