@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.retrieve import Hit, retrieve, tokenize
+from qa.retrieve import COVERAGE_WEIGHT, SENTENCE_WEIGHT, Hit, retrieve, tokenize
 from qa.store import NewDocument, Snapshot, Store
 from qa.types import Document
 
@@ -53,14 +53,15 @@ def new_document(doc_id: str, sentences: list[str], rng: np.random.Generator) ->
         spans.append((start, start + len(s)))
         start += len(s) + 2
     n = len(sentences)
+    vectors = unit(rng, n)
     return NewDocument(
         doc=Document(doc_id=doc_id, title=doc_id.title(), source=f"{doc_id}.txt", path=f"/d/{doc_id}.txt", text=text),
         chunk_spans=np.array(spans, np.int64),
         chunk_pages=np.full(n, -1, np.int32),
         sentence_spans=np.array(spans, np.int64),
         sentence_chunks=np.arange(n, dtype=np.int32),
-        chunk_vectors=unit(rng, n),
-        sentence_vectors=unit(rng, n).astype(np.float16),
+        chunk_vectors=vectors,
+        sentence_vectors=vectors.astype(np.float16),  # one sentence per chunk
         chunk_tokens=tokenize(sentences),
     )
 
@@ -91,6 +92,15 @@ def chunk_text(snap: Snapshot, pos: int) -> str:
 
 def vector(snap: Snapshot, pos: int) -> np.ndarray:
     return np.array(snap.chunk_vectors[pos], dtype=np.float32)
+
+
+def near(snap: Snapshot, pos: int, cosine: float = 0.4) -> np.ndarray:
+    """A question-like vector: cosine `cosine` to chunk `pos`, not equal to any stored vector."""
+    target = vector(snap, pos)
+    other = np.random.default_rng(pos).standard_normal(DIM).astype(np.float32)
+    other -= (other @ target) * target
+    other /= np.linalg.norm(other)
+    return np.asarray(cosine * target + np.sqrt(1 - cosine**2) * other, np.float32)
 
 
 def run(snap: Snapshot, q: np.ndarray, question: str, *, top_k: int = 5, depth: int = 50, **kwargs) -> list[Hit]:
@@ -162,7 +172,7 @@ def test_dense_only_ranking_follows_cosine(snap: Snapshot):
 def test_rare_name_ranks_its_chunk_first_even_when_the_vector_points_elsewhere(snap: Snapshot):
     kallas = position(snap, "ukraine", 1)
     elsewhere = position(snap, "budget", 2)
-    hits = run(snap, vector(snap, elsewhere), "What did Kallas say about peacekeeping?")
+    hits = run(snap, near(snap, elsewhere, 0.7), "What did Kallas say about peacekeeping?")
     assert hits[0].position == kallas
     assert hits[0].bm25_rank == 0
     assert hits[0].dense_rank not in (None, 0)
@@ -191,29 +201,31 @@ def test_chunk_without_tokens_is_still_found_densely(snap: Snapshot):
 # --- fusion -------------------------------------------------------------------------------------
 
 
-def expected_rrf(h: Hit) -> float:
-    return sum(1.0 / (RRF_K + r + 1) for r in (h.dense_rank, h.bm25_rank) if r is not None)
+def expected_score(h: Hit) -> float:
+    """RRF plus the sentence term (one sentence per chunk here: its cosine is the chunk's), for a
+    question none of whose terms is in the index (so no coverage term)."""
+    rrf = sum(1.0 / (RRF_K + r + 1) for r in (h.dense_rank, h.bm25_rank) if r is not None)
+    return rrf + SENTENCE_WEIGHT * h.dense
 
 
 @pytest.mark.parametrize("top_k", [1, 3, 5, 100])
-def test_fusion_returns_top_k_unique_positions_by_fused_score(snap: Snapshot, top_k: int):
+def test_fusion_returns_top_k_unique_positions_by_score(snap: Snapshot, top_k: int):
     q = vector(snap, position(snap, "harbour", 0))
-    question = "harbour storm ceasefire budget"
+    question = "zzzunknown qqqunknown"
     hits = run(snap, q, question, top_k=top_k)
     positions = [h.position for h in hits]
     assert len(positions) == len(set(positions)) == min(top_k, snap.size)
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
     for h in hits:
-        assert h.score == pytest.approx(expected_rrf(h))
+        assert h.score == pytest.approx(expected_score(h), abs=1e-3)  # sentence vectors are float16
         assert h.dense == pytest.approx(float(vector(snap, h.position) @ q), abs=1e-5)
     # Dense ranks agree with an exact numpy ranking.
     order = dense_order(snap, q)
     for h in hits:
         assert h.dense_rank == order.index(h.position)
-    # The harbour chunk wins both retrievers.
     assert hits[0].position == position(snap, "harbour", 0)
-    assert hits[0].dense_rank == 0 and hits[0].bm25_rank == 0
+    assert hits[0].dense_rank == 0
     # Nothing outside the answer beats anything in it.
     if top_k < snap.size:
         everything = run(snap, q, question, top_k=snap.size)
@@ -221,13 +233,28 @@ def test_fusion_returns_top_k_unique_positions_by_fused_score(snap: Snapshot, to
         assert min(scores) >= max(h.score for h in everything[top_k:])
 
 
-def test_fusion_ties_break_by_position(snap: Snapshot):
-    """Equal fused scores (a dense-only and a BM25-only rank 0) come in position order."""
+def test_fusion_ties_break_by_position(tmp_path: Path):
+    """Equal scores (two chunks with the same vector and text) come in position order."""
+    twins = {"a": ["The harbour was closed."], "b": ["The harbour was closed."]}
+    store = build(tmp_path / "index", twins)
+    snap = store.snapshot()
+    hits = run(snap, np.zeros(DIM, np.float32), "harbour closed")
+    assert [h.position for h in hits] == [0, 1]
+    assert hits[0].score == hits[1].score
+
+
+def test_rare_terms_and_the_best_sentence_reorder_the_fused_pool(snap: Snapshot):
+    """Two chunks tied on RRF (dense-only rank 0 and BM25-only rank 0): the one holding the
+    question's rare term wins by coverage unless the other is the question's own sentence."""
     kallas = position(snap, "ukraine", 1)
     elsewhere = position(snap, "budget", 2)
     hits = run(snap, vector(snap, elsewhere), "Kallas", depth=1)
-    assert [h.position for h in hits] == sorted([kallas, elsewhere])
-    assert hits[0].score == hits[1].score == pytest.approx(1 / (RRF_K + 1))
+    assert {h.position for h in hits} == {kallas, elsewhere}
+    by_pos = {h.position: h for h in hits}
+    # Same RRF; the dense winner's sentence cosine is 1.0 (0.08), Kallas' coverage is 1.0 (0.05).
+    assert by_pos[elsewhere].score - by_pos[kallas].score == pytest.approx(
+        SENTENCE_WEIGHT * (1.0 - by_pos[kallas].dense) - COVERAGE_WEIGHT, abs=1e-3
+    )
 
 
 def test_depth_limits_each_ranking(snap: Snapshot):
@@ -311,6 +338,24 @@ def test_retrieval_after_removing_a_document(tmp_path: Path):
     assert hits and all(h.bm25_rank is None for h in hits)
     assert all("Kallas" not in chunk_text(after, h.position) for h in hits)
     # Words of the kept documents still work.
-    hits = run(after, q, "Fishermen")
+    hits = run(after, near(after, position(after, "budget", 0)), "Fishermen")
     assert chunk_text(after, hits[0].position) == DOCS["harbour"][1]
     assert hits[0].bm25_rank == 0
+
+
+@pytest.mark.parametrize("n, k", [(10, 3), (1000, 50), (200_000, 50), (200_000, 5)])
+def test_top_k_positive_matches_a_full_sort(n: int, k: int) -> None:
+    """The sampled cut-off never drops a true top-k score; ties go to the lower position."""
+    from qa.retrieve import top_k_positive
+
+    rng = np.random.default_rng(n + k)
+    scores = np.round(rng.exponential(1.0, n), 2)  # rounded: many ties
+    scores[rng.random(n) < 0.7] = 0.0  # most chunks hold no question term
+    expected = [int(i) for i in np.lexsort((np.arange(n), -scores)) if scores[i] > 0][:k]
+    assert top_k_positive(scores, k).tolist() == expected
+
+
+def test_top_k_positive_with_no_positive_score_is_empty() -> None:
+    from qa.retrieve import top_k_positive
+
+    assert top_k_positive(np.zeros(100_000), 50).tolist() == []
