@@ -1077,4 +1077,6 @@ def serve(
 
     pipeline = Pipeline(config)
     pipeline.ensure_seeded()
+    # The models load while Gradio builds and binds: the first question does not pay for them.
+    threading.Thread(target=pipeline.warm_up, name="warm-up", daemon=True).start()
     launch(build_app(pipeline), config, host=host, port=port, auth=auth)

@@ -19,7 +19,7 @@ from qa.config import Config
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = Config.load(index_dir=args.index, model=args.model)
+    config = Config.load(index_dir=args.index, model=args.model, reader_model=args.reader_model)
     try:
         return args.run(args, config)
     except KeyboardInterrupt:
@@ -37,10 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qa", description="Ask questions of your documents; answers are quoted verbatim with citations.")
     parser.add_argument("--index", type=Path, help="index folder (default: ./index, or $QA_INDEX)")
     parser.add_argument("--model", help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2, or $QA_MODEL)")
-    # --index and --model may also follow the command (`qa eval Q.jsonl --docs D --index I`).
+    parser.add_argument(
+        "--reader-model",
+        help="answer model: 'bundled' (default), 'none' for the fast mode (no model call), or a "
+        "transformers question-answering model path ($QA_READER_MODEL)",
+    )
+    # Global options may also follow the command (`qa eval Q.jsonl --docs D --index I`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--model", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--reader-model", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
     add = commands.add_parser("add", parents=[common], help="add files or folders (.txt, .md, .pdf) to the index")

@@ -19,7 +19,7 @@ from qa import read as reader
 from qa.chunk import chunk_document
 from qa.config import Config
 from qa.ingest import IngestError, iter_files, load_document, printable
-from qa.retrieve import Hit, retrieve, tokenize
+from qa.retrieve import Hit, best_possible_score, retrieve, tokenize
 from qa.store import NewDocument, Snapshot, StaleSnapshot, Store
 from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
 
@@ -54,6 +54,31 @@ class Pipeline:
 
                 self._embedder = Embedder(self.config.model, self.config.batch_size, self.config.encoder)
             return self._embedder
+
+    @property
+    def span_model(self):
+        """The answer model, loaded on first question; None in the fast mode."""
+        if self.config.reader_model.strip().lower() in ("", "none", "fast"):
+            return None
+        with self._embedder_lock:
+            if self._span_model is None:
+                from qa.span import SpanModel
+
+                self._span_model = SpanModel(self.config.reader_model)
+            return self._span_model
+
+    def warm_up(self) -> None:
+        """Load the models and run one question's worth of work, so the first user waits less.
+
+        `qa serve` calls this in a background thread while Gradio starts.
+        """
+        snap = self.store.snapshot()
+        q_vector = self.embedder.encode(["warm up"])[0]
+        if snap.size:
+            hits = retrieve(snap, q_vector, tokenize(["warm up"])[0], top_k=1, depth=1, rrf_k=self.config.rrf_k)
+            reader.read(snap, "warm up", q_vector, hits, span_model=self.span_model)
+        else:
+            self.span_model  # noqa: B018 (loads it)
 
     # --- documents -------------------------------------------------------------------------
     def ensure_seeded(self) -> None:
@@ -192,7 +217,7 @@ class Pipeline:
             raise ValueError("top_k must be at least 1")
         q_vector, hits = self.retrieve(snap, question, top_k or self.config.top_k, doc_ids, timings)
         clock = time.perf_counter()
-        reading = reader.read(snap, question, q_vector, hits)
+        reading = reader.read(snap, question, q_vector, hits, span_model=self.span_model)
         timings["read_ms"] = (time.perf_counter() - clock) * 1000
         passages = tuple(self.passage(snap, h) for h in hits)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
@@ -200,18 +225,6 @@ class Pipeline:
         if not reading.candidates or reading.confidence < self.config.min_confidence:
             return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
         return self._answer(snap, question, reading.candidates[0], score, passages, timings)
-
-    def _short_answer(self, question: str, quote: str) -> tuple[int, int] | None:
-        if self.config.reader_model:
-            with self._embedder_lock:
-                if self._span_model is None:
-                    from qa.span import SpanModel
-
-                    self._span_model = SpanModel(self.config.reader_model)
-            span = self._span_model.best_span(question, quote)
-            if span:
-                return span
-        return reader.short_answer(question, quote)
 
     def retrieve(
         self,
@@ -253,8 +266,7 @@ class Pipeline:
         first, last = reader.quote_sentences(snap, best.position, text)
         start, end = int(snap.sentence_spans[first][0]), int(snap.sentence_spans[last][1])
         quote = text[start:end]
-        span = self._short_answer(question, quote)
-        answer_span = Span(start + span[0], start + span[1]) if span else None
+        answer_span = self._short_answer(snap, question, best, text, start, end)
         citation = Citation(
             doc_id=meta.doc_id,
             title=meta.title,
@@ -276,12 +288,24 @@ class Pipeline:
             timings_ms=timings,
         )
 
+    def _short_answer(
+        self, snap: Snapshot, question: str, best: reader.Candidate, text: str, start: int, end: int
+    ) -> Span | None:
+        """The answer model's span in the chosen sentence; the rules (over the quote `start:end`)
+        when it read none, and for "what did X say": the speaker's quoted words whole."""
+        rules = reader.short_answer(question, text[start:end])
+        model_read = best.span is not None and best.span.end > best.span.start
+        if model_read and not (rules and reader.question_type(question) == "quote"):
+            sentence_start = int(snap.sentence_spans[best.position][0])
+            return Span(sentence_start + best.span.start, sentence_start + best.span.end)
+        return Span(start + rules[0], start + rules[1]) if rules else None
+
     def passage(self, snap: Snapshot, hit: Hit) -> Passage:
         doc_idx = int(snap.chunk_doc[hit.position])
         meta = snap.docs[doc_idx]
         start, end = (int(x) for x in snap.chunk_spans[hit.position])
         page = int(snap.chunk_pages[hit.position])
-        best_possible = 2.0 / (self.config.rrf_k + 1)
+        best_possible = best_possible_score(self.config.rrf_k)
         return Passage(
             chunk_id=int(snap.chunk_ids[hit.position]),
             doc_id=meta.doc_id,

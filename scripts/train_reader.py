@@ -1,4 +1,8 @@
-"""Train the reader's ranker and verifier on public SQuAD data; write qa/models/reader.json.
+"""Train the reader's logistic models on public SQuAD data; write qa/models/reader.json.
+
+Four small models: the ranker and verifier (fast mode), and, stacked on the answer model's
+out-of-fold span scores (run scripts/train_span.py first: it leaves one model per fold in the
+work folder), the reranker and answer verifier.
 
 Protocol (keeps the numbers honest):
 - data: ../shared/eval/squad-dev-public (SQuAD v1.1 dev, first 24 articles, CC BY-SA 4.0);
@@ -26,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qa import read as reader  # noqa: E402
+from qa import span  # noqa: E402
 from qa.config import Config  # noqa: E402
+from qa.evaluate import exact_match, f1_score  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
 from qa.retrieve import retrieve, tokenize  # noqa: E402
 from qa.store import Store  # noqa: E402
@@ -37,6 +43,7 @@ class Example:
     question: str
     article: str
     answerable: bool
+    golds: list[str]
     features: reader.Features
     labels: np.ndarray  # per candidate: does the sentence contain a gold answer
 
@@ -49,7 +56,7 @@ def build_examples(pipeline: Pipeline, snap, questions: list[dict], vectors: np.
         f = reader.extract(snap, q["question"], v, hits)
         golds = [g.lower() for g in q["answers"]] if answerable else []
         labels = np.array([any(g in t.lower() for g in golds) for t in f.texts], bool)
-        examples.append(Example(q["question"], q["doc"], answerable, f, labels))
+        examples.append(Example(q["question"], q["doc"], answerable, q["answers"] if answerable else [], f, labels))
     return examples
 
 
@@ -69,9 +76,60 @@ def stack(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack(rows), np.concatenate(labels)
 
 
-def fit(examples: list[Example]) -> reader.ReaderModel:
+class SpanReader:
+    """Out-of-fold answer-model results per (question, sentence), computed once and cached on disk.
+
+    An example is read by the span model of the other fold (train_span.py's fold = article fold
+    % its fold count), so no score comes from a model that saw the article.
+    """
+
+    def __init__(self, work: Path, fold_of: dict[str, int], span_folds: int):
+        self.models = [span.SpanModel(str(work / f"span-fold-{k}"), threads=1) for k in range(span_folds)]
+        self.fold_of, self.span_folds = fold_of, span_folds
+        self.file = work / "span-scores.jsonl"  # delete it after retraining the span models
+        self.cache: dict[tuple[int, str, str], span.SpanResult] = {}
+        if self.file.is_file():
+            for row in map(json.loads, self.file.open(encoding="utf-8")):
+                self.cache[(row[0], row[1], row[2])] = span.SpanResult(row[3], row[4], row[5])
+
+    def __call__(self, e: Example, candidates: np.ndarray) -> list[span.SpanResult]:
+        fold = self.fold_of[e.article] % self.span_folds
+        keys = [(fold, e.question, e.features.texts[i]) for i in candidates]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        if missing:
+            results = self.models[fold].score(e.question, [k[2] for k in missing])
+            with self.file.open("a", encoding="utf-8") as out:
+                for k, r in zip(missing, results):
+                    self.cache[k] = r
+                    out.write(json.dumps([*k, r.start, r.end, r.score if np.isfinite(r.score) else -1e9]) + "\n")
+        return [self.cache[k] for k in keys]
+
+
+def fit(examples: list[Example], span_reader: SpanReader | None = None) -> reader.ReaderModel:
     ranker = fit_logistic(*stack([e for e in examples if e.answerable]), reader.SENTENCE_FEATURES)
-    return reader.ReaderModel(ranker, fit_verifier(ranker, examples))
+    verifier = fit_verifier(ranker, examples)
+    if span_reader is None:
+        return reader.ReaderModel(ranker, verifier)
+    usable = [e for e in examples if e.features.positions]
+    read = [read_top(ranker, e, span_reader) for e in usable]
+    reranker = fit_logistic(
+        np.vstack([reader.rerank_rows(p[top], spans) for p, top, spans in read]),
+        np.concatenate([e.labels[top] for e, (_, top, _) in zip(usable, read)]),
+        reader.RERANK_FEATURES,
+    )
+    x = np.vstack([
+        reader.answer_verifier_row(e.features, p, reranker.predict(reader.rerank_rows(p[top], spans)), spans)
+        for e, (p, top, spans) in zip(usable, read)
+    ])
+    answer_verifier = fit_logistic(x, np.array([e.answerable for e in usable]), reader.ANSWER_VERIFIER_FEATURES)
+    return reader.ReaderModel(ranker, verifier, reranker, answer_verifier)
+
+
+def read_top(ranker: reader.Logistic, e: Example, span_reader: SpanReader):
+    """(ranker probabilities, the top candidates the answer model reads, its results for them)."""
+    p = ranker.predict(e.features.sentence)
+    top = np.argsort(-p, kind="stable")[: reader.RERANK_TOP]
+    return p, top, span_reader(e, top)
 
 
 def fit_verifier(ranker: reader.Logistic, examples: list[Example]) -> reader.Logistic:
@@ -81,29 +139,55 @@ def fit_verifier(ranker: reader.Logistic, examples: list[Example]) -> reader.Log
     return fit_logistic(x, y, reader.QUESTION_FEATURES)
 
 
-def score(model: reader.ReaderModel, examples: list[Example]) -> list[tuple[bool, bool, float]]:
-    """(answerable, top-1 sentence holds the gold, verifier confidence) per question."""
+@dataclass
+class Scored:
+    answerable: bool
+    hit: bool  # the chosen sentence holds a gold answer
+    confidence: float
+    em: float  # of the short answer the pipeline would give (0 when nothing was chosen)
+    f1: float
+
+
+def score(model: reader.ReaderModel, examples: list[Example], span_reader: SpanReader | None = None) -> list[Scored]:
+    """What the pipeline would do with each question, without the pipeline's I/O."""
     out = []
     for e in examples:
         if not e.features.positions:
-            out.append((e.answerable, False, 0.0))
+            out.append(Scored(e.answerable, False, 0.0, 0.0, 0.0))
             continue
-        p = model.ranker.predict(e.features.sentence)
-        best = int(np.argmax(p))
-        confidence = float(model.verifier.predict(reader.question_row(e.features, p)[None, :])[0])
-        out.append((e.answerable, bool(e.labels[best]), confidence))
+        if span_reader is None or model.reranker is None:
+            p = model.ranker.predict(e.features.sentence)
+            best, result = int(np.argmax(p)), None
+            confidence = float(model.verifier.predict(reader.question_row(e.features, p)[None, :])[0])
+        else:
+            p, top, spans = read_top(model.ranker, e, span_reader)
+            reranked = model.reranker.predict(reader.rerank_rows(p[top], spans))
+            j = int(np.argmax(reranked))
+            best, result = int(top[j]), spans[j]
+            confidence = float(model.answer_verifier.predict(reader.answer_verifier_row(e.features, p, reranked, spans)[None, :])[0])
+        text = e.features.texts[best]
+        rules = reader.short_answer(e.question, text)
+        if result is not None and result.end > result.start and not (rules and reader.question_type(e.question) == "quote"):
+            short = text[result.start : result.end]
+        else:
+            short = text[rules[0] : rules[1]] if rules else text
+        out.append(Scored(e.answerable, bool(e.labels[best]), confidence,
+                          exact_match(short, e.golds) if e.golds else 0.0, f1_score(short, e.golds) if e.golds else 0.0))
     return out
 
 
-def metrics(scored: list[tuple[bool, bool, float]], threshold: float) -> dict:
-    answerable = [s for s in scored if s[0]]
-    unanswerable = [s for s in scored if not s[0]]
+def metrics(scored: list[Scored], threshold: float) -> dict:
+    answerable = [s for s in scored if s.answerable]
+    unanswerable = [s for s in scored if not s.answerable]
+    answered = [s.confidence >= threshold for s in answerable]
     return {
-        # As `qa eval` counts it: an abstention on an answerable question is a miss.
-        "quote_hit_at_1": float(np.mean([hit and c >= threshold for _, hit, c in answerable])),
-        "ranker_hit_at_1": float(np.mean([hit for _, hit, _ in answerable])),
-        "false_abstain_rate": float(np.mean([c < threshold for *_, c in answerable])),
-        "abstain_rate_unanswerable": float(np.mean([c < threshold for *_, c in unanswerable])) if unanswerable else None,
+        # As `qa eval` counts them: an abstention on an answerable question is a miss.
+        "quote_hit_at_1": float(np.mean([s.hit and a for s, a in zip(answerable, answered)])),
+        "ranker_hit_at_1": float(np.mean([s.hit for s in answerable])),
+        "answer_em": float(np.mean([s.em * a for s, a in zip(answerable, answered)])),
+        "answer_f1": float(np.mean([s.f1 * a for s, a in zip(answerable, answered)])),
+        "false_abstain_rate": float(np.mean([not a for a in answered])),
+        "abstain_rate_unanswerable": float(np.mean([s.confidence < threshold for s in unanswerable])) if unanswerable else None,
     }
 
 
@@ -112,8 +196,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/eval/squad-dev-public")
     parser.add_argument("--work", type=Path, default=ROOT / ".cache/train-reader")
     parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--unanswerable-per-fold", type=int, default=500)
+    parser.add_argument("--unanswerable-per-fold", type=int, default=300)
     parser.add_argument("--out", type=Path, default=reader.MODEL_FILE)
+    parser.add_argument("--span-folds", type=int, default=2, help="scripts/train_span.py's --folds")
+    parser.add_argument("--fast-only", action="store_true", help="no answer model: ranker and verifier only")
     args = parser.parse_args()
 
     started = time.time()
@@ -151,39 +237,48 @@ def main() -> None:
         )
     print(f"features built ({time.time() - started:.0f} s)")
 
-    # Out-of-fold: each fold scored by a model fit on the other folds.
-    out_of_fold: list[tuple[bool, bool, float]] = []
-    for fold in range(args.folds):
-        train = [e for e in examples if fold_of[e.article] != fold]
-        train += [e for f, es in by_fold_unanswerable.items() if f != fold for e in es]
-        test = [e for e in examples if fold_of[e.article] == fold] + by_fold_unanswerable[fold]
-        out_of_fold += score(fit(train), test)
-    # The product's own threshold (Config.min_confidence), so the card reports what users get.
-    threshold = pipeline.config.min_confidence
-    oof = metrics(out_of_fold, threshold)
-    for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-        print(f"  threshold {t:.1f}: {json.dumps({k: round(v, 4) for k, v in metrics(out_of_fold, t).items()})}")
+    span_reader = None if args.fast_only else SpanReader(args.work, fold_of, args.span_folds)
+    threshold = pipeline.config.min_confidence  # the product's own, so the card reports what users get
     oracle = float(np.mean([e.labels.any() for e in examples]))
-    print(f"out-of-fold (threshold {threshold:.3f}): {json.dumps(oof)}; oracle top-5 sentence hit {oracle:.3f}")
+    oof: dict[str, dict] = {}
+    for mode, reads in (("fast", None), ("answer_model", span_reader)):
+        if mode == "answer_model" and reads is None:
+            continue
+        # Out-of-fold: each fold scored by models fit on the other folds.
+        out_of_fold: list[Scored] = []
+        for fold in range(args.folds):
+            train = [e for e in examples if fold_of[e.article] != fold]
+            train += [e for f, es in by_fold_unanswerable.items() if f != fold for e in es]
+            test = [e for e in examples if fold_of[e.article] == fold] + by_fold_unanswerable[fold]
+            out_of_fold += score(fit(train, reads), test, reads)
+            print(f"  {mode}: fold {fold} scored ({time.time() - started:.0f} s)", flush=True)
+        for t in (0.3, 0.4, 0.5, 0.6, 0.7):
+            print(f"  {mode} threshold {t:.1f}: {json.dumps({k: round(v, 4) for k, v in metrics(out_of_fold, t).items()})}")
+        oof[mode] = {k: (round(v, 4) if v is not None else None) for k, v in metrics(out_of_fold, threshold).items()}
+        print(f"{mode} out-of-fold (threshold {threshold:.3f}): {json.dumps(oof[mode])}; oracle top-5 sentence hit {oracle:.3f}")
 
     everything = examples + [e for es in by_fold_unanswerable.values() for e in es]
-    model = fit(everything)
+    model = fit(everything, span_reader)
     card = {
-        "model": "briefqa extractive reader: logistic ranker over candidate sentences + logistic verifier",
+        "model": "briefqa extractive reader: logistic ranker + verifier over candidate sentences (fast mode); "
+        "with the answer model (qa/models/span), a logistic reranker over its top sentences + answer verifier",
         "trained_on": "SQuAD v1.1 dev, first 24 articles (../shared/eval/squad-dev-public), CC BY-SA 4.0",
         "protocol": f"{args.folds}-fold cross-validation by article; unanswerable = a fold's questions "
         f"against an index without that fold's articles ({args.unanswerable_per_fold} per fold); "
+        f"answer-model scores are out-of-fold too ({args.span_folds} folds, scripts/train_span.py); "
         "metrics are out-of-fold; the shipped weights are refit on all data",
         "retrieval": {"top_k": pipeline.config.top_k, "fusion_depth": pipeline.config.fusion_depth},
         "questions": len(examples),
         "unanswerable_questions": sum(len(v) for v in by_fold_unanswerable.values()),
         "threshold": round(threshold, 4),
-        "out_of_fold": {k: (round(v, 4) if v is not None else None) for k, v in oof.items()},
+        "out_of_fold": oof,
         "oracle_top5_sentence_hit": round(oracle, 4),
     }
+    parts = {"ranker": model.ranker, "verifier": model.verifier, "reranker": model.reranker,
+             "answer_verifier": model.answer_verifier}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"card": card, "ranker": model.ranker.to_json(), "verifier": model.verifier.to_json()}, indent=1)
+        json.dumps({"card": card, **{k: m.to_json() for k, m in parts.items() if m is not None}}, indent=1)
         + "\n",
         encoding="utf-8",
     )

@@ -321,3 +321,19 @@ def test_index_folder_can_move(tmp_path: Path, seeds_dir: Path) -> None:
     answer = moved.ask("Who is Finland's Defense Minister?")
     assert answer.answered and "Antti Häkkänen" in answer.quote
     assert_verbatim(moved, answer)
+
+
+@pytest.mark.e2e
+def test_fast_mode_answers_from_the_same_index_without_the_answer_model(seeded_pipeline) -> None:
+    """QA_READER_MODEL=none: the logistic reader alone, rules for the short answer, no model call."""
+    from dataclasses import replace
+
+    from qa.pipeline import Pipeline
+
+    fast = Pipeline(replace(seeded_pipeline.config, reader_model="none"))
+    answer = fast.ask("What did Kallas say?")
+    assert answer.answered and "no peace to keep" in answer.quote
+    assert fast.span_model is None and fast._span_model is None
+    accurate = seeded_pipeline.ask("What did Kallas say?")
+    assert accurate.citations[0].start == answer.citations[0].start  # same sentence either way
+    assert seeded_pipeline._span_model is not None

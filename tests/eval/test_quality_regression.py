@@ -1,7 +1,9 @@
 """Answer quality must not regress: the real pipeline on a committed SQuAD sample.
 
 The floors are the levels measured when the reader was last trained, minus a small margin
-(see README, Evaluation). A change that hurts retrieval, reading or abstention fails here.
+(see README, Evaluation). A change that hurts retrieval, reading or abstention fails here. The
+sample's articles are among the reader's training articles, so these are regression guards, not
+measures of quality on unseen documents (the README's out-of-fold numbers are).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ pytestmark = pytest.mark.e2e
 
 SAMPLE = Path(__file__).parent / "squad-sample"
 MARGIN = 0.03
-# Measured on this sample (320 answerable + 108 unanswerable questions), default settings.
+# Measured on this sample (320 answerable + 108 unanswerable questions), default settings
+# (answer model on), 2026-11-25.
 MEASURED = {
-    "recall_at_5": 0.9719,
-    "quote_hit_at_1": 0.8063,
-    "answer_f1": 0.3985,
-    "abstain_rate_unanswerable": 0.7963,
+    "recall_at_5": 0.9812,
+    "quote_hit_at_1": 0.8594,
+    "answer_f1": 0.6652,
+    "abstain_rate_unanswerable": 0.7315,
 }
 MAX_FALSE_ABSTAIN = 0.05
 
