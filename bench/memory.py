@@ -29,12 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_1m:
         sizes = [n for n in sizes if n < 1_000_000]
     rows = []
-    real = latency.run_child(["_measure", str(c.SQUAD_INDEX), "20", "1"])
+    real = latency.run_child(["_measure", str(c.SQUAD_INDEX), "20", "fast"], {"QA_READER_MODEL": "none"})
     rows.append(["squad (real)", real, {}])
     for n in sizes:
         how = "commit" if n <= latency.COMMIT_MAX else "direct"
         build = latency.ensure_built(n, how, args.cosine, rebuild=False)
-        m = latency.run_child(["_measure", str(latency.scale_dir(n, how, args.cosine)), "20", "1"])
+        m = latency.run_child(["_measure", str(latency.scale_dir(n, how, args.cosine)), "20", "fast"], {"QA_READER_MODEL": "none"})
         rows.append([f"{n:,}", m, build])
     lines = ["# Memory and disk by corpus size", "", f"Machine: {c.machine_line()}", ""]
     table_rows = []

@@ -87,9 +87,9 @@ def retrieve(
         for rank, pos in enumerate(ranking):
             fused[pos] = fused.get(pos, 0.0) + 1.0 / (rrf_k + rank + 1)
     pool = sorted(fused, key=lambda p: (-fused[p], p))[: max(top_k, RERANK_POOL)]
-    final = {p: fused[p] + SENTENCE_WEIGHT * _best_sentence_cosine(snap, p, question_vector) for p in pool}
-    for p, coverage in zip(pool, _term_coverage(snap, pool, question_tokens)):
-        final[p] += COVERAGE_WEIGHT * coverage
+    bonus = SENTENCE_WEIGHT * _best_sentence_cosines(snap, pool, question_vector)
+    bonus += COVERAGE_WEIGHT * _term_coverage(snap, pool, question_tokens)
+    final = {p: fused[p] + float(extra) for p, extra in zip(pool, bonus)}
     best = sorted(pool, key=lambda p: (-final[p], p))[:top_k]
     cosines = np.asarray(snap.chunk_vectors[np.asarray(best, dtype=np.int64)], dtype=np.float32) @ question_vector
     hits = [
@@ -109,27 +109,35 @@ def retrieve(
     return hits
 
 
-def _best_sentence_cosine(snap: Snapshot, position: int, query: np.ndarray) -> float:
-    sentences = snap.sentences_of(position)
-    if not len(sentences):
-        return 0.0
-    vectors = np.asarray(snap.sentence_vectors[sentences.start : sentences.stop], dtype=np.float32)
-    return float((vectors @ query).max())
+def _best_sentence_cosines(snap: Snapshot, positions: list[int], query: np.ndarray) -> np.ndarray:
+    """Each chunk's best sentence cosine to the question (0 for a chunk without sentences)."""
+    starts = snap.chunk_sentence_offsets[positions]
+    counts = snap.chunk_sentence_offsets[np.asarray(positions) + 1] - starts
+    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, counts)]).astype(np.int64)
+    if not len(rows):
+        return np.zeros(len(positions))
+    cosines = np.asarray(snap.sentence_vectors[rows], dtype=np.float32) @ query
+    best = np.zeros(len(positions))
+    has = counts > 0
+    best[has] = np.maximum.reduceat(cosines, np.concatenate([[0], np.cumsum(counts[has])[:-1]]))
+    return best
 
 
-def _term_coverage(snap: Snapshot, positions: list[int], tokens: list[str]) -> list[float]:
+def _term_coverage(snap: Snapshot, positions: list[int], tokens: list[str]) -> np.ndarray:
     """IDF-weighted share of the question's terms found in each chunk (0 to 1)."""
     ids = [snap.term_index[t] for t in dict.fromkeys(tokens) if t in snap.term_index]
     if not ids:
-        return [0.0] * len(positions)
+        return np.zeros(len(positions))
     df = np.asarray(snap.document_frequency[ids], dtype=np.float64)
     idf = np.log(1.0 + (max(snap.size, 1) - df + 0.5) / (df + 0.5))
-    wanted = np.asarray(ids)
-    out = []
-    for p in positions:
-        present = np.isin(wanted, snap.token_ids[snap.token_offsets[p] : snap.token_offsets[p + 1]])
-        out.append(float(idf[present].sum() / idf.sum()))
-    return out
+    starts = snap.token_offsets[positions]
+    counts = snap.token_offsets[np.asarray(positions) + 1] - starts
+    tokens_of = np.concatenate([snap.token_ids[s : s + n] for s, n in zip(starts, counts)])
+    owner = np.repeat(np.arange(len(positions)), counts)
+    found = np.zeros((len(positions), len(ids)), bool)
+    for j, term in enumerate(ids):
+        found[owner[tokens_of == term], j] = True
+    return found.astype(np.float64) @ idf / idf.sum()
 
 
 def _allowed_positions(snap: Snapshot, doc_ids: Collection[str] | None) -> np.ndarray | None:

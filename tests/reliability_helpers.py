@@ -57,11 +57,16 @@ class HashEmbedder:
 
 
 def fake_pipeline(index_dir: Path, model: str = FAKE_MODEL, delay_s: float = 0.0, **config):
-    """A real Pipeline (ingest, chunking, store, retrieval, reader) with the hashing embedder."""
+    """A real Pipeline (ingest, chunking, store, retrieval, reader) with the hashing embedder.
+
+    The reader runs in its fast mode: these tests are about the index under stress, and the
+    answer model's forward passes would only slow the readers they count.
+    """
     from qa.config import Config
     from qa.pipeline import Pipeline
 
     config.setdefault("seeds_dir", Path(index_dir).parent / "no-seeds")
+    config.setdefault("reader_model", "none")
     pipeline = Pipeline(Config.load(index_dir=Path(index_dir), model=model, **config))
     pipeline._embedder = HashEmbedder(model, delay_s)
     return pipeline
