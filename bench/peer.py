@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from qa.embed import resolve_model_path
 
-    faiss.omp_set_num_threads(1)  # one question at a time, as retrieve.py should (see README)
+    faiss.omp_set_num_threads(1)  # one question at a time, as retrieve.py does
     ours = c.squad_pipeline()
     snap = ours.store.snapshot()
     config = ours.config

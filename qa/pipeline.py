@@ -43,12 +43,12 @@ class Pipeline:
         self.store = Store(self.config.index_dir, self.config.model)
         self._embedder = None
         self._span_model = None
-        self._embedder_lock = threading.Lock()
+        self._models_lock = threading.Lock()  # one load of each model, however many threads ask
 
     @property
     def embedder(self):
         """Loaded on first use: listing documents should not cost a model load."""
-        with self._embedder_lock:
+        with self._models_lock:
             if self._embedder is None:
                 from qa.embed import Embedder
 
@@ -60,7 +60,7 @@ class Pipeline:
         """The answer model, loaded on first question; None in the fast mode."""
         if self.config.reader_model.strip().lower() in ("", "none", "fast"):
             return None
-        with self._embedder_lock:
+        with self._models_lock:
             if self._span_model is None:
                 from qa.span import SpanModel
 

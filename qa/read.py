@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.retrieve import Hit, tokenize
+from qa.retrieve import idf as term_idf
 from qa.span import SpanModel, SpanResult
 from qa.store import Snapshot
 
@@ -250,12 +251,6 @@ def quote_sentences(snap: Snapshot, position: int, text: str) -> tuple[int, int]
 # --- features --------------------------------------------------------------------------------
 
 
-def _idf(snap: Snapshot, terms: list[str]) -> np.ndarray:
-    n = max(snap.size, 1)
-    df = np.array([snap.document_frequency[snap.term_index[t]] if t in snap.term_index else 0 for t in terms], float)
-    return np.log(1.0 + (n - df + 0.5) / (df + 0.5))
-
-
 def _bigrams(tokens: list[str]) -> set[tuple[str, str]]:
     return set(zip(tokens, tokens[1:]))
 
@@ -273,7 +268,7 @@ class Features:
 def extract(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit]) -> Features:
     q_tokens = tokenize([question])[0]
     q_terms = list(dict.fromkeys(q_tokens))
-    idf = _idf(snap, q_terms)
+    idf = term_idf(snap, q_terms)
     total = float(idf.sum()) or 1.0
     unknown = float(sum(w for t, w in zip(q_terms, idf) if t not in snap.term_index)) / total
     q_bigrams = _bigrams(q_tokens)

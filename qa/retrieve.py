@@ -109,11 +109,17 @@ def retrieve(
     return hits
 
 
+def idf(snap: Snapshot, terms: Sequence[str]) -> np.ndarray:
+    """BM25's inverse document frequency of each term over the chunks (unknown terms: df 0)."""
+    df = np.array([snap.document_frequency[snap.term_index[t]] if t in snap.term_index else 0 for t in terms], float)
+    return np.log(1.0 + (max(snap.size, 1) - df + 0.5) / (df + 0.5))
+
+
 def _best_sentence_cosines(snap: Snapshot, positions: list[int], query: np.ndarray) -> np.ndarray:
     """Each chunk's best sentence cosine to the question (0 for a chunk without sentences)."""
     starts = snap.chunk_sentence_offsets[positions]
     counts = snap.chunk_sentence_offsets[np.asarray(positions) + 1] - starts
-    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, counts)]).astype(np.int64)
+    rows = np.concatenate([np.zeros(0, np.int64), *(np.arange(s, s + n) for s, n in zip(starts, counts))])
     if not len(rows):
         return np.zeros(len(positions))
     cosines = np.asarray(snap.sentence_vectors[rows], dtype=np.float32) @ query
@@ -125,19 +131,19 @@ def _best_sentence_cosines(snap: Snapshot, positions: list[int], query: np.ndarr
 
 def _term_coverage(snap: Snapshot, positions: list[int], tokens: list[str]) -> np.ndarray:
     """IDF-weighted share of the question's terms found in each chunk (0 to 1)."""
-    ids = [snap.term_index[t] for t in dict.fromkeys(tokens) if t in snap.term_index]
-    if not ids:
+    known = [t for t in dict.fromkeys(tokens) if t in snap.term_index]
+    if not known:
         return np.zeros(len(positions))
-    df = np.asarray(snap.document_frequency[ids], dtype=np.float64)
-    idf = np.log(1.0 + (max(snap.size, 1) - df + 0.5) / (df + 0.5))
+    ids = [snap.term_index[t] for t in known]
+    weights = idf(snap, known)
     starts = snap.token_offsets[positions]
     counts = snap.token_offsets[np.asarray(positions) + 1] - starts
-    tokens_of = np.concatenate([snap.token_ids[s : s + n] for s, n in zip(starts, counts)])
+    tokens_of = np.concatenate([np.zeros(0, np.int64), *(snap.token_ids[s : s + n] for s, n in zip(starts, counts))])
     owner = np.repeat(np.arange(len(positions)), counts)
     found = np.zeros((len(positions), len(ids)), bool)
     for j, term in enumerate(ids):
         found[owner[tokens_of == term], j] = True
-    return found.astype(np.float64) @ idf / idf.sum()
+    return found.astype(np.float64) @ weights / weights.sum()
 
 
 def _allowed_positions(snap: Snapshot, doc_ids: Collection[str] | None) -> np.ndarray | None:

@@ -100,11 +100,6 @@ class SpanModel:
         offsets = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
         return question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
 
-    def best_span(self, question: str, context: str) -> tuple[int, int] | None:
-        """Character offsets of the most likely answer inside `context`, or None."""
-        result = self.score(question, [context])[0]
-        return (result.start, result.end) if result.end > result.start else None
-
 
 def bundled_tokenizer():
     from transformers import AutoTokenizer

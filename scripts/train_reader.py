@@ -101,7 +101,7 @@ class SpanReader:
             with self.file.open("a", encoding="utf-8") as out:
                 for k, r in zip(missing, results):
                     self.cache[k] = r
-                    out.write(json.dumps([*k, r.start, r.end, r.score if np.isfinite(r.score) else -1e9]) + "\n")
+                    out.write(json.dumps([*k, r.start, r.end, r.score]) + "\n")  # -Infinity round-trips
         return [self.cache[k] for k in keys]
 
 
