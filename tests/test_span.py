@@ -58,7 +58,9 @@ def test_pipeline_uses_the_span_model_and_stays_verbatim(tiny_qa_model: Path, tm
     assert citation.start <= answer.answer_span.start < answer.answer_span.end <= citation.end
     text = pipeline.document(citation.doc_id).text
     assert answer.answer == text[answer.answer_span.start : answer.answer_span.end]
-    assert pipeline._span_model is not None  # the model, not the rules, was asked
+    # The model, not the rules, chose the span: its own answer for the quoted sentence.
+    [result] = pipeline.span_model.score(answer.question, [citation.quote])
+    assert (answer.answer_span.start, answer.answer_span.end) == (citation.start + result.start, citation.start + result.end)
 
 
 def test_bundled_answer_model_is_small_and_complete() -> None:
