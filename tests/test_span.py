@@ -88,18 +88,20 @@ def test_bundled_answer_model_finds_the_answer_and_knows_a_wrong_sentence() -> N
 
 def test_short_answer_is_capped_at_max_answer_tokens() -> None:
     """A model that wants the whole long sentence as its answer gets a span of at most
-    MAX_ANSWER_TOKENS word pieces; the quote, not the short answer, carries the sentence."""
+    MAX_ANSWER_TOKENS word pieces."""
     from types import SimpleNamespace
 
     import torch
 
     from qa.span import MAX_ANSWER_TOKENS, SpanModel, bundled_tokenizer
 
+    tokenizer = bundled_tokenizer()
+
     class WholeSentenceModel(torch.nn.Module):
         """Start logits peak on the first context token, end logits on the last one."""
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            context = (token_type_ids == 1) & (input_ids != 102)  # not the final [SEP]
+            context = (token_type_ids == 1) & (input_ids != tokenizer.sep_token_id)
             first = context.int().argmax(dim=1)
             last = context.shape[1] - 1 - context.flip(1).int().argmax(dim=1)
             rows = torch.arange(len(input_ids))
@@ -107,7 +109,6 @@ def test_short_answer_is_capped_at_max_answer_tokens() -> None:
             starts[rows, first], ends[rows, last] = 10.0, 10.0
             return SimpleNamespace(start_logits=starts, end_logits=ends)
 
-    tokenizer = bundled_tokenizer()
     sentence = " ".join(f"word{i}" for i in range(40)) + "."
     [result] = SpanModel.from_model(WholeSentenceModel(), tokenizer).score("What happened?", [sentence])
     pieces = tokenizer(sentence[result.start : result.end], add_special_tokens=False)["input_ids"]
