@@ -133,7 +133,9 @@ def _add(args: argparse.Namespace, config: Config) -> int:
 def _ask(args: argparse.Namespace, config: Config) -> int:
     from qa.pipeline import Pipeline
 
-    answer = Pipeline(config).ask(args.question, top_k=args.top_k)
+    pipeline = Pipeline(config)
+    pipeline.ensure_seeded()  # a fresh clone answers from the bundled briefing, as `qa serve` does
+    answer = pipeline.ask(args.question, top_k=args.top_k)
     if args.json:
         print(json.dumps(answer_json(answer), ensure_ascii=False))
         return 0

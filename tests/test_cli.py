@@ -180,6 +180,16 @@ def test_remove_then_list_is_empty_and_ask_says_how_to_add(
     assert "qa add" in asked.stdout, asked.stdout
 
 
+def test_first_ask_builds_the_index_from_the_seed_folder(tmp_path: Path, seeds_dir: Path) -> None:
+    """On a fresh clone `qa ask` answers from seeds/ like `qa serve`, without a `qa add` first."""
+    shutil.copytree(seeds_dir, tmp_path / "seeds")
+    done = run_qa(tmp_path / "index", "ask", KALLAS_QUESTION, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    obj = json.loads(done.stdout)
+    assert obj["answered"] is True and KALLAS_QUOTE in obj["quote"], obj
+    assert obj["citations"][0]["source"] == SEED_FILE
+
+
 def test_ask_on_a_new_empty_index_says_how_to_add(tmp_path: Path) -> None:
     done = run_qa(tmp_path / "fresh-index", "ask", KALLAS_QUESTION, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
