@@ -41,8 +41,11 @@ for argv in (["ask", "q"], ["ask", "q", "--json"], ["list"], ["add", "x.txt"], [
 
 
 def test_ask_and_list_on_an_empty_index_load_nothing_heavy(tmp_path):
+    """Nothing to search and no seed folder to build from (a first `qa ask` would index seeds/)."""
     index = tmp_path / "index"
     code = f"""
+import os
+os.environ["QA_SEEDS_DIR"] = {str(tmp_path / "no-seeds")!r}
 from qa.cli import main
 assert main(["--index", {str(index)!r}, "list"]) == 0
 assert main(["--index", {str(index)!r}, "ask", "What did Kallas say?", "--json"]) == 0
