@@ -84,7 +84,7 @@ class SpanReader:
     """
 
     def __init__(self, work: Path, fold_of: dict[str, int], span_folds: int):
-        self.models = [span.SpanModel(str(work / f"span-fold-{k}"), threads=1) for k in range(span_folds)]
+        self.models = [span.SpanModel(str(work / f"span-fold-{k}"), threads=2) for k in range(span_folds)]
         self.fold_of, self.span_folds = fold_of, span_folds
         self.file = work / "span-scores.jsonl"  # delete it after retraining the span models
         self.cache: dict[tuple[int, str, str], span.SpanResult] = {}
@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--unanswerable-per-fold", type=int, default=300)
     parser.add_argument("--out", type=Path, default=reader.MODEL_FILE)
-    parser.add_argument("--span-folds", type=int, default=2, help="scripts/train_span.py's --folds")
+    parser.add_argument("--span-folds", type=int, default=4, help="scripts/train_span.py's --folds")
     parser.add_argument("--fast-only", action="store_true", help="no answer model: ranker and verifier only")
     args = parser.parse_args()
 

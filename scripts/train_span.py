@@ -10,11 +10,13 @@ Protocol (keeps the numbers honest; same data as scripts/train_reader.py):
 - one example per (question, sentence): the sentence holding the gold answer span (from
   spans.jsonl) with the answer's tokens as target, and the reader's highest-ranked wrong
   sentences (hard negatives) with the [CLS] token as target ("no answer in this sentence");
-- articles are split into 2 folds (fold = reader fold % 2, so both scripts agree on which
-  model saw which article); each fold's model is saved in the work folder and scores the other
-  fold's questions, which is how scripts/train_reader.py stacks it and how the README's
-  out-of-fold numbers are measured; the shipped model is then trained on everything.
-Run: `.venv/bin/python scripts/train_span.py` (about 45 minutes on 2 idle cores; 77 minutes when it shares them).
+- articles are split into the reader's 4 folds (fold = reader fold % --folds, so both scripts
+  agree on which model saw which article); each fold's model is trained on the other folds'
+  articles (3/4 of them), saved in the work folder, and scores its own fold's questions, which
+  is how scripts/train_reader.py stacks it and how the README's out-of-fold numbers are
+  measured; the shipped model is then trained on everything.
+Run: `.venv/bin/python scripts/train_span.py` (about 100 minutes on 2 idle cores: ~20 per fold
+model, ~22 for the shipped one; `--skip-folds` / `--skip-final` run either part).
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/eval/squad-dev-public")
     parser.add_argument("--work", type=Path, default=ROOT / ".cache/train-reader")
     parser.add_argument("--out", type=Path, default=span.BUNDLED_DIR)
-    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--reader-folds", type=int, default=4, help="scripts/train_reader.py's --folds")
     parser.add_argument("--negatives", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
