@@ -171,7 +171,9 @@ def answer_json(answer) -> dict:
 def _list(args: argparse.Namespace, config: Config) -> int:
     from qa.pipeline import Pipeline
 
-    docs = Pipeline(config).documents()
+    pipeline = Pipeline(config)
+    pipeline.ensure_seeded()  # a fresh clone lists the bundled briefing it will answer from
+    docs = pipeline.documents()
     if args.json:
         print(json.dumps([asdict(d) for d in docs], ensure_ascii=False))
         return 0

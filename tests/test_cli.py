@@ -190,6 +190,13 @@ def test_first_ask_builds_the_index_from_the_seed_folder(tmp_path: Path, seeds_d
     assert obj["citations"][0]["source"] == SEED_FILE
 
 
+def test_first_list_builds_the_index_from_the_seed_folder(tmp_path: Path, seeds_dir: Path) -> None:
+    shutil.copytree(seeds_dir, tmp_path / "seeds")
+    done = run_qa(tmp_path / "index", "list", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [d["source"] for d in json.loads(done.stdout)] == [SEED_FILE]
+
+
 def test_ask_on_a_new_empty_index_says_how_to_add(tmp_path: Path) -> None:
     done = run_qa(tmp_path / "fresh-index", "ask", KALLAS_QUESTION, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
