@@ -54,7 +54,6 @@ QUESTION_FEATURES = (
     "best_overlap",
     "best_context_overlap",
     "passage_coverage",
-    "unknown_terms",
     "best_chunk_cosine",
 )
 RERANK_TOP = 3  # sentences the answer model reads per question (each costs a forward pass)
@@ -261,18 +260,18 @@ class Features:
     positions: list[int]
     hits: list[Hit]
     texts: list[str]
-    unknown_terms: float
     passage_coverage: float
 
 
 def extract(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit]) -> Features:
-    q_tokens = tokenize([question])[0]
+    kind = question_type(question)
+    # In "what did X say?" the verb names the kind of answer (a quote), like "who" or "when": the
+    # document may say "said", "stressed" or "warned", so it is not a word the answer must hold.
+    q_tokens = tokenize([_SAY.sub(" ", question) if kind == "quote" else question])[0]
     q_terms = list(dict.fromkeys(q_tokens))
     idf = term_idf(snap, q_terms)
     total = float(idf.sum()) or 1.0
-    unknown = float(sum(w for t, w in zip(q_terms, idf) if t not in snap.term_index)) / total
     q_bigrams = _bigrams(q_tokens)
-    kind = question_type(question)
     q_words = _words(question)
 
     positions: list[int] = []
@@ -282,7 +281,7 @@ def extract(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit]
             positions.append(s)
             owners.append(hit)
     if not positions:
-        return Features(np.zeros((0, len(SENTENCE_FEATURES))), [], [], [], unknown, 0.0)
+        return Features(np.zeros((0, len(SENTENCE_FEATURES))), [], [], [], 0.0)
     spans = snap.sentence_spans[positions]
     texts = [snap.text(int(snap.chunk_doc[h.position]))[a:b] for h, (a, b) in zip(owners, spans)]
     tokens = tokenize(texts)
@@ -316,7 +315,7 @@ def extract(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit]
             ]
         )
     passage_coverage = coverage(set().union(*terms))
-    return Features(np.asarray(rows, np.float64), positions, owners, texts, unknown, passage_coverage)
+    return Features(np.asarray(rows, np.float64), positions, owners, texts, passage_coverage)
 
 
 def question_row(f: Features, probabilities: np.ndarray) -> np.ndarray:
@@ -333,7 +332,6 @@ def question_row(f: Features, probabilities: np.ndarray) -> np.ndarray:
             row[names.index("overlap")],
             row[names.index("context_overlap")],
             f.passage_coverage,
-            f.unknown_terms,
             row[names.index("chunk_cosine")],
         ]
     )

@@ -1,4 +1,5 @@
-"""The evaluation questions on the seed document, one test case per question.
+"""The evaluation questions on the seed document, one test case per question, and a floor on
+refusing questions that are about the briefing's topic but that it does not answer.
 
 Every question goes through the same real pipeline (session-scoped `seeded_pipeline`). Nothing
 here knows any particular question: an answerable one must be answered with a verbatim quote
@@ -14,11 +15,16 @@ import pytest
 
 
 QUESTIONS_FILE = Path(__file__).with_name("seed_questions.jsonl")
+# On the briefing's topic, answer absent ("How much money did Japan pledge to Ukraine?"): written
+# before they were first asked; 6 of 8 refused when measured (2026-11-29), the other two are in
+# the README's Limits. The floor keeps that level.
+IN_TOPIC_FILE = Path(__file__).with_name("seed_in_topic_unanswerable.jsonl")
+IN_TOPIC_REFUSAL_FLOOR = 0.75
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
 
 
-def load_questions() -> list[dict]:
-    lines = QUESTIONS_FILE.read_text(encoding="utf-8").splitlines()
+def load_questions(path: Path = QUESTIONS_FILE) -> list[dict]:
+    lines = path.read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
 
@@ -65,3 +71,13 @@ def test_seed_question(seeded_pipeline, case: dict) -> None:
     assert citation.quote == text[citation.start : citation.end], "quote is not verbatim at its offsets"
     assert answer.quote == citation.quote
     assert answer.answer and answer.answer in answer.quote, got
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_refuses_in_topic_questions_the_briefing_does_not_answer(seeded_pipeline) -> None:
+    questions = load_questions(IN_TOPIC_FILE)
+    assert len(questions) >= 8 and all(not q["answers"] and q["doc"] is None for q in questions)
+    answered = [(q["question"], a.answer) for q in questions if (a := seeded_pipeline.ask(q["question"])).answered]
+    refused = 1 - len(answered) / len(questions)
+    assert refused >= IN_TOPIC_REFUSAL_FLOOR, f"refused {refused:.2f}; answered: {answered}"
