@@ -14,12 +14,16 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from qa.config import Config
+from qa.config import ABSTENTION_KINDS, Config
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = Config.load(index_dir=args.index, model=args.model, reader_model=args.reader_model)
+    try:
+        config = Config.load(index_dir=args.index, model=args.model, reader_model=args.reader_model, abstention=args.abstention)
+    except ValueError as exc:  # a bad QA_* variable
+        print(f"qa: {exc}", file=sys.stderr)
+        return 2
     try:
         return args.run(args, config)
     except KeyboardInterrupt:
@@ -42,11 +46,18 @@ def _parser() -> argparse.ArgumentParser:
         help="answer model: 'bundled' (default), 'none' for the fast mode (no model call), or a "
         "transformers question-answering model path ($QA_READER_MODEL)",
     )
+    parser.add_argument(
+        "--abstention",
+        choices=ABSTENTION_KINDS,
+        help="'balanced' (default), or 'strict': refuse more questions on the documents' topic that "
+        "they do not answer, at the cost of more refusals of answerable ones ($QA_ABSTENTION)",
+    )
     # Global options may also follow the command (`qa eval Q.jsonl --docs D --index I`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--index", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--model", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--reader-model", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--abstention", choices=ABSTENTION_KINDS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
     add = commands.add_parser("add", parents=[common], help="add files or folders (.txt, .md, .pdf) to the index")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+ABSTENTION_KINDS = ("balanced", "strict")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Config:
     chunk_words: int = 120
     # Below this confidence the reader abstains rather than guess.
     min_confidence: float = 0.5
+    # "balanced", or "strict": refuses far more questions on the documents' topic whose fact
+    # they lack, and more answerable ones too (SQuAD numbers in the README's Evaluation).
+    abstention: str = "balanced"
     # The answer model that reranks the best sentences and picks the short answer: "bundled"
     # (our MiniLM fine-tune, qa/models/span), a transformers question-answering model (path or
     # hub name), or "none" for the fast mode (logistic reader + rules, no model call).
@@ -41,6 +45,10 @@ class Config:
     # `qa add` commits at least this many new chunks at a time (more as the index grows).
     commit_chunks: int = 2000
 
+    def __post_init__(self) -> None:
+        if self.abstention not in ABSTENTION_KINDS:
+            raise ValueError(f"abstention must be one of {', '.join(ABSTENTION_KINDS)}, not '{self.abstention}'")
+
     @classmethod
     def load(cls, **overrides: object) -> "Config":
         """Defaults, then `QA_<FIELD>` environment variables, then non-None keyword overrides."""
@@ -50,7 +58,10 @@ class Config:
             if raw is None and f.name == "index_dir":
                 raw = os.environ.get("QA_INDEX")
             if raw is not None and raw != "":
-                values[f.name] = _coerce(f.type, raw)
+                try:
+                    values[f.name] = _coerce(f.type, raw)
+                except ValueError:
+                    raise ValueError(f"QA_{f.name.upper()}={raw!r} is not a valid {f.type}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("index_dir", "seeds_dir"):
             if key in values:

@@ -217,7 +217,8 @@ class Pipeline:
             raise ValueError("top_k must be at least 1")
         q_vector, hits = self.retrieve(snap, question, top_k or self.config.top_k, doc_ids, timings)
         clock = time.perf_counter()
-        reading = reader.read(snap, question, q_vector, hits, span_model=self.span_model)
+        reading = reader.read(snap, question, q_vector, hits, span_model=self.span_model,
+                              strict=self.config.abstention == "strict")
         timings["read_ms"] = (time.perf_counter() - clock) * 1000
         passages = tuple(self.passage(snap, h) for h in hits)
         timings["total_ms"] = (time.perf_counter() - started) * 1000

@@ -6,7 +6,11 @@ trained by `scripts/train_reader.py` on public SQuAD data, see its model card) d
 - the *ranker* scores each sentence: semantic similarity, how much of the question's rare
   vocabulary it and its neighbours hold, shared phrases, whether it holds the kind of thing asked;
 - the *verifier* looks at the whole candidate list and gives the probability that the best
-  sentence really answers. Below the configured threshold the reader abstains.
+  sentence really answers. Below the configured threshold the reader abstains. Each verifier
+  comes in two kinds: *balanced* (the default), trained to refuse questions whose documents are
+  absent, and *strict*, also trained on questions read without the sentences that answer them
+  (on the documents' topic, fact absent): it refuses far more of those, at the cost of more
+  refusals of answerable questions (`QA_ABSTENTION=strict`; numbers in the model card).
 With the answer model (`qa.span`, on by default) the reader goes one step further: the
 ranker's top RERANK_TOP sentences are each read together with the question by the fine-tuned
 MiniLM, and a third logistic model (the *reranker*) stacks its span score on the ranker's
@@ -119,14 +123,20 @@ class ReaderModel:
     verifier: Logistic
     reranker: Logistic | None = None  # present when trained with the answer model
     answer_verifier: Logistic | None = None
+    strict_verifier: Logistic | None = None  # the strict kinds of the two verifiers
+    strict_answer_verifier: Logistic | None = None
+
+
+PARTS = ("ranker", "verifier", "reranker", "answer_verifier", "strict_verifier", "strict_answer_verifier")
 
 
 @lru_cache(maxsize=4)
 def load_model(path: Path = MODEL_FILE) -> ReaderModel:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    parts = {k: Logistic.from_json(data[k]) for k in ("ranker", "verifier", "reranker", "answer_verifier") if k in data}
+    parts = {k: Logistic.from_json(data[k]) for k in PARTS if k in data}
     expected = {"ranker": SENTENCE_FEATURES, "verifier": QUESTION_FEATURES, "reranker": RERANK_FEATURES,
-                "answer_verifier": ANSWER_VERIFIER_FEATURES}
+                "answer_verifier": ANSWER_VERIFIER_FEATURES, "strict_verifier": QUESTION_FEATURES,
+                "strict_answer_verifier": ANSWER_VERIFIER_FEATURES}
     if any(part.names != expected[k] for k, part in parts.items()):
         raise ValueError(f"{path} was trained on other features: retrain with scripts/train_reader.py")
     return ReaderModel(**parts)
@@ -263,7 +273,10 @@ class Features:
     passage_coverage: float
 
 
-def extract(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit]) -> Features:
+def extract(
+    snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit], leave_out: frozenset[int] = frozenset()
+) -> Features:
+    """Features of the hits' sentences; `leave_out` positions are read as if absent (training)."""
     kind = question_type(question)
     # In "what did X say?" the verb names the kind of answer (a quote), like "who" or "when": the
     # document may say "said", "stressed" or "warned", so it is not a word the answer must hold.
@@ -278,8 +291,9 @@ def extract(snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit]
     owners: list[Hit] = []
     for hit in hits:
         for s in snap.sentences_of(hit.position):
-            positions.append(s)
-            owners.append(hit)
+            if s not in leave_out:
+                positions.append(s)
+                owners.append(hit)
     if not positions:
         return Features(np.zeros((0, len(SENTENCE_FEATURES))), [], [], [], 0.0)
     spans = snap.sentence_spans[positions]
@@ -368,20 +382,26 @@ def read(
     hits: list[Hit],
     model: ReaderModel | None = None,
     span_model: SpanModel | None = None,
+    strict: bool = False,
 ) -> Reading:
     f = extract(snap, question, q_vector, hits)
     if not f.positions:
         return Reading([], 0.0)
     model = model or load_model()
+    verifier, answer_verifier = model.verifier, model.answer_verifier
+    if strict:
+        verifier, answer_verifier = model.strict_verifier, model.strict_answer_verifier
+        if verifier is None:
+            raise ValueError("the reader model has no strict verifiers: retrain with scripts/train_reader.py")
     probabilities = model.ranker.predict(f.sentence)
     order = np.argsort(-probabilities, kind="stable")
-    if span_model is None or model.reranker is None or model.answer_verifier is None:
-        confidence = float(model.verifier.predict(question_row(f, probabilities)[None, :])[0])
+    if span_model is None or model.reranker is None or answer_verifier is None:
+        confidence = float(verifier.predict(question_row(f, probabilities)[None, :])[0])
         return Reading([Candidate(f.positions[i], f.hits[i], float(probabilities[i])) for i in order], confidence)
     top = order[:RERANK_TOP]
     spans = span_model.score(question, [f.texts[i] for i in top])
     reranked = model.reranker.predict(rerank_rows(probabilities[top], spans))
-    confidence = float(model.answer_verifier.predict(answer_verifier_row(f, probabilities, reranked, spans)[None, :])[0])
+    confidence = float(answer_verifier.predict(answer_verifier_row(f, probabilities, reranked, spans)[None, :])[0])
     read_first = [Candidate(f.positions[top[j]], f.hits[top[j]], float(reranked[j]), spans[j])
                   for j in np.argsort(-reranked, kind="stable")]
     rest = [Candidate(f.positions[i], f.hits[i], float(probabilities[i])) for i in order[RERANK_TOP:]]

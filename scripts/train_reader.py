@@ -2,7 +2,7 @@
 
 Four small models: the ranker and verifier (fast mode), and, stacked on the answer model's
 out-of-fold span scores (run scripts/train_span.py first: it leaves one model per fold in the
-work folder), the reranker and answer verifier.
+work folder), the reranker and answer verifier; plus a strict kind of each verifier.
 
 Protocol (keeps the numbers honest):
 - data: ../shared/eval/squad-dev-public (SQuAD v1.1 dev, first 24 articles, CC BY-SA 4.0);
@@ -10,7 +10,9 @@ Protocol (keeps the numbers honest):
 - articles are split into folds; every reported number is out-of-fold: the model that scored a
   question never saw its article;
 - "not in the documents" questions: each fold's questions asked against an index built without
-  that fold's articles, so the answer truly is absent.
+  that fold's articles, so the answer truly is absent;
+- "on the topic, fact absent" questions (for the strict verifiers, and measured for both kinds):
+  each fold's questions read without the retrieved sentences that hold a gold answer.
 The shipped model is then refit on everything. Run: `.venv/bin/python scripts/train_reader.py`.
 """
 
@@ -51,13 +53,31 @@ class Example:
 def build_examples(pipeline: Pipeline, snap, questions: list[dict], vectors: np.ndarray, answerable: bool) -> list[Example]:
     examples = []
     for q, v in zip(questions, vectors):
-        hits = retrieve(snap, v, tokenize([q["question"]])[0], top_k=pipeline.config.top_k,
-                        depth=pipeline.config.fusion_depth, rrf_k=pipeline.config.rrf_k)
-        f = reader.extract(snap, q["question"], v, hits)
+        f = reader.extract(snap, q["question"], v, retrieve_for(pipeline, snap, q["question"], v))
         golds = [g.lower() for g in q["answers"]] if answerable else []
         labels = np.array([any(g in t.lower() for g in golds) for t in f.texts], bool)
         examples.append(Example(q["question"], q["doc"], answerable, q["answers"] if answerable else [], f, labels))
     return examples
+
+
+def build_in_topic(pipeline: Pipeline, snap, questions: list[dict], vectors: np.ndarray) -> list[Example]:
+    """Answerable questions read as if the retrieved sentences holding their answer were not there."""
+    examples = []
+    for q, v in zip(questions, vectors):
+        hits = retrieve_for(pipeline, snap, q["question"], v)
+        f = reader.extract(snap, q["question"], v, hits)
+        golds = [g.lower() for g in q["answers"]]
+        answering = frozenset(p for p, t in zip(f.positions, f.texts) if any(g in t.lower() for g in golds))
+        if not answering or len(answering) == len(f.positions):
+            continue
+        rest = reader.extract(snap, q["question"], v, hits, leave_out=answering)
+        examples.append(Example(q["question"], q["doc"], False, [], rest, np.zeros(len(rest.positions), bool)))
+    return examples
+
+
+def retrieve_for(pipeline: Pipeline, snap, question: str, vector: np.ndarray):
+    config = pipeline.config
+    return retrieve(snap, vector, tokenize([question])[0], top_k=config.top_k, depth=config.fusion_depth, rrf_k=config.rrf_k)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], c: float = 1.0) -> reader.Logistic:
@@ -105,11 +125,14 @@ class SpanReader:
         return [self.cache[k] for k in keys]
 
 
-def fit(examples: list[Example], span_reader: SpanReader | None = None) -> reader.ReaderModel:
+def fit(examples: list[Example], span_reader: SpanReader | None = None, in_topic: list[Example] | None = None) -> reader.ReaderModel:
+    """The ranker and reranker learn from answerable questions; the balanced verifiers also from
+    absent-document ones; the strict verifiers (when `in_topic` is given) from in-topic ones too."""
     ranker = fit_logistic(*stack([e for e in examples if e.answerable]), reader.SENTENCE_FEATURES)
-    verifier = fit_verifier(ranker, examples)
+    strict_examples = [*examples, *in_topic] if in_topic else None
+    strict_verifier = fit_verifier(ranker, strict_examples) if strict_examples else None
     if span_reader is None:
-        return reader.ReaderModel(ranker, verifier)
+        return reader.ReaderModel(ranker, fit_verifier(ranker, examples), strict_verifier=strict_verifier)
     usable = [e for e in examples if e.features.positions]
     read = [read_top(ranker, e, span_reader) for e in usable]
     reranker = fit_logistic(
@@ -117,12 +140,23 @@ def fit(examples: list[Example], span_reader: SpanReader | None = None) -> reade
         np.concatenate([e.labels[top] for e, (_, top, _) in zip(usable, read)]),
         reader.RERANK_FEATURES,
     )
-    x = np.vstack([
-        reader.answer_verifier_row(e.features, p, reranker.predict(reader.rerank_rows(p[top], spans)), spans)
-        for e, (p, top, spans) in zip(usable, read)
-    ])
-    answer_verifier = fit_logistic(x, np.array([e.answerable for e in usable]), reader.ANSWER_VERIFIER_FEATURES)
-    return reader.ReaderModel(ranker, verifier, reranker, answer_verifier)
+    return reader.ReaderModel(
+        ranker,
+        fit_verifier(ranker, examples),
+        reranker,
+        fit_answer_verifier(ranker, reranker, examples, span_reader),
+        strict_verifier,
+        fit_answer_verifier(ranker, reranker, strict_examples, span_reader) if strict_examples else None,
+    )
+
+
+def fit_answer_verifier(ranker: reader.Logistic, reranker: reader.Logistic, examples: list[Example], span_reader: SpanReader) -> reader.Logistic:
+    usable = [e for e in examples if e.features.positions]
+    rows = []
+    for e in usable:
+        p, top, spans = read_top(ranker, e, span_reader)
+        rows.append(reader.answer_verifier_row(e.features, p, reranker.predict(reader.rerank_rows(p[top], spans)), spans))
+    return fit_logistic(np.vstack(rows), np.array([e.answerable for e in usable]), reader.ANSWER_VERIFIER_FEATURES)
 
 
 def read_top(ranker: reader.Logistic, e: Example, span_reader: SpanReader):
@@ -148,8 +182,10 @@ class Scored:
     f1: float
 
 
-def score(model: reader.ReaderModel, examples: list[Example], span_reader: SpanReader | None = None) -> list[Scored]:
+def score(model: reader.ReaderModel, examples: list[Example], span_reader: SpanReader | None = None, strict: bool = False) -> list[Scored]:
     """What the pipeline would do with each question, without the pipeline's I/O."""
+    verifier = model.strict_verifier if strict else model.verifier
+    answer_verifier = model.strict_answer_verifier if strict else model.answer_verifier
     out = []
     for e in examples:
         if not e.features.positions:
@@ -158,13 +194,13 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: SpanR
         if span_reader is None or model.reranker is None:
             p = model.ranker.predict(e.features.sentence)
             best, result = int(np.argmax(p)), None
-            confidence = float(model.verifier.predict(reader.question_row(e.features, p)[None, :])[0])
+            confidence = float(verifier.predict(reader.question_row(e.features, p)[None, :])[0])
         else:
             p, top, spans = read_top(model.ranker, e, span_reader)
             reranked = model.reranker.predict(reader.rerank_rows(p[top], spans))
             j = int(np.argmax(reranked))
             best, result = int(top[j]), spans[j]
-            confidence = float(model.answer_verifier.predict(reader.answer_verifier_row(e.features, p, reranked, spans)[None, :])[0])
+            confidence = float(answer_verifier.predict(reader.answer_verifier_row(e.features, p, reranked, spans)[None, :])[0])
         text = e.features.texts[best]
         rules = reader.short_answer(e.question, text)
         if result is not None and result.end > result.start and not (rules and reader.question_type(e.question) == "quote"):
@@ -176,7 +212,7 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: SpanR
     return out
 
 
-def metrics(scored: list[Scored], threshold: float) -> dict:
+def metrics(scored: list[Scored], threshold: float, in_topic: list[Scored]) -> dict:
     answerable = [s for s in scored if s.answerable]
     unanswerable = [s for s in scored if not s.answerable]
     answered = [s.confidence >= threshold for s in answerable]
@@ -188,6 +224,7 @@ def metrics(scored: list[Scored], threshold: float) -> dict:
         "answer_f1": float(np.mean([s.f1 * a for s, a in zip(answerable, answered)])),
         "false_abstain_rate": float(np.mean([not a for a in answered])),
         "abstain_rate_unanswerable": float(np.mean([s.confidence < threshold for s in unanswerable])) if unanswerable else None,
+        "abstain_rate_in_topic": float(np.mean([s.confidence < threshold for s in in_topic])) if in_topic else None,
     }
 
 
@@ -197,6 +234,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / ".cache/train-reader")
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--unanswerable-per-fold", type=int, default=300)
+    parser.add_argument("--in-topic-per-fold", type=int, default=300)
     parser.add_argument("--out", type=Path, default=reader.MODEL_FILE)
     parser.add_argument("--span-folds", type=int, default=4, help="scripts/train_span.py's --folds")
     parser.add_argument("--fast-only", action="store_true", help="no answer model: ranker and verifier only")
@@ -220,8 +258,9 @@ def main() -> None:
     print(f"index: {snap.size} chunks; {len(questions)} questions embedded ({time.time() - started:.0f} s)")
 
     examples = build_examples(pipeline, snap, questions, vectors, answerable=True)
-    rng = np.random.default_rng(0)
+    rng, in_topic_rng = np.random.default_rng(0), np.random.default_rng(1)
     by_fold_unanswerable: dict[int, list[Example]] = {}
+    by_fold_in_topic: dict[int, list[Example]] = {}
     for fold in range(args.folds):
         fold_dir = args.work / f"without-fold-{fold}"
         shutil.rmtree(fold_dir, ignore_errors=True)
@@ -235,6 +274,9 @@ def main() -> None:
         by_fold_unanswerable[fold] = build_examples(
             pipeline, fold_snap, [questions[i] for i in idx], vectors[idx], answerable=False
         )
+        idx = [i for i, q in enumerate(questions) if fold_of[q["doc"]] == fold]
+        idx = sorted(in_topic_rng.permutation(idx))
+        by_fold_in_topic[fold] = build_in_topic(pipeline, snap, [questions[i] for i in idx], vectors[idx])[: args.in_topic_per_fold]
     print(f"features built ({time.time() - started:.0f} s)")
 
     span_reader = None if args.fast_only else SpanReader(args.work, fold_of, args.span_folds)
@@ -245,37 +287,48 @@ def main() -> None:
         if mode == "answer_model" and reads is None:
             continue
         # Out-of-fold: each fold scored by models fit on the other folds.
-        out_of_fold: list[Scored] = []
+        scored: dict[str, list[Scored]] = {"": [], "_strict": []}
+        in_topic: dict[str, list[Scored]] = {"": [], "_strict": []}
         for fold in range(args.folds):
             train = [e for e in examples if fold_of[e.article] != fold]
             train += [e for f, es in by_fold_unanswerable.items() if f != fold for e in es]
+            model = fit(train, reads, [e for f, es in by_fold_in_topic.items() if f != fold for e in es])
             test = [e for e in examples if fold_of[e.article] == fold] + by_fold_unanswerable[fold]
-            out_of_fold += score(fit(train, reads), test, reads)
+            for kind, strict in (("", False), ("_strict", True)):
+                scored[kind] += score(model, test, reads, strict)
+                in_topic[kind] += score(model, by_fold_in_topic[fold], reads, strict)
             print(f"  {mode}: fold {fold} scored ({time.time() - started:.0f} s)", flush=True)
-        for t in (0.3, 0.4, 0.5, 0.6, 0.7):
-            print(f"  {mode} threshold {t:.1f}: {json.dumps({k: round(v, 4) for k, v in metrics(out_of_fold, t).items()})}")
-        oof[mode] = {k: (round(v, 4) if v is not None else None) for k, v in metrics(out_of_fold, threshold).items()}
-        print(f"{mode} out-of-fold (threshold {threshold:.3f}): {json.dumps(oof[mode])}; oracle top-5 sentence hit {oracle:.3f}")
+        for kind in scored:
+            for t in (0.3, 0.4, 0.5, 0.6, 0.7):
+                row = {k: round(v, 4) for k, v in metrics(scored[kind], t, in_topic[kind]).items()}
+                print(f"  {mode}{kind} threshold {t:.1f}: {json.dumps(row)}")
+            oof[mode + kind] = {k: (round(v, 4) if v is not None else None)
+                                for k, v in metrics(scored[kind], threshold, in_topic[kind]).items()}
+            print(f"{mode}{kind} out-of-fold (threshold {threshold:.3f}): {json.dumps(oof[mode + kind])}; "
+                  f"oracle top-5 sentence hit {oracle:.3f}")
 
     everything = examples + [e for es in by_fold_unanswerable.values() for e in es]
-    model = fit(everything, span_reader)
+    model = fit(everything, span_reader, [e for es in by_fold_in_topic.values() for e in es])
     card = {
         "model": "briefqa extractive reader: logistic ranker + verifier over candidate sentences (fast mode); "
-        "with the answer model (qa/models/span), a logistic reranker over its top sentences + answer verifier",
+        "with the answer model (qa/models/span), a logistic reranker over its top sentences + answer verifier; "
+        "each verifier also in a strict kind (the *_strict rows)",
         "trained_on": "SQuAD v1.1 dev, first 24 articles (../shared/eval/squad-dev-public), CC BY-SA 4.0",
         "protocol": f"{args.folds}-fold cross-validation by article; unanswerable = a fold's questions "
         f"against an index without that fold's articles ({args.unanswerable_per_fold} per fold); "
+        f"in-topic unanswerable = a fold's questions read without the retrieved sentences holding a gold "
+        f"answer ({args.in_topic_per_fold} per fold; in the strict verifiers' training data only); "
         f"answer-model scores are out-of-fold too ({args.span_folds} folds, scripts/train_span.py); "
         "metrics are out-of-fold; the shipped weights are refit on all data",
         "retrieval": {"top_k": pipeline.config.top_k, "fusion_depth": pipeline.config.fusion_depth},
         "questions": len(examples),
         "unanswerable_questions": sum(len(v) for v in by_fold_unanswerable.values()),
+        "in_topic_unanswerable_questions": sum(len(v) for v in by_fold_in_topic.values()),
         "threshold": round(threshold, 4),
         "out_of_fold": oof,
         "oracle_top5_sentence_hit": round(oracle, 4),
     }
-    parts = {"ranker": model.ranker, "verifier": model.verifier, "reranker": model.reranker,
-             "answer_verifier": model.answer_verifier}
+    parts = {name: getattr(model, name) for name in reader.PARTS}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({"card": card, **{k: m.to_json() for k, m in parts.items() if m is not None}}, indent=1)

@@ -33,9 +33,9 @@ def _command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "qa.cli"]
 
 
-def run_qa(index: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_qa(index: Path, *args: str, cwd: Path, settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
-    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONIOENCODING="utf-8")
+    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONIOENCODING="utf-8", **(settings or {}))
     return subprocess.run(
         [*_command(), "--index", str(index), *args],
         cwd=cwd,
@@ -209,3 +209,15 @@ def test_ask_on_a_new_empty_index_says_how_to_add(tmp_path: Path) -> None:
     _check_types(obj)
     assert obj["answered"] is False and obj["citations"] == []
     assert "qa add" in obj.get("message", ""), obj
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [("QA_ABSTENTION", "lenient", "abstention must be one of balanced, strict, not 'lenient'"),
+     ("QA_TOP_K", "five", "QA_TOP_K='five' is not a valid int")],
+)
+def test_a_bad_setting_is_named_without_a_traceback(tmp_path: Path, variable: str, value: str, message: str) -> None:
+    done = run_qa(tmp_path / "index", "list", cwd=tmp_path, settings={variable: value})
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "index").exists()

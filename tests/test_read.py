@@ -505,6 +505,37 @@ def test_read_uses_the_given_model(snap: Snapshot):
         assert check(reader.read(snap, question, q, hits, ReaderModel(model.ranker, verifier)).confidence)
 
 
+def test_strict_reading_uses_the_strict_verifiers(snap: Snapshot):
+    target = sentence(snap, "Fishermen protested outside the town hall.")
+    q = sentence_vector(snap, target)
+    question = "Who protested outside the town hall?"
+    hits = all_hits(snap, q, question)
+    shipped = load_model()
+    assert shipped.strict_verifier is not None and shipped.strict_answer_verifier is not None
+
+    def constant(bias: float) -> Logistic:
+        n = len(QUESTION_FEATURES)
+        return Logistic(QUESTION_FEATURES, np.zeros(n), bias, np.zeros(n), np.ones(n))
+
+    model = ReaderModel(shipped.ranker, constant(50.0), strict_verifier=constant(-50.0))
+    assert reader.read(snap, question, q, hits, model).confidence > 0.99
+    assert reader.read(snap, question, q, hits, model, strict=True).confidence < 0.01
+    with pytest.raises(ValueError, match="strict"):
+        reader.read(snap, question, q, hits, ReaderModel(shipped.ranker, shipped.verifier), strict=True)
+
+
+def test_leave_out_reads_as_if_the_sentences_were_absent(snap: Snapshot):
+    target = sentence(snap, KALLAS)
+    q = sentence_vector(snap, target)
+    hits = all_hits(snap, q, QUESTION)
+    without = extract(snap, QUESTION, q, hits, leave_out=frozenset({target}))
+    assert target not in without.positions and KALLAS not in without.texts
+    assert len(without.positions) == len(snap.sentence_spans) - 1
+    col = {name: without.sentence[:, i] for i, name in enumerate(SENTENCE_FEATURES)}
+    assert col["cosine_gap"].max() == pytest.approx(0.0)  # gaps are to the best sentence left
+    assert without.passage_coverage < extract(snap, QUESTION, q, hits).passage_coverage
+
+
 def test_passage_coverage_counts_the_question_words_the_passages_hold(snap: Snapshot):
     q = sentence_vector(snap, 0)
     hits = all_hits(snap, q, "")

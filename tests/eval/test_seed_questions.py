@@ -20,6 +20,7 @@ QUESTIONS_FILE = Path(__file__).with_name("seed_questions.jsonl")
 # the README's Limits. The floor keeps that level.
 IN_TOPIC_FILE = Path(__file__).with_name("seed_in_topic_unanswerable.jsonl")
 IN_TOPIC_REFUSAL_FLOOR = 0.75
+STRICT_IN_TOPIC_REFUSAL_FLOOR = 0.875  # QA_ABSTENTION=strict: 7 of 8 measured (2026-11-29)
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
 
 
@@ -81,3 +82,18 @@ def test_refuses_in_topic_questions_the_briefing_does_not_answer(seeded_pipeline
     answered = [(q["question"], a.answer) for q in questions if (a := seeded_pipeline.ask(q["question"])).answered]
     refused = 1 - len(answered) / len(questions)
     assert refused >= IN_TOPIC_REFUSAL_FLOOR, f"refused {refused:.2f}; answered: {answered}"
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_strict_abstention_refuses_more_and_still_answers_the_seed_questions(seeded_pipeline) -> None:
+    from dataclasses import replace
+
+    from qa.pipeline import Pipeline
+
+    strict = Pipeline(replace(seeded_pipeline.config, abstention="strict"))
+    in_topic = load_questions(IN_TOPIC_FILE)
+    answered = [q["question"] for q in in_topic if strict.ask(q["question"]).answered]
+    assert 1 - len(answered) / len(in_topic) >= STRICT_IN_TOPIC_REFUSAL_FLOOR, answered
+    missed = [q["question"] for q in QUESTIONS if q["answers"] and not strict.ask(q["question"]).answered]
+    assert not missed, missed
