@@ -480,48 +480,46 @@ def test_question_vector_and_rare_words_rank_their_sentence_first(snap: Snapshot
         assert c.position in snap.sentences_of(c.hit.position)
 
 
-def test_read_uses_the_given_model(snap: Snapshot):
+FISHERMEN = "Who protested outside the town hall?"
+
+
+def fishermen_question(snap: Snapshot) -> tuple[int, np.ndarray, list[Hit]]:
+    """The answering sentence's position, the question vector and the hits for FISHERMEN."""
     target = sentence(snap, "Fishermen protested outside the town hall.")
     q = sentence_vector(snap, target)
-    question = "Who protested outside the town hall?"
-    hits = all_hits(snap, q, question)
+    return target, q, all_hits(snap, q, FISHERMEN)
+
+
+def constant_verifier(bias: float) -> Logistic:
+    """A verifier whose answer does not depend on the question: always yes (+50) or no (-50)."""
+    n = len(QUESTION_FEATURES)
+    return Logistic(QUESTION_FEATURES, np.zeros(n), bias, np.zeros(n), np.ones(n))
+
+
+def test_read_uses_the_given_model(snap: Snapshot):
+    target, q, hits = fishermen_question(snap)
     model = load_model()
-    reading = reader.read(snap, question, q, hits, model)
-    f = extract(snap, question, q, hits)
+    reading = reader.read(snap, FISHERMEN, q, hits, model)
+    f = extract(snap, FISHERMEN, q, hits)
     probabilities = model.ranker.predict(f.sentence)
     assert [c.probability for c in reading.candidates] == pytest.approx(sorted(probabilities, reverse=True))
     assert reading.candidates[0].position == target
     expected = float(model.verifier.predict(question_row(f, probabilities)[None, :])[0])
     assert reading.confidence == pytest.approx(expected)
-    # A verifier that always says yes, and one that always says no.
     for bias, check in ((50.0, lambda c: c > 0.99), (-50.0, lambda c: c < 0.01)):
-        verifier = Logistic(
-            QUESTION_FEATURES,
-            np.zeros(len(QUESTION_FEATURES)),
-            bias,
-            np.zeros(len(QUESTION_FEATURES)),
-            np.ones(len(QUESTION_FEATURES)),
-        )
-        assert check(reader.read(snap, question, q, hits, ReaderModel(model.ranker, verifier)).confidence)
+        always = ReaderModel(model.ranker, constant_verifier(bias))
+        assert check(reader.read(snap, FISHERMEN, q, hits, always).confidence)
 
 
 def test_strict_reading_uses_the_strict_verifiers(snap: Snapshot):
-    target = sentence(snap, "Fishermen protested outside the town hall.")
-    q = sentence_vector(snap, target)
-    question = "Who protested outside the town hall?"
-    hits = all_hits(snap, q, question)
+    _, q, hits = fishermen_question(snap)
     shipped = load_model()
     assert shipped.strict_verifier is not None and shipped.strict_answer_verifier is not None
-
-    def constant(bias: float) -> Logistic:
-        n = len(QUESTION_FEATURES)
-        return Logistic(QUESTION_FEATURES, np.zeros(n), bias, np.zeros(n), np.ones(n))
-
-    model = ReaderModel(shipped.ranker, constant(50.0), strict_verifier=constant(-50.0))
-    assert reader.read(snap, question, q, hits, model).confidence > 0.99
-    assert reader.read(snap, question, q, hits, model, strict=True).confidence < 0.01
+    model = ReaderModel(shipped.ranker, constant_verifier(50.0), strict_verifier=constant_verifier(-50.0))
+    assert reader.read(snap, FISHERMEN, q, hits, model).confidence > 0.99
+    assert reader.read(snap, FISHERMEN, q, hits, model, strict=True).confidence < 0.01
     with pytest.raises(ValueError, match="strict"):
-        reader.read(snap, question, q, hits, ReaderModel(shipped.ranker, shipped.verifier), strict=True)
+        reader.read(snap, FISHERMEN, q, hits, ReaderModel(shipped.ranker, shipped.verifier), strict=True)
 
 
 def test_leave_out_reads_as_if_the_sentences_were_absent(snap: Snapshot):
