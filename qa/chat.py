@@ -129,7 +129,9 @@ class PipelineLike(Protocol):
         self, paths: Sequence[Path], progress: Callable[[int, int, str], None] | None = None
     ) -> list[FileResult]: ...
 
-    def ask(self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None) -> Answer: ...
+    def ask(
+        self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None, strict: bool | None = None
+    ) -> Answer: ...
 
     def documents(self) -> list[DocumentInfo]: ...
 
@@ -688,20 +690,21 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
 
     # --- questions --------------------------------------------------------------------------
 
-    def chat(question: str, doc_ids: list[str] | None = None) -> str:
-        """Answer a question from the indexed documents (optionally only within `doc_ids`); returns
-        the answer card as Markdown: short answer, quote, confidence, sources."""
+    def chat(question: str, doc_ids: list[str] | None = None, strict: bool | None = None) -> str:
+        """Answer a question from the indexed documents (optionally only within `doc_ids`; `strict`
+        refuses more readily, default: the server's setting); returns the answer card as Markdown:
+        short answer, quote, confidence, sources."""
         scope = list(doc_ids or [])
-        return render_answer(pipeline.ask(question.strip(), doc_ids=scope or None), 1, doc_titles(scope))
+        return render_answer(pipeline.ask(question.strip(), doc_ids=scope or None, strict=strict), 1, doc_titles(scope))
 
-    def ask_json(question: str, doc_ids: list[str] | None = None, top_k: int | None = None) -> dict:
+    def ask_json(question: str, doc_ids: list[str] | None = None, top_k: int | None = None, strict: bool | None = None) -> dict:
         """Answer a question; returns the same JSON object as `qa ask --json` (answered, answer, quote,
-        score, citations with document/page/character span, passages, message)."""
+        score, citations with document/page/character span, passages, message). `strict` as in chat."""
         from qa.cli import answer_json
 
         if top_k is not None and top_k < 1:
             raise gr.Error("top_k must be at least 1")
-        return answer_json(pipeline.ask(question.strip(), top_k=top_k, doc_ids=list(doc_ids or []) or None))
+        return answer_json(pipeline.ask(question.strip(), top_k=top_k, doc_ids=list(doc_ids or []) or None, strict=strict))
 
     def show_question(question: str, history: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]], str]:
         if not question.strip():
@@ -709,13 +712,14 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
         return "", [*history, {"role": "user", "content": neutral(question)}], question.strip()
 
     def answer_question(
-        pending: str, history: list[dict[str, Any]], records: list[dict[str, Any]], doc_filter: list[str] | None
+        pending: str, history: list[dict[str, Any]], records: list[dict[str, Any]], doc_filter: list[str] | None,
+        strict: bool,
     ) -> tuple[Any, ...]:
         if not pending:
             return (gr.skip(),) * 6
         scope = doc_titles(doc_filter or [])
         try:
-            answer = pipeline.ask(pending, doc_ids=list(doc_filter or []) or None)
+            answer = pipeline.ask(pending, doc_ids=list(doc_filter or []) or None, strict=strict)
         except Exception as exc:  # noqa: BLE001 (the conversation goes on; the details go to the log)
             logging.getLogger(__name__).exception("answering %r failed", pending)
             failed = {"role": "assistant", "content": f"Something went wrong while answering: {neutral(str(exc))}"}
@@ -886,6 +890,12 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
                     choices=[],
                     info="Leave empty to search every document.",
                 )
+                strict_box = gr.Checkbox(
+                    label="Refuse unless clearly answered (strict)",
+                    value=pipeline.config.abstention == "strict",
+                    elem_id="strict",
+                    info="Refuses more questions the documents do not answer, and a few that they do.",
+                )
                 clear = gr.Button("Clear conversation", size="sm", elem_id="clear")
             with gr.Column(scale=2, min_width=300):
                 answer_picker = gr.Dropdown(label="Sources for answer", elem_id="answer-picker", choices=[])
@@ -928,11 +938,11 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
         answer_outputs = [chatbot, records, current, evidence, answer_picker, viewer]
         for trigger in (question.submit, ask.click):
             trigger(show_question, [question, chatbot], [question, chatbot, pending], **private).then(
-                answer_question, [pending, chatbot, records, doc_filter], answer_outputs, **private
+                answer_question, [pending, chatbot, records, doc_filter, strict_box], answer_outputs, **private
             )
         examples.click(lambda sample: sample[0] if sample else "", [examples], [question], **private).then(
             show_question, [question, chatbot], [question, chatbot, pending], **private
-        ).then(answer_question, [pending, chatbot, records, doc_filter], answer_outputs, **private)
+        ).then(answer_question, [pending, chatbot, records, doc_filter, strict_box], answer_outputs, **private)
         chatbot.select(select_from_chat, [records], [current, evidence, answer_picker, viewer], **private)
         answer_picker.input(select_from_picker, [records, answer_picker], [current, evidence, viewer], **private)
         evidence.click(open_document, [records, current], [viewer], **private)

@@ -197,13 +197,18 @@ class Pipeline:
             return wanted
 
     # --- questions ---------------------------------------------------------------------------
-    def ask(self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None) -> Answer:
+    def ask(
+        self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None, strict: bool | None = None
+    ) -> Answer:
+        """`strict`: the strict verifiers for this question (None: the configured abstention)."""
+        if strict is None:
+            strict = self.config.abstention == "strict"
         try:
-            return self._ask(question, top_k, doc_ids)
+            return self._ask(question, top_k, doc_ids, strict)
         except StaleSnapshot:  # a writer removed documents twice while we read: once more, on the new one
-            return self._ask(question, top_k, doc_ids)
+            return self._ask(question, top_k, doc_ids, strict)
 
-    def _ask(self, question: str, top_k: int | None, doc_ids: Collection[str] | None) -> Answer:
+    def _ask(self, question: str, top_k: int | None, doc_ids: Collection[str] | None, strict: bool) -> Answer:
         started = time.perf_counter()
         # Lone surrogates (undecodable bytes in argv, "\ud800" escapes in JSON) break tokenizers.
         question = printable(" ".join(question.split()))
@@ -217,8 +222,7 @@ class Pipeline:
             raise ValueError("top_k must be at least 1")
         q_vector, hits = self.retrieve(snap, question, top_k or self.config.top_k, doc_ids, timings)
         clock = time.perf_counter()
-        reading = reader.read(snap, question, q_vector, hits, span_model=self.span_model,
-                              strict=self.config.abstention == "strict")
+        reading = reader.read(snap, question, q_vector, hits, span_model=self.span_model, strict=strict)
         timings["read_ms"] = (time.perf_counter() - clock) * 1000
         passages = tuple(self.passage(snap, h) for h in hits)
         timings["total_ms"] = (time.perf_counter() - started) * 1000

@@ -298,6 +298,15 @@ def test_off_topic_question_abstains_visibly(page: sync_api.Page) -> None:
     expect(page.locator('#chatbot [data-testid="user"]').nth(1)).to_have_text(asked)
 
 
+def test_strict_box_refuses_an_in_topic_question_the_briefing_does_not_answer(page: sync_api.Page) -> None:
+    """Balanced abstention answers this one with Häkkänen's sentence (confidence 0.53); strict refuses."""
+    page.locator("#strict input[type=checkbox]").check()
+    reply = ask(page, "What weapons will the coalition send to Kyiv?")
+    expect(reply.locator(".abstained")).to_have_text("Not found in the documents.")
+    reply = ask(page, "What did Kallas say?")
+    expect(reply.locator("blockquote")).to_contain_text("At the moment there is no peace to keep")
+
+
 def test_phone_width(browser: sync_api.Browser, real_server: str) -> None:  # noqa: F811
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = open_app(phone, real_server)

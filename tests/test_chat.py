@@ -486,7 +486,9 @@ class FakePipeline:
                 progress(n, len(paths), Path(path).name)
         return results
 
-    def ask(self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None) -> Answer:
+    def ask(
+        self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None, strict: bool | None = None
+    ) -> Answer:
         words = set(re.findall(r"\w+", question.lower())) - {"what", "did", "the", "a", "is", "of", "say", "who"}
         best: tuple[int, Document, re.Match[str]] | None = None
         for doc in self.docs.values():
@@ -496,7 +498,7 @@ class FakePipeline:
                 hits = len(words & set(re.findall(r"\w+", m.group().lower())))
                 if hits and (best is None or hits > best[0]):
                     best = (hits, doc, m)
-        if best is None or question in self.refuse:
+        if best is None or question in self.refuse or (strict and best[0] < 2):  # strict: 2 shared words
             return Answer(question=question, answered=False, message="I could not find this in the documents.")
         _, doc, m = best
         start, end = m.start() + len(m.group()) - len(m.group().lstrip()), m.end()
@@ -696,6 +698,9 @@ def test_api_endpoints_over_fake_pipeline(fake_server: tuple[str, FakePipeline],
     assert as_json["answered"] is True and as_json["citations"][0]["source"] == "brief.txt"
     assert as_json["quote"] == "The envoy said peace requires a ceasefire."
     assert set(as_json) >= {"question", "answered", "answer", "quote", "score", "citations", "passages"}
+    # The fake's strict mode wants 2 shared words; "envoy" is the only one.
+    assert client.predict("What does the envoy require?", None, None, True, api_name="/ask_json")["answered"] is False
+    assert "could not find" in client.predict("What does the envoy require?", None, True, api_name="/chat")
 
     note = tmp_path / "Field note <1>.txt"
     note.write_text("Field note\nThe depot holds 900 tonnes of grain.\n")
