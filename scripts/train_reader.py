@@ -54,25 +54,32 @@ def build_examples(pipeline: Pipeline, snap, questions: list[dict], vectors: np.
     examples = []
     for q, v in zip(questions, vectors):
         f = reader.extract(snap, q["question"], v, retrieve_for(pipeline, snap, q["question"], v))
-        golds = [g.lower() for g in q["answers"]] if answerable else []
-        labels = np.array([any(g in t.lower() for g in golds) for t in f.texts], bool)
+        labels = np.array([holds_answer(t, q["answers"] if answerable else []) for t in f.texts], bool)
         examples.append(Example(q["question"], q["doc"], answerable, q["answers"] if answerable else [], f, labels))
     return examples
 
 
-def build_in_topic(pipeline: Pipeline, snap, questions: list[dict], vectors: np.ndarray) -> list[Example]:
-    """Answerable questions read as if the retrieved sentences holding their answer were not there."""
-    examples = []
+def build_in_topic(pipeline: Pipeline, snap, questions: list[dict], vectors: np.ndarray, limit: int) -> list[Example]:
+    """Up to `limit` answerable questions, read as if the retrieved sentences holding their answer
+    were not there (questions whose every or no retrieved sentence holds it are skipped)."""
+    examples: list[Example] = []
     for q, v in zip(questions, vectors):
+        if len(examples) == limit:
+            break
         hits = retrieve_for(pipeline, snap, q["question"], v)
         f = reader.extract(snap, q["question"], v, hits)
-        golds = [g.lower() for g in q["answers"]]
-        answering = frozenset(p for p, t in zip(f.positions, f.texts) if any(g in t.lower() for g in golds))
+        answering = frozenset(p for p, t in zip(f.positions, f.texts) if holds_answer(t, q["answers"]))
         if not answering or len(answering) == len(f.positions):
             continue
         rest = reader.extract(snap, q["question"], v, hits, leave_out=answering)
         examples.append(Example(q["question"], q["doc"], False, [], rest, np.zeros(len(rest.positions), bool)))
     return examples
+
+
+def holds_answer(text: str, golds: list[str]) -> bool:
+    """The label of a candidate sentence: it contains a gold answer (case-insensitive)."""
+    lowered = text.lower()
+    return any(g.lower() in lowered for g in golds)
 
 
 def retrieve_for(pipeline: Pipeline, snap, question: str, vector: np.ndarray):
@@ -276,7 +283,7 @@ def main() -> None:
         )
         idx = [i for i, q in enumerate(questions) if fold_of[q["doc"]] == fold]
         idx = sorted(in_topic_rng.permutation(idx))
-        by_fold_in_topic[fold] = build_in_topic(pipeline, snap, [questions[i] for i in idx], vectors[idx])[: args.in_topic_per_fold]
+        by_fold_in_topic[fold] = build_in_topic(pipeline, snap, [questions[i] for i in idx], vectors[idx], args.in_topic_per_fold)
     print(f"features built ({time.time() - started:.0f} s)")
 
     span_reader = None if args.fast_only else SpanReader(args.work, fold_of, args.span_folds)
