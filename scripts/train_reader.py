@@ -282,7 +282,7 @@ def main() -> None:
             pipeline, fold_snap, [questions[i] for i in idx], vectors[idx], answerable=False
         )
         idx = [i for i, q in enumerate(questions) if fold_of[q["doc"]] == fold]
-        idx = sorted(in_topic_rng.permutation(idx))
+        idx = in_topic_rng.permutation(idx)  # a random sample across the fold's articles, not its first ones
         by_fold_in_topic[fold] = build_in_topic(pipeline, snap, [questions[i] for i in idx], vectors[idx], args.in_topic_per_fold)
     print(f"features built ({time.time() - started:.0f} s)")
 
