@@ -244,16 +244,13 @@ _CONTINUATION = re.compile(r"\W*(Instead|However|But|Yet|Rather|Otherwise|Nevert
 def quote_sentences(snap: Snapshot, position: int, text: str) -> tuple[int, int]:
     """First and last sentence positions of the quote around the chosen sentence."""
 
-    def same_document(other: int) -> bool:
-        chunk = int(snap.sentence_chunk[position])
-        return 0 <= other < len(snap.sentence_spans) and snap.chunk_doc[snap.sentence_chunk[other]] == snap.chunk_doc[chunk]
-
     def opens_with_continuation(pos: int) -> bool:
         start, end = snap.sentence_spans[pos]
         return bool(_CONTINUATION.match(text[int(start) : int(end)]))
 
-    first = position - 1 if opens_with_continuation(position) and same_document(position - 1) else position
-    last = position + 1 if same_document(position + 1) and opens_with_continuation(position + 1) else position
+    before, after = snap.neighbour(position, -1), snap.neighbour(position, 1)
+    first = before if before is not None and opens_with_continuation(position) else position
+    last = after if after is not None and opens_with_continuation(after) else position
     return first, last
 
 

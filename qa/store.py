@@ -149,6 +149,16 @@ class Snapshot:
     def sentences_of(self, chunk_pos: int) -> range:
         return range(int(self.chunk_sentence_offsets[chunk_pos]), int(self.chunk_sentence_offsets[chunk_pos + 1]))
 
+    def sentence_doc(self, position: int) -> int:
+        return int(self.chunk_doc[self.sentence_chunk[position]])
+
+    def neighbour(self, position: int, step: int) -> int | None:
+        """The sentence `step` places away in the same document (chunk borders are crossed)."""
+        other = position + step
+        if 0 <= other < len(self.sentence_spans) and self.sentence_doc(other) == self.sentence_doc(position):
+            return other
+        return None
+
     def verify(self) -> None:
         """Raise IndexError unless every vector has its metadata and vice versa."""
         n, s = self.size, len(self.sentence_spans)
