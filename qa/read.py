@@ -163,14 +163,22 @@ _PLACE = re.compile(r"\b(?:in|at|near|from)\s+((?:the\s+)?[A-Z][\w’'\-]*(?:(?:
 _QUOTE = re.compile(r"[\"“«]([^\"“”»]{3,})[\"”»]")
 
 
+# "What did Kallas say?", "How did the minister warn the allies?", "What did she stress about the
+# plan?": the speech verb ends the question but for a listener or an "about ...". With more after
+# it ("What did he claim the weapon would end?") the question asks for a fact the speaker stated.
+_ASKS_FOR_WORDS = re.compile(
+    rf"^\s*(?:what|how)\b.*?{_SAY.pattern}(?:\s+[\w’'-]+){{0,2}}(?:\s+(?:about|on|regarding)\b.*)?[\s?.!]*$", re.I
+)
+
+
 def question_type(question: str) -> str:
     q = question.lower().strip()
-    if _SAY.search(q) and re.match(r"\s*(what|how)\b", q):
-        return "quote"
     if re.search(r"\bhow (many|much|long|far|old|large|big|often)\b|\bwhat (number|percentage|amount)\b", q):
         return "number"
     if re.search(r"\bwhen\b|\bwhat (year|date|day|month|time|century|decade)\b|\b(which|what) (year|day|month)\b", q):
         return "date"
+    if _ASKS_FOR_WORDS.match(q):
+        return "quote"
     if re.search(r"\bwho\b|\bwhom\b|\bwhose\b", q):
         return "name"
     if re.search(r"\bwhere\b|\b(what|which) (city|country|place|location|state|region)\b", q):

@@ -142,6 +142,12 @@ def test_builder_matches_the_documents(snap: Snapshot):
         ("What did Kallas say?", "quote"),
         ("What did the minister stress?", "quote"),
         ("How did the president warn the allies?", "quote"),
+        ("What did the minister tell reporters about the talks?", "quote"),
+        # A stated fact, not the speaker's words: the question goes on after the verb.
+        ("What did he claim the weapon would end?", "other"),
+        ("What did Tesla tell Brisbane he didn't believe in?", "other"),
+        ("What year did the companies announce their settlement?", "date"),
+        ("How much did Tesla say Edison offered him?", "number"),
         ("How many countries joined the coalition?", "number"),
         ("How much did the plan cost?", "number"),
         ("What percentage of voters agreed?", "number"),
