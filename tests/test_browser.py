@@ -299,7 +299,7 @@ def test_off_topic_question_abstains_visibly(page: sync_api.Page) -> None:
 
 
 def test_strict_box_refuses_an_in_topic_question_the_briefing_does_not_answer(page: sync_api.Page) -> None:
-    """Balanced abstention answers this one with Häkkänen's sentence (confidence 0.53); strict refuses."""
+    """Balanced abstention answers this one with Häkkänen's sentence (confidence 0.52); strict refuses."""
     page.locator("#strict input[type=checkbox]").check()
     reply = ask(page, "What weapons will the coalition send to Kyiv?")
     expect(reply.locator(".abstained")).to_have_text("Not found in the documents.")
