@@ -299,8 +299,7 @@ class Pipeline:
         """The answer model's span in the chosen sentence; the rules (over the quote `start:end`)
         when it read none, and for "what did X say": the speaker's quoted words whole."""
         rules = reader.short_answer(question, text[start:end])
-        model_read = best.span is not None and best.span.end > best.span.start
-        if model_read and not (rules and reader.question_type(question) == "quote"):
+        if reader.takes_model_span(question, best.span, rules):
             sentence_start = int(snap.sentence_spans[best.position][0])
             return Span(sentence_start + best.span.start, sentence_start + best.span.end)
         return Span(start + rules[0], start + rules[1]) if rules else None

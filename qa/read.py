@@ -225,6 +225,12 @@ def short_answer(question: str, sentence: str) -> tuple[int, int] | None:
     return _trim(sentence, start, end, keep)
 
 
+def takes_model_span(question: str, span: SpanResult | None, rules: tuple[int, int] | None) -> bool:
+    """The answer model's span is the short answer when it read the sentence and found one, but
+    for "what did X say" whose quote holds quoted speech: the speaker's words are kept whole."""
+    return span is not None and span.end > span.start and not (rules and question_type(question) == "quote")
+
+
 def _trim(sentence: str, start: int, end: int, question_words: set[str]) -> tuple[int, int] | None:
     """Drop the question's own words and stray punctuation from both ends of a span."""
     words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", sentence[start:end])]

@@ -210,7 +210,7 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: SpanR
             confidence = float(answer_verifier.predict(reader.answer_verifier_row(e.features, p, reranked, spans)[None, :])[0])
         text = e.features.texts[best]
         rules = reader.short_answer(e.question, text)
-        if result is not None and result.end > result.start and not (rules and reader.question_type(e.question) == "quote"):
+        if reader.takes_model_span(e.question, result, rules):
             short = text[result.start : result.end]
         else:
             short = text[rules[0] : rules[1]] if rules else text

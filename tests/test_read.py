@@ -30,6 +30,7 @@ from qa.read import (
     question_type,
     quote_sentences,
     short_answer,
+    takes_model_span,
 )
 from qa.retrieve import Hit, retrieve, tokenize
 from qa.span import SpanResult
@@ -221,6 +222,18 @@ def test_quote_span_keeps_words_that_also_occur_in_the_question(question: str, s
 
 def test_quote_question_without_quotes_gives_none():
     assert short_answer("What did Kallas say?", "Kallas said nothing at all.") is None
+
+
+def test_the_model_span_is_the_answer_except_for_quoted_speech():
+    said = 'Kallas said: "At the moment there is no peace to keep," in Brussels.'
+    found, empty = SpanResult(0, 6, 3.0), SpanResult(0, 0, -2.0)
+    quote_rules = short_answer("What did Kallas say?", said)
+    assert quote_rules is not None
+    assert not takes_model_span("What did Kallas say?", found, quote_rules)  # the speaker's words, whole
+    assert takes_model_span("What did Kallas say?", found, None)  # no quotation marks: the model's span
+    assert takes_model_span("Where did Kallas speak?", found, short_answer("Where did Kallas speak?", said))
+    assert not takes_model_span("Where did Kallas speak?", empty, None)  # the model found no span
+    assert not takes_model_span("Where did Kallas speak?", None, None)  # fast mode: no model read it
 
 
 @pytest.mark.parametrize(
