@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--abstention",
         choices=ABSTENTION_KINDS,
-        help="'balanced' (default), or 'strict': refuse more questions on the documents' topic that "
-        "they do not answer, at the cost of more refusals of answerable ones ($QA_ABSTENTION)",
+        help="'balanced' (default), or 'strict': answer only at a higher calibrated confidence "
+        "($QA_STRICT_MIN_CONFIDENCE), refusing more questions on the documents' topic that they do not "
+        "answer, at the cost of more refusals of answerable ones ($QA_ABSTENTION)",
     )
     # Global options may also follow the command (`qa eval Q.jsonl --docs D --index I`).
     common = argparse.ArgumentParser(add_help=False)
@@ -274,9 +275,15 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
+        table = summary.pop("reliability", [])
         width = max(len(k) for k in summary)
         for key, value in summary.items():
             print(f"{key:<{width}}  {'n/a' if value is None else value}")
+        if table:
+            print("\nreliability (answered questions; right = the quote holds a gold answer)")
+            print(f"{'score':<9}  {'answers':>7}  {'mean score':>10}  {'right':>6}")
+            for b in table:
+                print(f"{b['bin']:<9}  {b['answers']:>7}  {b['mean_score']:>10.3f}  {b['right']:>6.3f}")
     return 0
 
 

@@ -20,6 +20,7 @@ from qa.pipeline import Pipeline
 from qa.types import Answer, Passage
 
 RECALL_KS = (1, 5, 10)
+CALIBRATION_BINS = 10  # equal-width bins of the confidence score for ECE and the reliability table
 
 
 def load_questions(path: Path, limit: int | None = None) -> list[dict]:
@@ -94,6 +95,7 @@ def judge(question: dict, answer: Answer, ranked: list[Passage], latency_ms: flo
         "quote": answer.quote,
         "score": answer.score,
         "citations": [asdict(c) for c in answer.citations],
+        # Right: the quote holds a gold answer. Any answer to an unanswerable question is wrong.
         "hit": bool(golds) and answer.answered and _contains(answer.quote, golds),
         "em": exact_match(answer.answer, golds) if golds and answer.answered else 0.0,
         "f1": f1_score(answer.answer, golds) if golds and answer.answered else 0.0,
@@ -146,7 +148,32 @@ def summarize(rows: list[dict]) -> dict:
         "mrr": mean([1.0 / r["relevant_rank"] if r["relevant_rank"] else 0.0 for r in answerable]),
         "abstain_rate_unanswerable": mean([not r["answered"] for r in unanswerable]),
         "false_abstain_rate": mean([not r["answered"] for r in answerable]),
+        "ece": None,
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2) if latencies else None,
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2) if latencies else None,
     }
+    answered = [r for r in rows if r["answered"]]
+    if answered:
+        table = reliability([r["score"] for r in answered], [r["hit"] for r in answered])
+        summary["ece"] = round(expected_calibration_error(table, len(answered)), 4)
+        summary["reliability"] = table
     return summary
+
+
+def reliability(scores: Iterable[float], right: Iterable[bool], bins: int = CALIBRATION_BINS) -> list[dict]:
+    """Per non-empty equal-width score bin: how many answers, their mean score, how many were right."""
+    scores, right = np.asarray(list(scores), np.float64), np.asarray(list(right), bool)
+    which = np.minimum((scores * bins).astype(int), bins - 1)
+    table = []
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            table.append({"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "answers": int(inside.sum()),
+                          "mean_score": round(float(scores[inside].mean()), 4),
+                          "right": round(float(right[inside].mean()), 4)})
+    return table
+
+
+def expected_calibration_error(table: list[dict], total: int) -> float:
+    """Mean |score - share right| over the bins, weighted by their answers (Naeini et al. 2015)."""
+    return float(sum(b["answers"] * abs(b["mean_score"] - b["right"]) for b in table) / total) if total else 0.0
