@@ -176,7 +176,11 @@ def esc(text: str) -> str:
 
 
 def confidence_label(score: float) -> str:
-    """Coarse words for the reader's score, so users need not interpret raw numbers."""
+    """Coarse words for the reader's score, so users need not interpret raw numbers.
+
+    The score is calibrated (the probability that the quote holds the answer), so "high" means
+    right at least 3 times in 4 and "low" (shown for refusals) less often than not.
+    """
     if score >= 0.75:
         return "high"
     if score >= 0.5:

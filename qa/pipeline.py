@@ -200,7 +200,7 @@ class Pipeline:
     def ask(
         self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None, strict: bool | None = None
     ) -> Answer:
-        """`strict`: the strict verifiers for this question (None: the configured abstention)."""
+        """`strict`: answer only at the strict confidence bar (None: the configured abstention)."""
         if strict is None:
             strict = self.config.abstention == "strict"
         try:
@@ -222,12 +222,13 @@ class Pipeline:
             raise ValueError("top_k must be at least 1")
         q_vector, hits = self.retrieve(snap, question, top_k or self.config.top_k, doc_ids, timings)
         clock = time.perf_counter()
-        reading = reader.read(snap, question, q_vector, hits, span_model=self.span_model, strict=strict)
+        reading = reader.read(snap, question, q_vector, hits, span_model=self.span_model)
         timings["read_ms"] = (time.perf_counter() - clock) * 1000
         passages = tuple(self.passage(snap, h) for h in hits)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         score = round(reading.confidence, 4)
-        if not reading.candidates or reading.confidence < self.config.min_confidence:
+        bar = self.config.strict_min_confidence if strict else self.config.min_confidence
+        if not reading.candidates or reading.confidence < bar:
             return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
         return self._answer(snap, question, reading.candidates[0], score, passages, timings)
 

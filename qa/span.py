@@ -56,13 +56,17 @@ class SpanModel:
 
     def score(self, question: str, sentences: list[str]) -> list[SpanResult]:
         """One result per sentence, in order, from a single batched forward pass."""
+        return self.score_pairs([question] * len(sentences), sentences)
+
+    def score_pairs(self, questions: list[str], sentences: list[str]) -> list[SpanResult]:
+        """One result per (question, sentence) pair, in order, from a single batched forward pass."""
         import torch
 
         if not sentences:
             return []
-        question = self._shortened(question)
+        shortened = {q: self._shortened(q) for q in questions}
         encoded = self._tokenizer(
-            [question] * len(sentences),
+            [shortened[q] for q in questions],
             sentences,
             truncation="only_second",
             max_length=MAX_TOKENS,

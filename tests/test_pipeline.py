@@ -337,3 +337,20 @@ def test_fast_mode_answers_from_the_same_index_without_the_answer_model(seeded_p
     accurate = seeded_pipeline.ask("What did Kallas say?")
     assert accurate.citations[0].start == answer.citations[0].start  # same sentence either way
     assert seeded_pipeline._span_model is not None
+
+
+def test_strict_asks_for_the_higher_calibrated_confidence(seeded_pipeline: Pipeline) -> None:
+    """The same reading, two bars: the score does not change with the mode, only what it must reach."""
+    from dataclasses import replace
+
+    question = "Who is Finland's Defense Minister?"
+    score = seeded_pipeline.ask(question).score
+    assert 0.0 < score < 1.0
+    bars = Pipeline(replace(seeded_pipeline.config, min_confidence=score - 1e-3, strict_min_confidence=score + 1e-3))
+    # (the score is rounded to 4 places: the bars sit just either side of it)
+    balanced, strict = bars.ask(question, strict=False), bars.ask(question, strict=True)
+    assert balanced.answered and balanced.score == score
+    assert_abstained(strict)
+    assert strict.score == score
+    assert bars.ask(question).answered  # the configured abstention is balanced
+    assert not Pipeline(replace(bars.config, abstention="strict")).ask(question).answered

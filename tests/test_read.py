@@ -20,6 +20,7 @@ from qa.read import (
     MODEL_FILE,
     QUESTION_FEATURES,
     SENTENCE_FEATURES,
+    Calibration,
     Candidate,
     Logistic,
     Reading,
@@ -523,22 +524,47 @@ def test_read_uses_the_given_model(snap: Snapshot):
     probabilities = model.ranker.predict(f.sentence)
     assert [c.probability for c in reading.candidates] == pytest.approx(sorted(probabilities, reverse=True))
     assert reading.candidates[0].position == target
-    expected = float(model.verifier.predict(question_row(f, probabilities)[None, :])[0])
-    assert reading.confidence == pytest.approx(expected)
+    raw = float(model.verifier.predict(question_row(f, probabilities)[None, :])[0])
+    assert reading.confidence == pytest.approx(model.calibration["verifier"](raw))
     for bias, check in ((50.0, lambda c: c > 0.99), (-50.0, lambda c: c < 0.01)):
-        always = ReaderModel(model.ranker, constant_verifier(bias))
+        always = ReaderModel(model.ranker, constant_verifier(bias))  # uncalibrated: the raw output
         assert check(reader.read(snap, FISHERMEN, q, hits, always).confidence)
 
 
-def test_strict_reading_uses_the_strict_verifiers(snap: Snapshot):
+def test_calibration_maps_the_verifier_through_its_isotonic_knots(snap: Snapshot):
     _, q, hits = fishermen_question(snap)
     shipped = load_model()
-    assert shipped.strict_verifier is not None and shipped.strict_answer_verifier is not None
-    model = ReaderModel(shipped.ranker, constant_verifier(50.0), strict_verifier=constant_verifier(-50.0))
-    assert reader.read(snap, FISHERMEN, q, hits, model).confidence > 0.99
-    assert reader.read(snap, FISHERMEN, q, hits, model, strict=True).confidence < 0.01
-    with pytest.raises(ValueError, match="strict"):
-        reader.read(snap, FISHERMEN, q, hits, ReaderModel(shipped.ranker, shipped.verifier), strict=True)
+    squash = Calibration(np.array([0.0, 1.0]), np.array([0.2, 0.3]))  # every output to 0.2-0.3
+    for bias, expected in ((50.0, 0.3), (-50.0, 0.2)):
+        model = ReaderModel(shipped.ranker, constant_verifier(bias), calibration={"verifier": squash})
+        assert reader.read(snap, FISHERMEN, q, hits, model).confidence == pytest.approx(expected, abs=1e-6)
+
+
+def test_shipped_calibrations_are_monotone_probabilities():
+    """The confidence users see is a probability: in [0, 1], never lower for a surer verifier."""
+    model = load_model()
+    assert set(model.calibration) == set(reader.VERIFIERS)
+    raw = np.linspace(-0.5, 1.5, 2001)  # past both ends too: clipped, not extrapolated
+    for name, calibrate in model.calibration.items():
+        values = np.array([calibrate(r) for r in raw])
+        assert np.all((values >= 0.0) & (values <= 1.0)), name
+        assert np.all(np.diff(values) >= 0.0), name
+        assert values[-1] > values[0], name  # it does depend on the verifier
+
+
+@pytest.mark.parametrize(
+    "knots",
+    [{"x": [0.0, 0.5, 1.0], "y": [0.1, 0.6, 0.4]},  # decreasing
+     {"x": [0.0, 1.0], "y": [0.0, 1.2]},  # not a probability
+     {"x": [0.5], "y": [0.5]}],  # too few knots
+)
+def test_a_calibration_that_is_not_a_monotone_probability_is_refused(tmp_path: Path, knots: dict):
+    data = json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+    data["calibration"]["verifier"] = knots
+    path = tmp_path / "bad-calibration.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="non-decreasing"):
+        load_model(path)
 
 
 def test_leave_out_reads_as_if_the_sentences_were_absent(snap: Snapshot):
