@@ -299,12 +299,13 @@ def test_off_topic_question_abstains_visibly(page: sync_api.Page) -> None:
 
 
 def test_strict_box_refuses_an_in_topic_question_the_briefing_does_not_answer(page: sync_api.Page) -> None:
-    """Balanced abstention answers this one with Häkkänen's sentence (confidence 0.52); strict refuses."""
+    """The default answers this one with Häkkänen's sentence (confidence 0.14, above its 0.1 bar);
+    strict (0.3) refuses it, and still answers a question the briefing does answer (0.77)."""
     page.locator("#strict input[type=checkbox]").check()
-    reply = ask(page, "What weapons will the coalition send to Kyiv?")
+    reply = ask(page, "Who is Germany's defence minister?")
     expect(reply.locator(".abstained")).to_have_text("Not found in the documents.")
-    reply = ask(page, "What did Kallas say?")
-    expect(reply.locator("blockquote")).to_contain_text("At the moment there is no peace to keep")
+    reply = ask(page, "Where is the Ukraine Defense Contact Group set to meet?")
+    expect(reply.locator("blockquote")).to_contain_text("NATO headquarters in Brussels")
 
 
 def test_phone_width(browser: sync_api.Browser, real_server: str) -> None:  # noqa: F811

@@ -164,7 +164,7 @@ def test_scope_is_shown_when_the_question_was_limited() -> None:
 
 
 def test_confidence_labels() -> None:
-    assert [confidence_label(s) for s in (0.9, 0.75, 0.6, 0.5, 0.3)] == ["high", "high", "medium", "medium", "low"]
+    assert [confidence_label(s) for s in (0.9, 0.6, 0.59, 0.3, 0.29, 0.1)] == ["high", "high", "medium", "medium", "low", "low"]
 
 
 def test_abstention_looks_different_and_lists_closest_passages() -> None:

@@ -31,6 +31,7 @@ from qa.read import (
     question_type,
     quote_sentences,
     short_answer,
+    speech_question,
     takes_model_span,
 )
 from qa.retrieve import Hit, retrieve, tokenize
@@ -637,3 +638,16 @@ def test_answer_model_reranks_the_top_sentences_and_carries_its_span(snap: Snaps
     assert read.candidates[0].probability > second.probability  # the reranker's, not the ranker's
     assert [c.position for c in read.candidates[reader.RERANK_TOP :]] == [c.position for c in fast.candidates[reader.RERANK_TOP :]]
     assert 0.0 <= read.confidence <= 1.0
+
+
+@pytest.mark.parametrize(
+    "question, sentence, expected",
+    [
+        ("What did Kallas say?", 'Kallas said: "There is no peace to keep."', True),
+        ("What did the minister tell reporters about the talks?", "He told them “talks resume Monday”.", True),
+        ("What did Kallas say?", "Kallas spoke about the peace plan at length.", False),  # no quoted speech
+        ("Who said there is no peace to keep?", 'Kallas said: "There is no peace to keep."', False),  # a name question
+    ],
+)
+def test_speech_question_is_a_quote_question_read_against_quoted_speech(question: str, sentence: str, expected: bool):
+    assert speech_question(question, sentence) is expected

@@ -2,8 +2,8 @@
 
 The floors are the levels measured when the reader was last trained, minus a small margin
 (see README, Evaluation). A change that hurts retrieval, reading or abstention fails here. The
-sample's articles are among the reader's training articles, so these are regression guards, not
-measures of quality on unseen documents (the README's out-of-fold numbers are).
+sample's articles are among the training articles of the reader's logistic parts, so these are
+regression guards, not measures of quality on unseen documents (the README's out-of-fold numbers are).
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ pytestmark = pytest.mark.e2e
 SAMPLE = Path(__file__).parent / "squad-sample"
 MARGIN = 0.03
 # Measured on this sample (320 answerable + 108 unanswerable questions), default settings
-# (answer model on), 2026-11-29.
+# (answer model on), 2026-11-30, with the answer model trained on SQuAD train (before, it had
+# been trained on these articles: quote hit 0.869, F1 0.731, false abstentions 0.031).
 MEASURED = {
     "recall_at_5": 0.9812,
-    "quote_hit_at_1": 0.8688,
-    "answer_f1": 0.7305,
+    "quote_hit_at_1": 0.8187,
+    "answer_f1": 0.7082,
     "abstain_rate_unanswerable": 1.0,
 }
-MAX_FALSE_ABSTAIN = 0.05
+# 0.078 measured: the calibrated bar refuses answerable questions the reader is unsure of.
+MAX_FALSE_ABSTAIN = 0.10
 
 
 @pytest.fixture(scope="module")
