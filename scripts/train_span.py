@@ -55,11 +55,6 @@ class Example:
     answer: tuple[int, int] | None  # character span inside `sentence`; None = no answer here
     article: str
     kind: str  # "answer", "paragraph" (negative from the same paragraph) or "article"
-    neighbours: str = ""  # the sentences before and after it in its paragraph (--context trials)
-
-    def read(self, context: bool) -> str:
-        """What the model reads after the question: the sentence, with its neighbours after a [SEP]."""
-        return f"{self.sentence} [SEP] {self.neighbours}" if context and self.neighbours else self.sentence
 
 
 def build_examples(data: dict, seed: int) -> list[list[Example]]:
@@ -76,10 +71,6 @@ def build_examples(data: dict, seed: int) -> list[list[Example]]:
             for w in t:
                 df[w] = df.get(w, 0) + 1
         idf = {w: math.log(1 + len(terms) / n) for w, n in df.items()}
-
-        def neighbours(i: int) -> str:
-            return " ".join(sentences[j][1] for j in (i - 1, i + 1)
-                            if 0 <= j < len(sentences) and sentences[j][0] == sentences[i][0])
         first = 0
         for p, para in enumerate(article["paragraphs"]):
             context = para["context"]
@@ -98,8 +89,7 @@ def build_examples(data: dict, seed: int) -> list[list[Example]]:
                     continue
                 k = holding[0]
                 a = spans[k].start
-                group = [Example(qa["question"], context[a : spans[k].end], (start - a, end - a), title, "answer",
-                                 neighbours(own[k]))]
+                group = [Example(qa["question"], context[a : spans[k].end], (start - a, end - a), title, "answer")]
                 weight = {w: idf.get(w, 0.0) for w in set(q_terms)}
 
                 def best(candidates) -> int | None:
@@ -111,7 +101,7 @@ def build_examples(data: dict, seed: int) -> list[list[Example]]:
                                    ("article", [i for i in range(len(sentences)) if sentences[i][0] != p])):
                     i = best(pool)
                     if i is not None:
-                        group.append(Example(qa["question"], sentences[i][1], None, title, kind, neighbours(i)))
+                        group.append(Example(qa["question"], sentences[i][1], None, title, kind))
                 per_question.append(group)
     random.Random(seed).shuffle(per_question)
     return per_question
@@ -120,11 +110,11 @@ def build_examples(data: dict, seed: int) -> list[list[Example]]:
 Row = tuple[list[int], list[int], int, int]
 
 
-def encode(tokenizer, examples: list[Example], context: bool = False) -> list[Row]:
+def encode(tokenizer, examples: list[Example]) -> list[Row]:
     """(input ids, token types, start token, end token); [CLS] (0, 0) for no answer."""
     if not examples:
         return []
-    enc = tokenizer([e.question for e in examples], [e.read(context) for e in examples], truncation="only_second",
+    enc = tokenizer([e.question for e in examples], [e.sentence for e in examples], truncation="only_second",
                     max_length=span.MAX_TOKENS, return_offsets_mapping=True)
     rows = []
     for n, e in enumerate(examples):
@@ -172,7 +162,7 @@ def collate(rows: list[Row], batch: list[int], device):
                                               start_positions=starts, end_positions=ends).items()}
 
 
-def evaluate(model, tokenizer, examples: list[Example], context: bool = False) -> dict:
+def evaluate(model, tokenizer, examples: list[Example]) -> dict:
     """Held-out sentence-level numbers: span F1/EM on answer sentences, answer-vs-not accuracy
     on all, and how often the answer sentence outscores both of its question's negatives."""
     from qa.evaluate import exact_match, f1_score
@@ -183,14 +173,13 @@ def evaluate(model, tokenizer, examples: list[Example], context: bool = False) -
     for e in examples:
         by_question.setdefault(e.question + "\0" + e.article, []).append(e)
     for group in by_question.values():
-        texts = [e.read(context) for e in group]
-        results = scorer.score(group[0].question, texts)
-        for e, text, r in zip(group, texts, results):
+        results = scorer.score(group[0].question, [e.sentence for e in group])
+        for e, r in zip(group, results):
             correct.append((r.score > 0) == (e.answer is not None))
             if e.answer is not None:
                 gold = e.sentence[e.answer[0] : e.answer[1]]
-                f1s.append(f1_score(text[r.start : r.end], [gold]))
-                ems.append(exact_match(text[r.start : r.end], [gold]))
+                f1s.append(f1_score(e.sentence[r.start : r.end], [gold]))
+                ems.append(exact_match(e.sentence[r.start : r.end], [gold]))
         if len(group) > 1 and group[0].answer is not None:
             ranked_first.append(results[0].score > max(r.score for r in results[1:]))
     return {"span_f1": round(float(np.mean(f1s)), 4), "span_em": round(float(np.mean(ems)), 4),
@@ -212,8 +201,6 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between resumable checkpoints")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AVX512-BF16/AMX, GPUs)")
-    parser.add_argument("--context", action="store_true",
-                        help="trial: read each sentence with its paragraph neighbours after a [SEP]")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
@@ -235,7 +222,7 @@ def main() -> None:
         train_groups = train_groups[: args.questions]
     holdout = [e for g in groups if g[0].article in held for e in g][:3000]
     tokenizer = span.bundled_tokenizer()
-    rows = encode(tokenizer, [e for g in train_groups for e in g], args.context)
+    rows = encode(tokenizer, [e for g in train_groups for e in g])
     kinds = {k: sum(e.kind == k for g in train_groups for e in g) for k in ("answer", "paragraph", "article")}
     print(f"{len(train_groups)} of {available} questions, {len(rows)} pairs {kinds}; holdout {len(holdout)} pairs from "
           f"{len(held)} articles ({time.time() - started:.0f} s)", flush=True)
@@ -283,7 +270,7 @@ def main() -> None:
         if questions_seen >= next_curve or step == total:
             model.eval()
             point = {"questions": min(questions_seen, len(train_groups)), "pairs": seen,
-                     "seconds": round(trained_seconds + time.time() - since), **evaluate(model, tokenizer, holdout, args.context)}
+                     "seconds": round(trained_seconds + time.time() - since), **evaluate(model, tokenizer, holdout)}
             model.train()
             curve.append(point)
             print(f"curve: {json.dumps(point)}", flush=True)
@@ -308,8 +295,7 @@ def main() -> None:
         "questions_available": available,  # usable questions of the non-held-out articles
         "protocol": f"one answer sentence + two hard negatives per question (the paragraph's and the article's "
         f"other sentence sharing the most IDF-weighted question terms); {args.epochs} epoch(s), AdamW lr {args.lr}, "
-        f"linear warm-up/decay, batch {args.batch_size}, word embeddings frozen, bf16 autocast {args.bf16}, "
-        f"neighbours as context {args.context}; "
+        f"linear warm-up/decay, batch {args.batch_size}, word embeddings frozen, bf16 autocast {args.bf16}; "
         f"{args.holdout} train articles held out for the learning curve (sentence-level numbers)",
         "learning_curve": curve,
         "held_out_max_answer_tokens": span.MAX_ANSWER_TOKENS,
