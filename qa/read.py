@@ -422,6 +422,19 @@ def speech_question(question: str, sentence: str) -> bool:
     return question_type(question) == "quote" and bool(_QUOTE.search(sentence))
 
 
+def judged_answer_row(
+    model: ReaderModel, question: str, f: Features, probabilities: np.ndarray, top: np.ndarray,
+    reranked: np.ndarray, spans: list[SpanResult],
+) -> np.ndarray:
+    """What the answer verifier judges: `answer_verifier_row`, with the average span score when the
+    chosen sentence answers a speech question (see `speech_question`)."""
+    row = answer_verifier_row(f, probabilities, reranked, spans)
+    if speech_question(question, f.texts[top[int(np.argmax(reranked))]]):
+        span_score = ANSWER_VERIFIER_FEATURES.index("best_span_score")
+        row[span_score] = model.answer_verifier.mean[span_score]
+    return row
+
+
 def answer_verifier_row(f: Features, probabilities: np.ndarray, reranked: np.ndarray, spans: list[SpanResult]) -> np.ndarray:
     """The verifier's view plus the answer model's: how sure it is of the best read sentence."""
     best = float(reranked.max())
@@ -450,10 +463,7 @@ def read(
     top = order[:RERANK_TOP]
     spans = span_model.score(question, [f.texts[i] for i in top])
     reranked = model.reranker.predict(rerank_rows(probabilities[top], spans))
-    row = answer_verifier_row(f, probabilities, reranked, spans)
-    if speech_question(question, f.texts[top[int(np.argmax(reranked))]]):
-        row[-1] = model.answer_verifier.mean[-1]  # best_span_score: the average, no evidence
-    confidence = model.confidence("answer_verifier", row)
+    confidence = model.confidence("answer_verifier", judged_answer_row(model, question, f, probabilities, top, reranked, spans))
     read_first = [Candidate(f.positions[top[j]], f.hits[top[j]], float(reranked[j]), spans[j])
                   for j in np.argsort(-reranked, kind="stable")]
     rest = [Candidate(f.positions[i], f.hits[i], float(probabilities[i])) for i in order[RERANK_TOP:]]

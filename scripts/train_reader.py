@@ -21,7 +21,7 @@ Protocol (keeps the numbers honest):
   for the reported ECE it is itself cross-fitted;
 - ranker and reranker learn from "answerable" questions; the verifiers from all five kinds
   (label: the question is answerable); the shipped models are refit on everything and the
-  shipped calibration on all out-of-fold outputs.
+  shipped calibration on all out-of-fold outputs of the `--calibrate-on` kinds.
 Run: `.venv/bin/python scripts/train_reader.py` (about 15 minutes on 2 cores, most of it the
 answer model reading; its results are cached in the work folder per weights file).
 """
@@ -161,27 +161,23 @@ class SpanReader:
             for row in map(json.loads, self.file.open(encoding="utf-8")):
                 self.cache[(row[0], row[1])] = span.SpanResult(row[2], row[3], row[4])
 
-    def prefetch(self, pairs: list[tuple[str, str]], batch: int = 48) -> None:
+    def prefetch(self, pairs: list[tuple[str, str]], batch: int = 48, progress: bool = False) -> None:
         """Score the uncached pairs many questions at a time (far faster than one question a call)."""
         missing = sorted({k for k in pairs if k not in self.cache}, key=lambda k: len(k[0]) + len(k[1]))
+        if not missing:
+            return
         with self.file.open("a", encoding="utf-8") as out:
             for i in range(0, len(missing), batch):
                 keys = missing[i : i + batch]
                 for k, r in zip(keys, self.model.score_pairs([k[0] for k in keys], [k[1] for k in keys])):
                     self.cache[k] = r
-                    out.write(json.dumps([*k, r.start, r.end, r.score]) + "\n")
-                if i // batch % 100 == 0:
+                    out.write(json.dumps([*k, r.start, r.end, r.score]) + "\n")  # -Infinity round-trips
+                if progress and i // batch % 100 == 0:
                     print(f"  answer model: {i + len(keys)} of {len(missing)} new pairs read", flush=True)
 
     def __call__(self, e: Example, candidates: np.ndarray) -> list[span.SpanResult]:
         keys = [(e.question, e.features.texts[i]) for i in candidates]
-        missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
-        if missing:
-            results = self.model.score(e.question, [k[1] for k in missing])
-            with self.file.open("a", encoding="utf-8") as out:
-                for k, r in zip(missing, results):
-                    self.cache[k] = r
-                    out.write(json.dumps([*k, r.start, r.end, r.score]) + "\n")  # -Infinity round-trips
+        self.prefetch(keys)
         return [self.cache[k] for k in keys]
 
 
@@ -215,10 +211,15 @@ def fit(examples: list[Example], span_reader: SpanReader | None, read_top: int, 
     return reader.ReaderModel(ranker, verifier, reranker, answer_verifier)
 
 
+def top_candidates(ranker: reader.Logistic, e: Example, read_top: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ranker probabilities, the candidates the answer model reads: the ranker's top `read_top`)."""
+    p = ranker.predict(e.features.sentence)
+    return p, np.argsort(-p, kind="stable")[:read_top]
+
+
 def read_top_sentences(ranker: reader.Logistic, e: Example, span_reader: SpanReader, read_top: int):
     """(ranker probabilities, the top candidates the answer model reads, its results for them)."""
-    p = ranker.predict(e.features.sentence)
-    top = np.argsort(-p, kind="stable")[:read_top]
+    p, top = top_candidates(ranker, e, read_top)
     return p, top, span_reader(e, top)
 
 
@@ -250,10 +251,7 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: SpanR
             reranked = model.reranker.predict(reader.rerank_rows(p[top], spans))
             j = int(np.argmax(reranked))
             best, result = int(top[j]), spans[j]
-            row = reader.answer_verifier_row(e.features, p, reranked, spans)
-            if reader.speech_question(e.question, e.features.texts[best]):
-                row[-1] = model.answer_verifier.mean[-1]  # as reader.read does
-            raw = model.confidence("answer_verifier", row)
+            raw = model.confidence("answer_verifier", reader.judged_answer_row(model, e.question, e.features, p, top, reranked, spans))
         text = e.features.texts[best]
         rules = reader.short_answer(e.question, text)
         if reader.takes_model_span(e.question, result, rules):
@@ -378,9 +376,8 @@ def main() -> None:
                                           and fold_of[e.article] != fold]), reader.SENTENCE_FEATURES)
             for e in examples:
                 if e.features.positions:
-                    top = np.argsort(-ranker.predict(e.features.sentence), kind="stable")[: args.read_top]
-                    wanted += [(e.question, e.features.texts[i]) for i in top]
-        span_reader.prefetch(wanted)
+                    wanted += [(e.question, e.features.texts[i]) for i in top_candidates(ranker, e, args.read_top)[1]]
+        span_reader.prefetch(wanted, progress=True)
         print(f"answer model read every candidate ({time.time() - started:.0f} s)", flush=True)
     config = pipeline.config
     oof: dict[str, dict] = {}
@@ -401,9 +398,9 @@ def main() -> None:
         oof[mode + "_strict"] = rounded(metrics(scored, config.strict_min_confidence))
         print(f"{mode} out-of-fold at {config.min_confidence} (strict {config.strict_min_confidence}): "
               f"{json.dumps(oof[mode])} / {json.dumps(oof[mode + '_strict'])}", flush=True)
+        answered = [s for s in scored if s.kind.startswith("squad2") and s.confidence >= config.min_confidence]
         print(f"  reliability, {mode}, squad2 mix, answered: "
-              f"{json.dumps(reliability([s.confidence for s in scored if s.kind.startswith('squad2') and s.confidence >= config.min_confidence], right([s for s in scored if s.kind.startswith('squad2') and s.confidence >= config.min_confidence])))}",
-              flush=True)
+              f"{json.dumps(reliability([s.confidence for s in answered], right(answered)))}", flush=True)
         pool = calibration_set(scored, kinds)
         calibrations["verifier" if reads is None else "answer_verifier"] = fit_calibration(
             np.array([s.raw for s in pool]), right(pool))

@@ -62,9 +62,9 @@ def build_examples(data: dict, seed: int) -> list[list[Example]]:
     per_question: list[list[Example]] = []
     for article in data["data"]:
         title = article["title"]
-        sentences: list[tuple[int, str]] = []  # (paragraph number, sentence text)
-        for p, para in enumerate(article["paragraphs"]):
-            sentences += [(p, para["context"][s.start : s.end]) for s in split_sentences(para["context"])]
+        paragraph_spans = [split_sentences(para["context"]) for para in article["paragraphs"]]
+        sentences = [(p, para["context"][s.start : s.end])  # (paragraph number, sentence text)
+                     for p, (para, spans) in enumerate(zip(article["paragraphs"], paragraph_spans)) for s in spans]
         terms = [set(t) for t in tokenize([s for _, s in sentences])]
         df: dict[str, int] = {}
         for t in terms:
@@ -72,9 +72,8 @@ def build_examples(data: dict, seed: int) -> list[list[Example]]:
                 df[w] = df.get(w, 0) + 1
         idf = {w: math.log(1 + len(terms) / n) for w, n in df.items()}
         first = 0
-        for p, para in enumerate(article["paragraphs"]):
+        for p, (para, spans) in enumerate(zip(article["paragraphs"], paragraph_spans)):
             context = para["context"]
-            spans = split_sentences(context)
             own = range(first, first + len(spans))
             first += len(spans)
             questions = [qa for qa in para["qas"] if qa["answers"]]
