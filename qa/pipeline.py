@@ -64,7 +64,7 @@ class Pipeline:
             if self._span_model is None:
                 from qa.span import SpanModel
 
-                self._span_model = SpanModel(self.config.reader_model)
+                self._span_model = SpanModel(self.config.reader_model, runtime=self.config.reader_runtime)
             return self._span_model
 
     def warm_up(self) -> None:

@@ -11,6 +11,10 @@ question-answering model (a local folder, or a hub name for users online) can be
 A sentence's score is its best span's start+end logits minus the [CLS] ("no answer") logits:
 positive means the model thinks the answer is in this sentence. The reader stacks that score
 with its own features (see `qa.read`).
+
+Our model runs as an int8 ONNX graph (`qa.runtime`: exported from these weights on first use,
+cached; tokenised by `tokenizers`), so answering imports neither torch nor transformers; a
+transformers model named in `QA_READER_MODEL` runs in torch.
 """
 
 from __future__ import annotations
@@ -41,17 +45,18 @@ class SpanResult:
 
 
 class SpanModel:
-    def __init__(self, name: str = BUNDLED, threads: int = 2):
+    def __init__(self, name: str = BUNDLED, threads: int = 2, runtime: str = "onnx"):
+        """`runtime` for our models: "onnx" (int8 graph) or "torch" (fp32, the reference)."""
         self.name = name
-        self._tokenizer, self._model = _load(name)
-        self._lock = threading.Lock()
-        self._threads = threads
+        self._runner = _load(name, threads, runtime)
+        self.runtime = self._runner.runtime  # "onnx-int8" or "torch": their scores differ slightly
 
     @classmethod
     def from_model(cls, model, tokenizer) -> "SpanModel":
+        """A model being trained, read in torch (the training script's held-out numbers)."""
         self = cls.__new__(cls)
-        self.name, self._tokenizer, self._model = "in-memory", tokenizer, model
-        self._lock, self._threads = threading.Lock(), 0
+        self.name, self._runner = "in-memory", _TorchRunner(tokenizer, model, threads=0)
+        self.runtime = self._runner.runtime
         return self
 
     def score(self, question: str, sentences: list[str]) -> list[SpanResult]:
@@ -60,10 +65,74 @@ class SpanModel:
 
     def score_pairs(self, questions: list[str], sentences: list[str]) -> list[SpanResult]:
         """One result per (question, sentence) pair, in order, from a single batched forward pass."""
-        import torch
-
         if not sentences:
             return []
+        return _best_spans(*self._runner(questions, sentences))
+
+
+def _best_spans(starts: np.ndarray, ends: np.ndarray, sequence_ids: list[list], offsets: list[list]) -> list[SpanResult]:
+    """Per row, the best span of at most MAX_ANSWER_TOKENS inside the sentence (sequence 1), its
+    character offsets and its score against the [CLS] "no answer" logits."""
+    width = starts.shape[1]
+    band = np.triu(np.ones((width, width), bool)) & ~np.triu(np.ones((width, width), bool), MAX_ANSWER_TOKENS)
+    results = []
+    for i in range(len(starts)):
+        in_context = np.zeros(width, bool)
+        in_context[: len(sequence_ids[i])] = [s == 1 for s in sequence_ids[i]]
+        s_logits = np.where(in_context, starts[i], -np.inf)
+        e_logits = np.where(in_context, ends[i], -np.inf)
+        scores = np.where(band, s_logits[:, None] + e_logits[None, :], -np.inf)
+        if not np.isfinite(scores).any():
+            results.append(SpanResult(0, 0, -np.inf))
+            continue
+        a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        no_answer = float(starts[i][0] + ends[i][0])
+        results.append(SpanResult(int(offsets[i][a][0]), int(offsets[i][b][1]), float(scores[a, b]) - no_answer))
+    return results
+
+
+class _OnnxRunner:
+    """Our answer model as an int8 ONNX graph, tokenised by `tokenizers`: no torch at ask time."""
+
+    runtime = "onnx-int8"
+
+    def __init__(self, folder: Path, threads: int):
+        from qa import runtime
+
+        self._tokenizer = runtime.fast_tokenizer(Path(_sentence_model_dir()), MAX_TOKENS, strategy="only_second")
+        self._session = runtime.session(export_onnx(folder), max(1, threads))
+        self._lock = threading.Lock()
+
+    def __call__(self, questions: list[str], sentences: list[str]):
+        shortened = {q: self._shortened(q) for q in questions}
+        encodings = self._tokenizer.encode_batch([(shortened[q], s) for q, s in zip(questions, sentences)])
+        width = max(len(e.ids) for e in encodings)
+        feed = {name: np.zeros((len(encodings), width), np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
+        for r, e in enumerate(encodings):
+            feed["input_ids"][r, : len(e.ids)] = e.ids
+            feed["attention_mask"][r, : len(e.ids)] = 1
+            feed["token_type_ids"][r, : len(e.ids)] = e.type_ids
+        with self._lock:
+            starts, ends = self._session.run(None, feed)
+        return starts, ends, [e.sequence_ids for e in encodings], [e.offsets for e in encodings]
+
+    def _shortened(self, question: str) -> str:
+        offsets = self._tokenizer.encode(question, add_special_tokens=False).offsets
+        return question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+
+
+class _TorchRunner:
+    """A transformers question-answering model (or one being trained), run in torch."""
+
+    runtime = "torch"
+
+    def __init__(self, tokenizer, model, threads: int):
+        self._tokenizer, self._model, self._threads = tokenizer, model, threads
+        self._lock = threading.Lock()
+
+    def __call__(self, questions: list[str], sentences: list[str]):
+        import torch
+
         shortened = {q: self._shortened(q) for q in questions}
         encoded = self._tokenizer(
             [shortened[q] for q in questions],
@@ -74,7 +143,7 @@ class SpanModel:
             return_offsets_mapping=True,
             return_tensors="pt",
         )
-        offsets = encoded.pop("offset_mapping").numpy()
+        offsets = encoded.pop("offset_mapping").tolist()
         inputs = {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         with self._lock, torch.inference_mode():
             threads = torch.get_num_threads()
@@ -84,25 +153,36 @@ class SpanModel:
                 out = self._model(**inputs)
             finally:
                 torch.set_num_threads(threads)
-        starts, ends = out.start_logits.float().numpy(), out.end_logits.float().numpy()
-        band = np.triu(np.ones((starts.shape[1],) * 2, bool)) & ~np.triu(np.ones((starts.shape[1],) * 2, bool), MAX_ANSWER_TOKENS)
-        results = []
-        for i in range(len(sentences)):
-            in_context = np.array([s == 1 for s in encoded.sequence_ids(i)])
-            s_logits = np.where(in_context, starts[i], -np.inf)
-            e_logits = np.where(in_context, ends[i], -np.inf)
-            scores = np.where(band, s_logits[:, None] + e_logits[None, :], -np.inf)
-            if not np.isfinite(scores).any():
-                results.append(SpanResult(0, 0, -np.inf))
-                continue
-            a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)
-            no_answer = float(starts[i][0] + ends[i][0])
-            results.append(SpanResult(int(offsets[i][a][0]), int(offsets[i][b][1]), float(scores[a, b]) - no_answer))
-        return results
+        sequence_ids = [encoded.sequence_ids(i) for i in range(len(sentences))]
+        return out.start_logits.float().numpy(), out.end_logits.float().numpy(), sequence_ids, offsets
 
     def _shortened(self, question: str) -> str:
         offsets = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
         return question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+
+
+def export_onnx(folder: Path) -> Path:
+    """The int8 ONNX file of our answer model in `folder`: exported and quantised once per
+    weights (re-run automatically when they change), then read from the cache."""
+    from qa import runtime
+
+    def logits():
+        import torch
+
+        class Logits(torch.nn.Module):
+            def __init__(self, inner: torch.nn.Module):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+                return out.start_logits, out.end_logits
+
+        return Logits(_load_ours(folder)).eval()
+
+    shared = Path(_sentence_model_dir()) / "model.safetensors"
+    return runtime.export(runtime.export_key(f"span-{folder.name}", [folder / _WEIGHTS, folder / "config.json", shared]),
+                          logits, ["input_ids", "attention_mask", "token_type_ids"], ["start_logits", "end_logits"])
 
 
 def bundled_tokenizer():
@@ -111,11 +191,12 @@ def bundled_tokenizer():
     return AutoTokenizer.from_pretrained(_sentence_model_dir())
 
 
-def new_trainable():
-    """The bundled sentence model with a fresh QA head, word embeddings frozen (for training)."""
+def new_trainable(start_from: Path | None = None):
+    """For training, word embeddings frozen: the bundled sentence model with a fresh QA head, or
+    (`start_from`) one of our answer models' folders, to train further."""
     from transformers import BertForQuestionAnswering
 
-    model = BertForQuestionAnswering.from_pretrained(_sentence_model_dir())
+    model = BertForQuestionAnswering.from_pretrained(_sentence_model_dir()) if start_from is None else _load_ours(start_from)
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     return model
 
@@ -147,19 +228,19 @@ def _sentence_model_dir() -> str:
     return resolve_model_path("all-MiniLM-L6-v2")
 
 
-@lru_cache(maxsize=2)
-def _load(name: str):
+@lru_cache(maxsize=4)
+def _load(name: str, threads: int, runtime: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     folder = BUNDLED_DIR if name == BUNDLED else Path(name)
     if (folder / _WEIGHTS).is_file():
-        return bundled_tokenizer(), _load_ours(folder)
+        return _OnnxRunner(folder, threads) if runtime == "onnx" else _TorchRunner(bundled_tokenizer(), _load_ours(folder), threads)
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name)
     model = AutoModelForQuestionAnswering.from_pretrained(name)
     model.eval()
-    return tokenizer, model
+    return _TorchRunner(tokenizer, model, threads)
 
 
 def _load_ours(folder: Path):

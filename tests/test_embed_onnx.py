@@ -1,16 +1,13 @@
-"""The optional ONNX int8 encoder gives (nearly) the torch encoder's vectors, through the same API.
+"""The ONNX int8 encoder (the default) gives (nearly) the torch encoder's vectors, through the same API.
 
 The first run exports and quantises the bundled model into a cache folder (about 10-60 s); later
-runs reuse it. Skipped when onnxruntime / onnx (the `fast` extra) are not installed.
+runs reuse it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -47,8 +44,9 @@ def test_single_questions_and_batches_agree(encoders):
     batch = onnx_encoder.encode(SENTENCES)
     one = np.stack([onnx_encoder.encode([s])[0] for s in SENTENCES])
     # Dynamic int8 quantisation scales activations per batch, so a sentence's vector moves a
-    # little with its batch-mates; about as much as int8 vs fp32, never more.
-    assert np.sum(batch * one, axis=1).min() >= 0.98
+    # little with its batch-mates: measured 0.991-0.993, and 0.980 for the one-word "Hello"
+    # batched with a 256-token passage (onnxruntime 1.32).
+    assert np.sum(batch * one, axis=1).min() >= 0.97
     assert onnx_encoder.encode([]).shape == (0, onnx_encoder.dim)
 
 
@@ -69,9 +67,9 @@ def test_the_encoder_is_chosen_by_config_and_environment(monkeypatch):
     from qa.embed import _choose_encoder
 
     monkeypatch.delenv("QA_ENCODER", raising=False)
-    assert Config.load().encoder == "torch" and _choose_encoder(None) == "torch"
-    monkeypatch.setenv("QA_ENCODER", "onnx")
-    assert Config.load().encoder == "onnx" and _choose_encoder(Config.load().encoder) == "onnx"
-    assert _choose_encoder("torch") == "torch"
+    assert Config.load().encoder == "onnx" and _choose_encoder(None) == "onnx"
+    monkeypatch.setenv("QA_ENCODER", "torch")
+    assert Config.load().encoder == "torch" and _choose_encoder(Config.load().encoder) == "torch"
+    assert _choose_encoder("onnx") == "onnx"
     with pytest.raises(ValueError, match="unknown encoder"):
         _choose_encoder("tensorflow")

@@ -71,5 +71,43 @@ import json
 assert json.loads(out.getvalue())["question"] == "What did Kallas say?"
 """
     loaded = loaded_after(code, tmp_path)
-    assert "torch" in loaded or "onnxruntime" in loaded  # it did embed the question
+    assert "onnxruntime" in loaded  # it did embed the question
     assert not set(loaded) & set(WEB), loaded
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_a_fresh_default_ask_imports_neither_torch_nor_transformers(tmp_path):
+    """Once the models' int8 exports are cached (the first process made them, with torch), a
+    fresh `qa ask` in the default configuration embeds, retrieves and reads with onnxruntime
+    and `tokenizers` alone."""
+    index, seeds = tmp_path / "index", REPO / "seeds"
+    first = f"""
+import contextlib, io
+from qa.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main(["--index", {str(index)!r}, "add", {str(seeds)!r}]) == 0
+    assert main(["--index", {str(index)!r}, "ask", "What did Kallas say?"]) == 0
+"""
+    loaded_after(first, tmp_path)
+    fresh = f"""
+import contextlib, io, json
+from qa.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    assert main(["--index", {str(index)!r}, "ask", "How many countries are exploring ways to support Ukraine?", "--json"]) == 0
+answer = json.loads(out.getvalue())
+assert answer["answer"] and answer["citations"], answer
+"""
+    loaded = loaded_after(fresh, tmp_path)
+    assert "onnxruntime" in loaded
+    assert not set(loaded) & {"torch", "transformers", "sentence_transformers"}, loaded
+    listing = f"""
+import contextlib, io
+from qa.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    assert main(["--index", {str(index)!r}, "list"]) == 0
+assert "allies-forge-ahead" in out.getvalue()
+"""
+    assert loaded_after(listing, tmp_path) == []  # listing loads no model at all

@@ -1,0 +1,119 @@
+"""One inference runtime for both models: ONNX Runtime sessions over int8 exports, `tokenizers`.
+
+At ask time neither torch nor transformers is imported: the encoder and the answer model run as
+int8 ONNX graphs, tokenised by the `tokenizers` library from the model folder's tokenizer.json
+(the same fast tokenizer transformers wraps). torch is needed once per set of weights, to export
+them (`export`): the int8 file is cached under ~/.cache/briefqa/onnx (`QA_CACHE_DIR`), named by a
+digest of the weights and the libraries, so a retrained model or a new onnxruntime re-exports on
+first use and nothing stale is ever read. Nothing is downloaded: the graphs come from weights on
+disk (the bundled sentence model's package, our answer model in qa/models/span).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+LIBRARIES = ("onnxruntime", "onnx", "torch")  # an export depends on these versions too
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("QA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "briefqa"
+    )
+    return Path(base) / "onnx"
+
+
+def export_key(name: str, files: Iterable[Path]) -> str:
+    """Names an export: changes when the weights files (path, size, modification time: no need to
+    read 90 MB at every start) or the exporting libraries change."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for path in files:
+        if path.is_file():
+            st = path.stat()
+            parts.append(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}")
+    for lib in LIBRARIES:
+        try:
+            parts.append(f"{lib}:{version(lib)}")
+        except PackageNotFoundError:
+            pass
+    return f"{name}-{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:16]}"
+
+
+def export(key: str, module_factory: Callable[[], object], inputs: list[str], outputs: list[str]) -> Path:
+    """The int8 ONNX file `key` in the cache, exported from the torch module `module_factory()`
+    builds (taking `inputs` as int64 [batch, tokens] tensors, positionally, and returning
+    `outputs`) and dynamically quantised, once, under a file lock; the cached file after."""
+    folder = cache_dir() / key
+    target = folder / "model.int8.onnx"
+    if target.is_file():
+        return target
+    from filelock import FileLock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".lock")), warnings.catch_warnings():
+        if target.is_file():  # another process exported it while we waited
+            return target
+        import torch
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        fp32 = folder / f".model.fp32.{os.getpid()}.onnx"
+        tmp = folder / f".model.int8.{os.getpid()}.onnx"
+        sample = tuple(torch.ones((2, 8), dtype=torch.int64) for _ in inputs)
+        axes = {0: "batch", 1: "tokens"}
+        root_logger = logging.getLogger()
+        level = root_logger.level
+        try:
+            # The exporter's tracer warnings and onnxruntime's "consider pre-processing" note are
+            # expected for these models; they would only alarm a user on first use.
+            warnings.simplefilter("ignore")
+            root_logger.setLevel(logging.ERROR)
+            with torch.no_grad():
+                torch.onnx.export(
+                    module_factory(),
+                    sample,
+                    str(fp32),
+                    input_names=inputs,
+                    output_names=outputs,
+                    dynamic_axes={name: axes for name in [*inputs, *outputs]},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+            os.replace(tmp, target)
+        finally:
+            root_logger.setLevel(level)
+            for extra in folder.glob(".model.*"):
+                extra.unlink(missing_ok=True)
+    return target
+
+
+def session(onnx_file: Path, threads: int):
+    """An onnxruntime CPU session on `threads` cores (one thread: no spinning, so a lone question
+    does not burn a core that other processes need)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads == 1:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+
+def fast_tokenizer(model_dir: Path, max_tokens: int, strategy: str = "longest_first"):
+    """The folder's tokenizer.json as a `tokenizers.Tokenizer`: truncated to `max_tokens`
+    (`strategy` "only_second" cuts the passage of a pair, never the question), unpadded."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=max_tokens, strategy=strategy)
+    tokenizer.no_padding()
+    return tokenizer
