@@ -9,16 +9,17 @@ vectors are stored at indexing time) and how much of the question's rare vocabul
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from qa.store import Snapshot
 
-_STOPWORDS = "en_plus"
 # Measured on SQuAD public (5,696 questions, whole corpus), recall@5: RRF alone 0.946; + best
 # sentence cosine 0.956; + IDF term coverage 0.968 (a plateau for coverage weights 0.05-0.08).
 RERANK_POOL = 20
@@ -33,13 +34,32 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """Lower-cased, stemmed word tokens without stopwords: BM25's and the reader's view of text."""
-    import bm25s
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    """bm25s's English-plus stopword list, read from its data module without importing the bm25s
+    package (which loads scipy: about 0.2 s of every fresh `qa ask`)."""
+    import importlib.util
 
-    return bm25s.tokenize(
-        list(texts), stopwords=_STOPWORDS, stemmer=_stemmer(), return_ids=False, show_progress=False
-    )
+    spec = importlib.util.find_spec("bm25s")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("bm25s, a dependency of briefqa, is not installed")
+    path = Path(spec.submodule_search_locations[0]) / "stopwords.py"
+    data = importlib.util.spec_from_file_location("_bm25s_stopwords", path)
+    module = importlib.util.module_from_spec(data)
+    data.loader.exec_module(module)
+    return frozenset(module.STOPWORDS_EN_PLUS)
+
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's token pattern
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """Lower-cased, stemmed word tokens without stopwords: BM25's and the reader's view of text.
+
+    What `bm25s.tokenize(texts, stopwords="en_plus", stemmer=..., return_ids=False)` returns
+    (tests/test_retrieve.py holds them equal), without its import cost at ask time."""
+    stop, stem = _stopwords(), _stemmer().stemWords
+    return [stem([w for w in _WORD.findall(text.lower()) if w not in stop]) for text in texts]
 
 
 @dataclass(frozen=True)
@@ -174,10 +194,10 @@ def _dense(snap: Snapshot, query: np.ndarray, depth: int, allowed: np.ndarray | 
 
 
 def _bm25(snap: Snapshot, tokens: list[str], depth: int, allowed: np.ndarray | None) -> list[int]:
-    ids = snap.bm25.get_tokens_ids(tokens)
+    ids = [snap.term_index[t] for t in tokens if t in snap.term_index]
     if not ids:
         return []
-    scores = snap.bm25.get_scores_from_ids(ids)
+    scores = snap.keyword.scores(ids)
     if allowed is not None:
         masked = np.zeros_like(scores)
         masked[allowed] = scores[allowed]

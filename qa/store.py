@@ -92,7 +92,7 @@ class Snapshot:
         self.token_offsets = np.zeros(1, np.int64)
         self.next_chunk_id = 0
         self.dense = None  # faiss index keyed by chunk id
-        self.bm25 = None  # bm25s.BM25 over chunk positions
+        self.keyword: KeywordIndex | None = None  # BM25 over chunk positions
         self._texts: dict[str, str] = {}
         self._text_lock = threading.Lock()
         self.doc_index: dict[str, int] = {}
@@ -166,7 +166,7 @@ class Snapshot:
             "chunk arrays": len(self.chunk_doc) == n == len(self.chunk_spans) == len(self.chunk_pages),
             "chunk vectors": self.chunk_vectors.shape == (n, self.dim),
             "FAISS vectors": self.dense is None and n == 0 or self.dense is not None and self.dense.ntotal == n,
-            "BM25 documents": self.bm25 is None and n == 0 or self.bm25 is not None and self.bm25.scores["num_docs"] == n,
+            "BM25 documents": self.keyword is None and n == 0 or self.keyword is not None and self.keyword.num_docs == n,
             "BM25 tokens": len(self.token_offsets) == n + 1 and len(self.document_frequency) == len(self.vocab),
             "sentence arrays": len(self.sentence_chunk) == s and self.sentence_vectors.shape == (s, self.dim),
             "sentence offsets": len(self.chunk_sentence_offsets) == n + 1 and self.chunk_sentence_offsets[-1] == s,
@@ -586,8 +586,39 @@ def _bm25_from_tokens(token_lists: list[list[int]], vocab: dict[str, int]):
     return bm25
 
 
+@dataclass(frozen=True)
+class KeywordIndex:
+    """BM25 scores precomputed by bm25s at commit (a chunk x term matrix stored column by term,
+    terms numbered by the store's vocabulary), read back and summed with numpy alone: importing
+    bm25s loads scipy, about 0.2 s of every fresh `qa ask`. Same scores as bm25s's own
+    `get_scores_from_ids` (tests/test_retrieve.py checks it on a real index)."""
+
+    data: np.ndarray  # score of each (chunk, term) entry, grouped by term
+    indices: np.ndarray  # chunk position of each entry
+    indptr: np.ndarray  # term t's entries are data[indptr[t]:indptr[t + 1]]
+    num_docs: int
+
+    @classmethod
+    def load(cls, folder: Path) -> "KeywordIndex":
+        params = json.loads((folder / "params.index.json").read_text(encoding="utf-8"))
+        if params.get("method", "lucene") not in ("lucene", "robertson", "atire"):
+            raise IndexError(f"{folder}: BM25 variant {params['method']} needs a non-occurrence score")
+        arrays = (np.load(folder / f"{name}.csc.index.npy", allow_pickle=False, mmap_mode="r")
+                  for name in ("data", "indices", "indptr"))
+        return cls(*arrays, num_docs=int(params["num_docs"]))
+
+    def scores(self, term_ids: list[int]) -> np.ndarray:
+        """Each chunk's BM25 score for the query terms (float32, one per chunk position)."""
+        out = np.zeros(self.num_docs, np.float32)
+        if term_ids:
+            ids = np.asarray(term_ids, np.int64)
+            parts = [np.arange(a, b) for a, b in zip(self.indptr[ids], self.indptr[ids + 1])]
+            entries = np.concatenate(parts)
+            np.add.at(out, np.asarray(self.indices[entries]), np.asarray(self.data[entries]))
+        return out
+
+
 def _read_generation(root: Path, gen_dir: Path, manifest: dict) -> Snapshot:
-    import bm25s
     import faiss
 
     snap = Snapshot(root, gen_dir.name, manifest["model"], int(manifest["dim"]))
@@ -617,7 +648,7 @@ def _read_generation(root: Path, gen_dir: Path, manifest: dict) -> Snapshot:
     snap.next_chunk_id = int(manifest["next_chunk_id"])
     if snap.size:
         snap.dense = faiss.read_index(str(gen_dir / "dense.faiss"))
-        snap.bm25 = bm25s.BM25.load(str(gen_dir / "bm25"), mmap=False, allow_pickle=False, show_progress=False)
+        snap.keyword = KeywordIndex.load(gen_dir / "bm25")
     snap.verify()
     return snap
 

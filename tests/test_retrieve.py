@@ -359,3 +359,31 @@ def test_top_k_positive_with_no_positive_score_is_empty() -> None:
     from qa.retrieve import top_k_positive
 
     assert top_k_positive(np.zeros(100_000), 50).tolist() == []
+
+
+def test_tokenize_is_bm25s_tokenize_without_importing_it():
+    """The ask path tokenises without bm25s (its import loads scipy); the index was built by it."""
+    import bm25s
+
+    from qa.retrieve import _stopwords, _stemmer
+
+    texts = [p.read_text(encoding="utf-8") for p in sorted((Path(__file__).parents[1] / "seeds").glob("*.txt"))]
+    texts += ["", "U.S. GDP grew 2.5% in Q3; it's the Kallas-Macron plan (2024).", "Élan, naïve café: über 1,000 €"]
+    for text in texts:
+        assert tokenize([text]) == bm25s.tokenize([text], stopwords="en_plus", stemmer=_stemmer(), return_ids=False,
+                                                  show_progress=False), text[:80]
+    assert len(_stopwords()) > 100
+
+
+def test_keyword_scores_are_bm25s_scores(tmp_path: Path):
+    """KeywordIndex sums the matrix bm25s wrote exactly as bm25s's own scorer does."""
+    import bm25s
+
+    docs = {f"doc{i}": [f"sentence {j} of document {i} about harbour ships storm {i * j}" for j in range(4)]
+            for i in range(6)}
+    snap = build(tmp_path / "index", docs).snapshot()
+    reference = bm25s.BM25.load(str(snap.root / snap.generation / "bm25"), allow_pickle=False)
+    for question in ("harbour storm", "document 3", "ships ships storm 4", "nothing here"):
+        ids = [snap.term_index[t] for t in tokenize([question])[0] if t in snap.term_index]
+        expected = reference.get_scores_from_ids(ids) if ids else np.zeros(snap.size, np.float32)
+        np.testing.assert_allclose(snap.keyword.scores(ids), expected, rtol=1e-6)
