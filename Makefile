@@ -25,7 +25,7 @@ test-fast: $(STAMP)
 
 # Every benchmark, tables printed and saved to bench/results/; BENCH_ARGS=--quick skips 1M chunks.
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[fast,bench]"
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
