@@ -647,7 +647,9 @@ def _read_generation(root: Path, gen_dir: Path, manifest: dict) -> Snapshot:
     snap.term_index = {t: i for i, t in enumerate(snap.vocab)}
     snap.next_chunk_id = int(manifest["next_chunk_id"])
     if snap.size:
-        snap.dense = faiss.read_index(str(gen_dir / "dense.faiss"))
+        # Memory-mapped like the other arrays: opening a generation reads no vectors, and readers
+        # of one generation share its pages (a newer generation never rewrites these files).
+        snap.dense = faiss.read_index(str(gen_dir / "dense.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         snap.keyword = KeywordIndex.load(gen_dir / "bm25")
     snap.verify()
     return snap
