@@ -23,6 +23,12 @@ RECALL_KS = (1, 5, 10)
 CALIBRATION_BINS = 10  # equal-width bins of the confidence score for ECE and the reliability table
 
 
+def article_folds(articles: Iterable[str], folds: int) -> dict[str, int]:
+    """Cross-validation folds by article, the same for every script that trains on the public
+    sets: an article's questions are scored only by models that never saw that article."""
+    return {a: i % folds for i, a in enumerate(sorted(set(articles)))}
+
+
 def load_questions(path: Path, limit: int | None = None) -> list[dict]:
     questions = []
     with open(path, encoding="utf-8") as fh:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from qa import read as reader  # noqa: E402
 from qa import span  # noqa: E402
 from qa.config import Config  # noqa: E402
-from qa.evaluate import exact_match, expected_calibration_error, f1_score, reliability  # noqa: E402
+from qa.evaluate import article_folds, exact_match, expected_calibration_error, f1_score, reliability  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
 from qa.retrieve import retrieve, tokenize  # noqa: E402
 from qa.store import Store  # noqa: E402
@@ -149,13 +149,14 @@ def stack(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class SpanReader:
-    """The answer model's results per (question, sentence), computed once and cached on disk under
-    the digest of its weights (a retrained model starts a new cache)."""
+    """The answer model's results per (question, sentence), as the product computes them (the int8
+    ONNX graph), cached on disk under the digest of its weights and the runtime (a retrained model
+    starts a new cache)."""
 
     def __init__(self, work: Path, folder: Path = span.BUNDLED_DIR):
         digest = hashlib.sha256((folder / "weights.safetensors").read_bytes()).hexdigest()[:12]
         self.model = span.SpanModel(str(folder), threads=2)
-        self.file = work / f"span-scores-{digest}.jsonl"
+        self.file = work / f"span-scores-{digest}-{self.model.runtime}.jsonl"
         self.cache: dict[tuple[str, str], span.SpanResult] = {}
         if self.file.is_file():
             for row in map(json.loads, self.file.open(encoding="utf-8")):
@@ -181,7 +182,22 @@ class SpanReader:
         return [self.cache[k] for k in keys]
 
 
-def fit(examples: list[Example], span_reader: SpanReader | None, read_top: int, label: str = "answerable") -> reader.ReaderModel:
+class FoldReaders:
+    """Which answer model reads a question: the shipped one for every question (trained on other
+    articles), or, for a model trained on the public SQuAD 2.0 half, per fold the one trained
+    without that fold's articles, so its scores stay out of fold."""
+
+    def __init__(self, readers: list[SpanReader], fold_of: dict[str, int]):
+        self.readers, self.fold_of = readers, fold_of
+
+    def reader_for(self, e: Example) -> SpanReader:
+        return self.readers[self.fold_of[e.article] % len(self.readers)]
+
+    def __call__(self, e: Example, candidates: np.ndarray) -> list[span.SpanResult]:
+        return self.reader_for(e)(e, candidates)
+
+
+def fit(examples: list[Example], span_reader: FoldReaders | None, read_top: int, label: str = "answerable") -> reader.ReaderModel:
     """Ranker and reranker from the answerable SQuAD v1.1 questions; verifiers from every kind,
     learning `label`: the question is answerable, or ("right") the sentence it would quote holds
     the answer."""
@@ -217,7 +233,7 @@ def top_candidates(ranker: reader.Logistic, e: Example, read_top: int) -> tuple[
     return p, np.argsort(-p, kind="stable")[:read_top]
 
 
-def read_top_sentences(ranker: reader.Logistic, e: Example, span_reader: SpanReader, read_top: int):
+def read_top_sentences(ranker: reader.Logistic, e: Example, span_reader: FoldReaders, read_top: int):
     """(ranker probabilities, the top candidates the answer model reads, its results for them)."""
     p, top = top_candidates(ranker, e, read_top)
     return p, top, span_reader(e, top)
@@ -235,7 +251,7 @@ class Scored:
     confidence: float = 0.0  # calibrated (set by `calibrate`)
 
 
-def score(model: reader.ReaderModel, examples: list[Example], span_reader: SpanReader | None, read_top: int) -> list[Scored]:
+def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldReaders | None, read_top: int) -> list[Scored]:
     """What the pipeline would do with each question, without the pipeline's I/O."""
     out = []
     for e in examples:
@@ -333,6 +349,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=reader.MODEL_FILE)
     parser.add_argument("--fast-only", action="store_true", help="no answer model: ranker and verifier only")
     parser.add_argument("--span-model", type=Path, default=span.BUNDLED_DIR, help="the answer model's folder")
+    parser.add_argument("--span-folds", type=Path, help="a folder of fold-K answer models, each trained without fold "
+                        "K's articles (train_span.py --squad2 --leave-out-fold K), read in place of --span-model")
     args = parser.parse_args()
 
     started = time.time()
@@ -340,7 +358,7 @@ def main() -> None:
     pipeline, questions, vectors = indexed(args.work, "all", args.data)
     snap = pipeline.store.snapshot()
     articles = sorted({q["doc"] for q in questions})
-    fold_of = {a: i % args.folds for i, a in enumerate(articles)}
+    fold_of = article_folds(articles, args.folds)
     squad2, squad2_questions, squad2_vectors = indexed(args.work, "squad2", args.squad2)
     unknown = {q["doc"] for q in squad2_questions} - set(fold_of)
     if unknown:
@@ -368,16 +386,20 @@ def main() -> None:
     counts = {k: sum(e.kind == k for e in examples) for k in KINDS}
     print(f"features built: {counts} ({time.time() - started:.0f} s)", flush=True)
 
-    span_reader = None if args.fast_only else SpanReader(args.work, args.span_model)
-    if span_reader is not None:  # what any fold's ranker (or the final one) will have the model read
-        wanted = []
+    span_reader = None
+    if not args.fast_only:
+        folders = [args.span_folds / f"fold-{k}" for k in range(args.folds)] if args.span_folds else [args.span_model]
+        span_reader = FoldReaders([SpanReader(args.work, f) for f in folders], fold_of)
+        wanted: dict[int, list[tuple[str, str]]] = {}  # what any fold's ranker (or the final one) will have read
         for fold in [*range(args.folds), None]:
             ranker = fit_logistic(*stack([e for e in examples if e.kind == "answerable" and e.features.positions
                                           and fold_of[e.article] != fold]), reader.SENTENCE_FEATURES)
             for e in examples:
                 if e.features.positions:
-                    wanted += [(e.question, e.features.texts[i]) for i in top_candidates(ranker, e, args.read_top)[1]]
-        span_reader.prefetch(wanted, progress=True)
+                    wanted.setdefault(id(span_reader.reader_for(e)), []).extend(
+                        (e.question, e.features.texts[i]) for i in top_candidates(ranker, e, args.read_top)[1])
+        for one in span_reader.readers:
+            one.prefetch(wanted.get(id(one), []), progress=True)
         print(f"answer model read every candidate ({time.time() - started:.0f} s)", flush=True)
     config = pipeline.config
     oof: dict[str, dict] = {}
@@ -418,7 +440,9 @@ def main() -> None:
         f"squad2 = SQuAD 2.0 questions over their own articles; verifiers learn '{args.verifier_label}' from all "
         f"kinds; isotonic calibration on the out-of-fold outputs of {', '.join(kinds)} (cross-fitted for the "
         f"reported ECE, 10 bins, answered "
-        f"questions); the answer model reads the ranker's top {args.read_top}; metrics are out-of-fold; the "
+        f"questions); the answer model reads the ranker's top {args.read_top}"
+        f"{' (per fold, the fold model trained without its articles: ' + str(args.span_folds.name) + ')' if args.span_folds else ''}"
+        "; metrics are out-of-fold; the "
         "shipped weights are refit on all data",
         "retrieval": {"top_k": config.top_k, "fusion_depth": config.fusion_depth},
         "examples": counts,

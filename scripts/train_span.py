@@ -43,9 +43,11 @@ sys.path.insert(0, str(ROOT))
 
 from qa import span  # noqa: E402
 from qa.chunk import split_sentences  # noqa: E402
+from qa.evaluate import article_folds, load_questions  # noqa: E402
 from qa.retrieve import tokenize  # noqa: E402
 
 DATA = ROOT.parent / "shared/train/squad-v1.1-train/train-v1.1.json"
+SQUAD_DEV = ROOT.parent / "shared/eval/squad-dev-public"  # its articles define the folds
 
 
 @dataclass
@@ -54,7 +56,31 @@ class Example:
     sentence: str
     answer: tuple[int, int] | None  # character span inside `sentence`; None = no answer here
     article: str
-    kind: str  # "answer", "paragraph" (negative from the same paragraph) or "article"
+    kind: str  # "answer", or why it is a negative: "paragraph" / "article" (closest sentence of the
+    # same paragraph / other paragraphs), "squad2_unanswerable", "squad2_closest" (see build_squad2_examples)
+
+
+class ArticleSentences:
+    """An article's sentences (cut by the product's splitter) with their stemmed terms, for
+    picking the sentences a question's words point at: the hard negatives."""
+
+    def __init__(self, paragraphs: list[str]):
+        self.spans = [split_sentences(p) for p in paragraphs]
+        self.sentences = [(n, p[s.start : s.end]) for n, (p, spans) in enumerate(zip(paragraphs, self.spans)) for s in spans]
+        self.terms = [set(t) for t in tokenize([s for _, s in self.sentences])]
+        df: dict[str, int] = {}
+        for t in self.terms:
+            for w in t:
+                df[w] = df.get(w, 0) + 1
+        self.idf = {w: math.log(1 + len(self.terms) / n) for w, n in df.items()}
+
+    def closest(self, question_terms: list[str], pool, avoid: list[str], count: int = 1) -> list[int]:
+        """The `count` sentences of `pool` sharing the most IDF-weighted question terms, among those
+        holding none of the `avoid` texts (case-insensitive)."""
+        weight = {w: self.idf.get(w, 0.0) for w in set(question_terms)}
+        scored = [(sum(weight.get(w, 0.0) for w in self.terms[i]), -i) for i in pool
+                  if not any(a in self.sentences[i][1].lower() for a in avoid)]
+        return [-i for _, i in sorted(scored, reverse=True)[:count]]
 
 
 def build_examples(data: dict, seed: int) -> list[list[Example]]:
@@ -62,17 +88,9 @@ def build_examples(data: dict, seed: int) -> list[list[Example]]:
     per_question: list[list[Example]] = []
     for article in data["data"]:
         title = article["title"]
-        paragraph_spans = [split_sentences(para["context"]) for para in article["paragraphs"]]
-        sentences = [(p, para["context"][s.start : s.end])  # (paragraph number, sentence text)
-                     for p, (para, spans) in enumerate(zip(article["paragraphs"], paragraph_spans)) for s in spans]
-        terms = [set(t) for t in tokenize([s for _, s in sentences])]
-        df: dict[str, int] = {}
-        for t in terms:
-            for w in t:
-                df[w] = df.get(w, 0) + 1
-        idf = {w: math.log(1 + len(terms) / n) for w, n in df.items()}
+        text = ArticleSentences([para["context"] for para in article["paragraphs"]])
         first = 0
-        for p, (para, spans) in enumerate(zip(article["paragraphs"], paragraph_spans)):
+        for p, (para, spans) in enumerate(zip(article["paragraphs"], text.spans)):
             context = para["context"]
             own = range(first, first + len(spans))
             first += len(spans)
@@ -89,21 +107,51 @@ def build_examples(data: dict, seed: int) -> list[list[Example]]:
                 k = holding[0]
                 a = spans[k].start
                 group = [Example(qa["question"], context[a : spans[k].end], (start - a, end - a), title, "answer")]
-                weight = {w: idf.get(w, 0.0) for w in set(q_terms)}
-
-                def best(candidates) -> int | None:
-                    scored = [(sum(weight.get(w, 0.0) for w in terms[i]), -i) for i in candidates
-                              if needle not in sentences[i][1].lower()]
-                    return -max(scored)[1] if scored else None
-
                 for kind, pool in (("paragraph", [i for i in own if i != own[k]]),
-                                   ("article", [i for i in range(len(sentences)) if sentences[i][0] != p])):
-                    i = best(pool)
-                    if i is not None:
-                        group.append(Example(qa["question"], sentences[i][1], None, title, kind))
+                                   ("article", [i for i in range(len(text.sentences)) if text.sentences[i][0] != p])):
+                    group += [Example(qa["question"], text.sentences[i][1], None, title, kind)
+                              for i in text.closest(q_terms, pool, [needle])]
                 per_question.append(group)
     random.Random(seed).shuffle(per_question)
     return per_question
+
+
+# Sentences of its article labelled "no answer" per SQuAD 2.0 unanswerable question: the ones its
+# words point at most, which the reader's candidates mostly are.
+SQUAD2_NEGATIVES = 3
+
+
+def build_squad2_examples(folder: Path, keep) -> list[list[Example]]:
+    """SQuAD 2.0-style groups from the public half's articles `keep` accepts (by file name).
+
+    An unanswerable question (written to look answerable from its article) gives its article's
+    SQUAD2_NEGATIVES closest sentences as "no answer": the model learns that the topic is not the
+    fact. An answerable one gives its answer sentence (when exactly one sentence holds the first
+    gold text, once) and its two closest other sentences, so the data does not teach "this
+    article means no answer"."""
+    questions = [json.loads(line) for line in (folder / "questions.jsonl").open(encoding="utf-8") if line.strip()]
+    groups: list[list[Example]] = []
+    for path in sorted((folder / "docs").glob("*.txt")):
+        if not keep(path.name):
+            continue
+        text = ArticleSentences([p for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()])
+        everything = range(len(text.sentences))
+        asked = [q for q in questions if q["doc"] + ".txt" == path.name]
+        for q, q_terms in zip(asked, tokenize([q["question"] for q in asked])):
+            golds = [g.lower() for g in q["answers"]]
+            if not golds:
+                groups.append([Example(q["question"], text.sentences[i][1], None, path.name, "squad2_unanswerable")
+                               for i in text.closest(q_terms, everything, [], SQUAD2_NEGATIVES)])
+                continue
+            holding = [i for i in everything if golds[0] in text.sentences[i][1].lower()]
+            sentence = text.sentences[holding[0]][1] if len(holding) == 1 else ""
+            start = sentence.find(q["answers"][0])
+            if start < 0 or sentence.find(q["answers"][0], start + 1) >= 0:
+                continue
+            groups.append([Example(q["question"], sentence, (start, start + len(q["answers"][0])), path.name, "answer"),
+                           *(Example(q["question"], text.sentences[i][1], None, path.name, "squad2_closest")
+                             for i in text.closest(q_terms, everything, golds, 2))])
+    return groups
 
 
 Row = tuple[list[int], list[int], int, int]
@@ -192,6 +240,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / ".cache/train-span")
     parser.add_argument("--out", type=Path, default=span.BUNDLED_DIR)
     parser.add_argument("--questions", type=int, default=0, help="train on the first N shuffled questions (0: all)")
+    parser.add_argument("--skip", type=int, default=0, help="...after skipping the first N (those a --start-from model saw)")
+    parser.add_argument("--start-from", type=Path, help="an answer model's folder to train further (default: a fresh head)")
+    parser.add_argument("--squad2", type=Path, help="also train on SQuAD 2.0-style questions of this public half")
+    parser.add_argument("--leave-out-fold", type=int, help="...except its articles in this fold (by train_reader's folds)")
+    parser.add_argument("--folds", type=int, default=4, help="folds of the public articles (as train_reader's)")
     parser.add_argument("--holdout", type=int, default=8, help="train articles kept out for the learning curve")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -217,17 +270,23 @@ def main() -> None:
     groups = build_examples(data, args.seed)
     train_groups = [g for g in groups if g[0].article not in held]
     available = len(train_groups)
-    if args.questions:
-        train_groups = train_groups[: args.questions]
+    train_groups = train_groups[args.skip : args.skip + args.questions if args.questions else None]
+    squad2_groups: list[list[Example]] = []
+    if args.squad2:
+        fold_of = article_folds([q["doc"] for q in load_questions(SQUAD_DEV / "questions.jsonl")], args.folds)
+        squad2_groups = build_squad2_examples(args.squad2, lambda name: fold_of[name] != args.leave_out_fold)
+        train_groups += squad2_groups
+        random.Random(args.seed).shuffle(train_groups)
     holdout = [e for g in groups if g[0].article in held for e in g][:3000]
     tokenizer = span.bundled_tokenizer()
     rows = encode(tokenizer, [e for g in train_groups for e in g])
-    kinds = {k: sum(e.kind == k for g in train_groups for e in g) for k in ("answer", "paragraph", "article")}
+    kinds = {k: sum(e.kind == k for g in train_groups for e in g)
+             for k in ("answer", "paragraph", "article", "squad2_unanswerable", "squad2_closest")}
     print(f"{len(train_groups)} of {available} questions, {len(rows)} pairs {kinds}; holdout {len(holdout)} pairs from "
           f"{len(held)} articles ({time.time() - started:.0f} s)", flush=True)
 
     torch.manual_seed(args.seed)
-    model = span.new_trainable().to(device)
+    model = span.new_trainable(args.start_from).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     batches = [b for epoch in range(args.epochs) for b in batches_in_order(rows, args.batch_size, args.seed + epoch)]
@@ -291,6 +350,7 @@ def main() -> None:
         "evaluation set; Rajpurkar et al. 2016), CC BY-SA 4.0",
         "examples": kinds,
         "questions": len(train_groups),
+        "squad2_questions": len(squad2_groups),
         "questions_available": available,  # usable questions of the non-held-out articles
         "protocol": f"one answer sentence + two hard negatives per question (the paragraph's and the article's "
         f"other sentence sharing the most IDF-weighted question terms); {args.epochs} epoch(s), AdamW lr {args.lr}, "
@@ -302,6 +362,12 @@ def main() -> None:
         "train_seconds": round(trained_seconds),
         "machine": f"{device.type}, {torch.get_num_threads()} threads" if device.type == "cpu" else torch.cuda.get_device_name(),
     }
+    if args.squad2:
+        left_out = "" if args.leave_out_fold is None else f", except fold {args.leave_out_fold} of {args.folds}"
+        card["trained_on"] += (f"; then SQuAD 2.0 dev public half ({args.squad2.name}: its articles{left_out}), "
+                               "in-topic unanswerable questions and answerable ones, CC BY-SA 4.0")
+    if args.start_from:
+        card["started_from"] = json.loads((args.start_from / "card.json").read_text(encoding="utf-8"))
     span.save(model, args.out, card)
     print(f"wrote {args.out} ({time.time() - started:.0f} s)")
 
