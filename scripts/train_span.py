@@ -19,9 +19,18 @@ Protocol (keeps the numbers honest):
   inferred and ~20% point at another copy);
 - `--holdout` train articles are kept out of training and give the sentence-level numbers of
   the learning curve (snapshots after 10k, 20k, ... questions of one run, in the card).
-Run: `.venv/bin/python scripts/train_span.py` (CPU: ~27 pairs/s on 2 cores; a GPU is used when
-one is present). `--questions N` trains on the first N of the shuffled questions; the run
-checkpoints to the work folder and `--resume` continues an interrupted one.
+Second stage, SQuAD 2.0-style questions (`--start-from qa/models/span --squad2 DIR --skip N`):
+the model reads questions written to look answerable from an article that does not answer them,
+so it learns that the topic is not the fact (`build_squad2_examples`). Those come from the public
+SQuAD 2.0 dev half, whose articles are evaluation articles, so this stage is cross-validated by
+article like the reader: `--leave-out-fold K` trains without fold K's articles, and
+train_reader.py `--span-folds` scores each fold with the model that never saw it; the shipped
+model is trained on all of them. It mixes in `--questions` train questions not seen in stage one
+(`--skip`), so the span skill is kept.
+Run: `.venv/bin/python scripts/train_span.py` (CPU: ~27 pairs/s on 2 cores, ~50 with --bf16 on
+CPUs that have it; a GPU is used when one is present). `--questions N` trains on the first N of
+the shuffled questions; the run checkpoints to the work folder and `--resume` continues an
+interrupted one.
 """
 
 from __future__ import annotations
