@@ -36,9 +36,9 @@ import gradio as gr
 import pandas as pd
 
 from qa.config import Config
+from qa.ingest import SUPPORTED_SUFFIXES, content_problem
 from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
 
-ALLOWED_SUFFIXES = (".pdf", ".txt", ".md")
 DOC_HEADERS = ["Title", "File", "Pages", "Chunks", "Added"]
 # An abstention lists this many of the closest passages in the chat, each cut to EXCERPT_CHARS.
 CLOSEST_SHOWN = 3
@@ -209,13 +209,16 @@ def card_id(number: int, card: int) -> str:
     return f"ev-{number}-{card}"
 
 
-def _where(source: str, page: int | None) -> str:
-    return f"{source}, p. {page}" if page is not None else source
+def _where(source: str, page: int | None, section: str | None = None) -> str:
+    """A PDF's page, else the section heading of a document without pages, else the file alone."""
+    if page is not None:
+        return f"{source}, p. {page}"
+    return f"{source}, section “{section}”" if section else source
 
 
-def _source_line(n: int, number: int, title: str, source: str, page: int | None) -> str:
+def _source_line(n: int, number: int, title: str, source: str, page: int | None, section: str | None = None) -> str:
     link = f'<a class="qa-cite" href="#{card_id(number, n)}" title="Show source {n} in the evidence panel">[{n}]</a>'
-    return f"{link} {neutral(title)} — {neutral(_where(source, page))}"
+    return f"{link} {neutral(title)} — {neutral(_where(source, page, section))}"
 
 
 def _answer_mark(answer: Answer) -> Span | None:
@@ -250,7 +253,7 @@ def render_answer(answer: Answer, number: int = 1, scope: Sequence[str] = ()) ->
         "**Sources**",
     ]
     parts += [
-        f"{_source_line(n, number, c.title, c.source, c.page)} · chars {c.start}–{c.end}"
+        f"{_source_line(n, number, c.title, c.source, c.page, c.section)} · chars {c.start}–{c.end}"
         for n, c in enumerate(answer.citations, 1)
     ]
     parts += _scope_note(scope)
@@ -567,8 +570,6 @@ def example_questions(pipeline: PipelineLike, docs: Sequence[DocumentInfo]) -> l
 # ---------------------------------------------------------------- uploads
 
 _UNSAFE_NAME = re.compile(r"[^\w.\-]+")  # \w is Unicode-aware: non-ASCII letters survive
-_BINARY_MAGIC = (b"%PDF", b"PK\x03\x04", b"\x7fELF", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"\x1f\x8b", b"7z\xbc\xaf")
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def safe_filename(name: str) -> str:
@@ -586,20 +587,6 @@ def safe_filename(name: str) -> str:
     while len(stem.encode()) > MAX_NAME_BYTES:
         stem = stem[:-1]
     return f"{stem}.{suffix}" if suffix else stem
-
-
-def content_problem(path: Path, suffix: str) -> str | None:
-    """Why a file's bytes do not match its extension, or None: a .pdf must start with %PDF, and a
-    .txt/.md must not be binary (no NUL bytes unless UTF-16, no archive/image/executable header)."""
-    with open(path, "rb") as fh:
-        head = fh.read(8192)
-    if suffix == ".pdf":
-        return None if head.startswith(b"%PDF") else "not a PDF: the file does not start with %PDF"
-    if head.startswith(_UTF16_BOMS):
-        return None
-    if b"\x00" in head or head.startswith(_BINARY_MAGIC):
-        return f"binary content in a {suffix} file (only plain text is accepted)"
-    return None
 
 
 def upload_dir(config: Config) -> Path:
@@ -626,8 +613,8 @@ def add_uploads(
         for src in map(Path, files):
             dest = dest_dir / safe_filename(src.name)
             try:
-                if dest.suffix not in ALLOWED_SUFFIXES:
-                    reason = f"unsupported file type; use {', '.join(ALLOWED_SUFFIXES)}"
+                if dest.suffix not in SUPPORTED_SUFFIXES:
+                    reason = f"unsupported file type; use {', '.join(SUPPORTED_SUFFIXES)}"
                 elif src.stat().st_size > limit:
                     reason = f"larger than the {pipeline.config.max_file_mb:g} MB limit"
                 elif dest in staged:
@@ -913,10 +900,10 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=300):
                     upload = gr.File(
-                        label="Add documents (.pdf, .txt, .md; several at once)",
+                        label=f"Add documents ({', '.join(SUPPORTED_SUFFIXES)}; several at once)",
                         elem_id="upload",
                         file_count="multiple",
-                        file_types=list(ALLOWED_SUFFIXES),
+                        file_types=list(SUPPORTED_SUFFIXES),
                     )
                     upload_report = gr.Markdown(elem_id="upload-report")
                 with gr.Column(scale=3, min_width=300):

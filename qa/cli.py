@@ -15,6 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from qa.config import ABSTENTION_KINDS, Config
+from qa.ingest import SUPPORTED_SUFFIXES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--abstention", choices=ABSTENTION_KINDS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    add = commands.add_parser("add", parents=[common], help="add files or folders (.txt, .md, .pdf) to the index")
+    add = commands.add_parser("add", parents=[common], help=f"add files or folders ({', '.join(SUPPORTED_SUFFIXES)}) to the index")
     add.add_argument("paths", nargs="+", type=Path)
     add.set_defaults(run=_add)
 
@@ -158,8 +159,8 @@ def _ask(args: argparse.Namespace, config: Config) -> int:
             print(answer.answer)
         print(f'"{answer.quote}"')
         for i, c in enumerate(answer.citations, 1):
-            page = f", page {c.page}" if c.page else ""
-            print(f"  [{i}] {c.title} ({c.source}{page}, characters {c.start}-{c.end})")
+            where = f", page {c.page}" if c.page else f", section \"{c.section}\"" if c.section else ""
+            print(f"  [{i}] {c.title} ({c.source}{where}, characters {c.start}-{c.end})")
         print(f"  confidence {answer.score:.2f}")
     return 0
 

@@ -1,9 +1,11 @@
 """Files -> Documents whose text is exactly what answers will quote.
 
-Everything downstream cites character offsets into `Document.text`, so the text is stored as
-extracted and never cleaned up afterwards. Anything unusable is refused with a reason a user can
-act on (`IngestError`), never a traceback. PDFs are parsed in a child process with a time limit,
-because a hostile or broken PDF can make a parser spin or crash.
+Everything downstream cites character offsets into `Document.text`, so whatever cleaning a format
+needs happens while its text is built, never afterwards. Anything unusable is refused with a
+reason a user can act on (`IngestError`), never a traceback. PDFs, Word files and web pages are
+parsed in a child process with a time limit, because a hostile or broken file can make a parser
+spin or crash. Word files and web pages become paragraphs with Markdown heading lines
+(`qa.markup`), which give their citations a section instead of a page.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .types import Document
+from . import markup
+from .types import Document, section_headings
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf")
+# The one list of accepted file types (the chat's upload box and `qa add` both use it).
+SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
+_WORD_SUFFIX = ".docx"
+_WEB_SUFFIXES = (".html", ".htm")
 _T = TypeVar("_T")
 
 _PAGE_SEPARATOR = "\n\n"
@@ -35,7 +41,21 @@ _MAX_NON_ASCII_LETTERS = 0.3
 _MAX_CHAOS = 0.1
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
-_MD_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?[^\W_].*?)(?:[ \t]+#+)?[ \t]*$", re.M)
+_HTML_TAG = re.compile(r"<[A-Za-z!/]")
+# What a file's first bytes say it is, to name it when its extension says otherwise.
+_SIGNATURES = {
+    b"%PDF": "a PDF",
+    b"PK\x03\x04": "a ZIP archive",
+    b"\xd0\xcf\x11\xe0": "an old-format Office file (.doc, .xls, .ppt)",
+    b"\x7fELF": "a program",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\x1f\x8b": "a gzip archive",
+    b"7z\xbc\xaf": "a 7-Zip archive",
+}
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_HEAD_BYTES = 8192
 _LINE_WITH_LETTER = re.compile(r"^.*[^\W\d_].*$", re.M)
 _OFFICE_PREFIX = re.compile(r"^(?:Microsoft\s+)?(?:Word|PowerPoint|Excel)\s+-\s+", re.I)
 _JUNK_TITLE = re.compile(
@@ -116,11 +136,15 @@ def load_document(
     if info.st_size == 0:
         raise IngestError(path, "empty file")
 
+    page_starts: tuple[int, ...] = ()
     if suffix == ".pdf":
         text, page_starts, title = _read_pdf(path, parse_timeout_s)
+    elif suffix == _WORD_SUFFIX:
+        text, title = _read_docx(path, parse_timeout_s)
+    elif suffix in _WEB_SUFFIXES:
+        text, title = _read_html(path, parse_timeout_s)
     else:
         text = _read_text(path)
-        page_starts = ()
         title = _first_heading(text) if suffix == ".md" else None
     return Document(
         doc_id=hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
@@ -147,6 +171,31 @@ def _size(n: int) -> str:
     return f"{n / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
 
 
+def content_problem(path: Path, suffix: str) -> str | None:
+    """Why a file's first bytes do not fit its extension, or None. The chat checks uploads with it
+    before copying them; ingestion with it before parsing a Word file or a web page.
+
+    A .pdf must start with %PDF, a .docx is a ZIP archive, and the text formats (.txt, .md, .html)
+    must not be binary: no NUL bytes unless UTF-16, no archive, image or program header.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(_HEAD_BYTES)
+    kind = next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
+    if suffix == ".pdf":
+        return None if head.startswith(b"%PDF") else "not a PDF: the file does not start with %PDF"
+    if suffix == _WORD_SUFFIX:
+        if head.startswith(b"PK\x03\x04"):
+            return None
+        if kind and "old-format" in kind:
+            return f"not a .docx Word file but {kind}: save it as .docx"
+        return f"not a .docx Word file: the content is {kind or 'not a ZIP archive'}"
+    if head.startswith(_UTF16_BOMS):
+        return None
+    if kind or b"\x00" in head:
+        return f"binary content in a {suffix} file ({kind or 'NUL bytes'}; only text is accepted)"
+    return None
+
+
 # --- text files -------------------------------------------------------------------------------
 
 
@@ -155,7 +204,7 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as e:
         raise IngestError(path, f"cannot read file ({e.strerror or e})") from None
-    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    utf16 = data.startswith(_UTF16_BOMS)
     if b"\x00" in data and not utf16:
         raise IngestError(path, "binary file, not text")
     text = _decode(data, utf16)
@@ -221,12 +270,7 @@ def _read_pdf(path: Path, timeout_s: float) -> tuple[str, tuple[int, ...], str |
         raise IngestError(path, f"cannot read file ({e.strerror or e})") from None
     if b"%PDF-" not in head:
         raise IngestError(path, "not a readable PDF (no %PDF header: not a PDF file)")
-    try:
-        pages, meta_title = call_in_child(extract_pdf_pages, path, timeout_s=timeout_s)
-    except TimeoutError:
-        raise IngestError(path, f"PDF took longer than {timeout_s:g} s to parse") from None
-    except ChildError as e:
-        raise IngestError(path, f"not a readable PDF ({e})") from None
+    pages, meta_title = _parse_in_child(path, "PDF", extract_pdf_pages, path, timeout_s=timeout_s)
     # Lone surrogates from broken font maps cannot be stored as UTF-8; same length keeps offsets.
     pages = [_LONE_SURROGATE.sub("\ufffd", page) for page in pages]
     if not any(page.strip() for page in pages):
@@ -238,6 +282,47 @@ def _read_pdf(path: Path, timeout_s: float) -> tuple[str, tuple[int, ...], str |
         page_starts.append(offset)
         offset += len(page) + len(_PAGE_SEPARATOR)
     return _PAGE_SEPARATOR.join(pages), tuple(page_starts), _clean_title(meta_title)
+
+
+# --- Word files and web pages ------------------------------------------------------------------
+
+
+def _read_docx(path: Path, timeout_s: float) -> tuple[str, str | None]:
+    _refuse_mismatched_content(path, _WORD_SUFFIX)
+    text, meta_title = _parse_in_child(path, "Word file", markup.docx_text, path, timeout_s=timeout_s)
+    if not text.strip():
+        raise IngestError(path, "no text in the Word file")
+    return text, _clean_title(meta_title) or _first_heading(text)
+
+
+def _read_html(path: Path, timeout_s: float) -> tuple[str, str | None]:
+    _refuse_mismatched_content(path, path.suffix.lower())
+    html = _read_text(path)
+    if not _HTML_TAG.search(html, 0, _SAMPLE_CHARS):
+        raise IngestError(path, "not a web page (no HTML tags)")
+    text, meta_title = _parse_in_child(path, "web page", markup.html_text, html, timeout_s=timeout_s)
+    if not text.strip():
+        raise IngestError(path, "no main text found in the web page")
+    return text, _clean_title(meta_title) or _first_heading(text)
+
+
+def _refuse_mismatched_content(path: Path, suffix: str) -> None:
+    try:
+        problem = content_problem(path, suffix)
+    except OSError as e:
+        raise IngestError(path, f"cannot read file ({e.strerror or e})") from None
+    if problem:
+        raise IngestError(path, problem)
+
+
+def _parse_in_child(path: Path, what: str, parse: Callable[..., _T], *args: Any, timeout_s: float) -> _T:
+    """parse(*args) in the child process; a hang or a crash becomes a refusal naming `what`."""
+    try:
+        return call_in_child(parse, *args, timeout_s=timeout_s)
+    except TimeoutError:
+        raise IngestError(path, f"{what} took longer than {timeout_s:g} s to parse") from None
+    except ChildError as e:
+        raise IngestError(path, f"not a readable {what} ({e})") from None
 
 
 class ChildError(Exception):
@@ -314,8 +399,8 @@ def _clean_title(title: str | None) -> str | None:
 
 
 def _first_heading(text: str) -> str | None:
-    match = _MD_HEADING.search(text)
-    return _shorten(match.group(1)) if match else None
+    headings = section_headings(text)
+    return _shorten(headings[0].heading) if headings else None
 
 
 def _first_line(text: str) -> str | None:

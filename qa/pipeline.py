@@ -273,14 +273,16 @@ class Pipeline:
         start, end = int(snap.sentence_spans[first][0]), int(snap.sentence_spans[last][1])
         quote = text[start:end]
         answer_span = self._short_answer(snap, question, best, text, start, end)
+        document = snap.document(doc_idx)
         citation = Citation(
             doc_id=meta.doc_id,
             title=meta.title,
             source=meta.source,
-            page=snap.document(doc_idx).page_at(start),
+            page=document.page_at(start),
             start=start,
             end=end,
             quote=quote,
+            section=document.section_at(start),
         )
         return Answer(
             question=question,

@@ -6,13 +6,37 @@ be checked against the document it came from.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from functools import cached_property
+
+# A Markdown heading line ("## Costs"): how .md files mark sections, and how Word files and web
+# pages are written out by ingestion, so a document's sections live in its text (and its hash).
+_HEADING_LINE = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?[^\W_].*?)(?:[ \t]+#+)?[ \t]*$", re.M)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A heading and where its line starts in the document's text."""
+
+    start: int
+    heading: str
+
+
+def section_headings(text: str) -> tuple[Section, ...]:
+    """The Markdown heading lines of `text`, in order, their headings with spaces collapsed."""
+    return tuple(Section(m.start(), " ".join(m.group(1).split())) for m in _HEADING_LINE.finditer(text))
 
 
 @dataclass(frozen=True)
 class Document:
-    """One ingested file. `page_starts[i]` is where page i+1 begins in `text` (PDFs only)."""
+    """One ingested file. `page_starts[i]` is where page i+1 begins in `text` (PDFs only).
+
+    Documents without pages (Word files, web pages, Markdown, text) have `sections` instead: read
+    from the heading lines of the text itself, so the index needs no field for them, and a
+    document rebuilt from its stored text keeps them.
+    """
 
     doc_id: str
     title: str
@@ -31,6 +55,16 @@ class Document:
         if not self.page_starts:
             return None
         return max(1, bisect_right(self.page_starts, offset))
+
+    @cached_property
+    def sections(self) -> tuple[Section, ...]:
+        return () if self.page_starts else section_headings(self.text)
+
+    def section_at(self, offset: int) -> str | None:
+        """The heading of the section holding `offset`, or None (before any heading, or a PDF)."""
+        starts = [s.start for s in self.sections]
+        index = bisect_right(starts, offset) - 1
+        return self.sections[index].heading if index >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -68,6 +102,9 @@ class Passage:
 
 @dataclass(frozen=True)
 class Citation:
+    """Where a quote stands: `page` for PDFs; `section`, the heading above it, for documents
+    without pages (None before the first heading)."""
+
     doc_id: str
     title: str
     source: str
@@ -75,6 +112,7 @@ class Citation:
     start: int
     end: int
     quote: str
+    section: str | None = None
 
 
 @dataclass(frozen=True)

