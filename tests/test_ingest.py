@@ -8,6 +8,7 @@ import json
 import os
 import random
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -403,6 +404,77 @@ def test_pdf_without_text_needs_ocr(tmp_path: Path) -> None:
     c.showPage()
     c.save()
     assert refusal(path) == "no extractable text (a scanned PDF?): needs OCR first"
+
+
+def test_corrupt_and_truncated_docx_are_refused(tmp_path: Path, make_docx) -> None:
+    garbage = tmp_path / "garbage.docx"
+    garbage.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    assert refusal(garbage).startswith("not a readable Word file (")
+    full = make_docx(tmp_path / "full.docx", ["A paragraph of the memo."] * 50)
+    cut = tmp_path / "cut.docx"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    reason = refusal(cut)
+    assert reason.startswith("not a readable Word file (") and "\n" not in reason
+    not_word = tmp_path / "archive.docx"
+    with zipfile.ZipFile(not_word, "w") as archive:
+        archive.writestr("readme.txt", "a zip, but no Word document inside")
+    assert refusal(not_word).startswith("not a readable Word file (")
+
+
+def test_empty_and_huge_docx_and_html_are_refused(tmp_path: Path) -> None:
+    for name in ("empty.docx", "empty.html", "empty.htm"):
+        (tmp_path / name).touch()
+        assert refusal(tmp_path / name) == "empty file"
+    for name in ("huge.docx", "huge.html"):
+        with (tmp_path / name).open("wb") as f:  # sparse: nothing may be read
+            f.truncate(int(60 * MB))
+        assert refusal(tmp_path / name) == "file is 60 MB, above the 50 MB limit"
+
+
+def test_docx_without_text_is_refused(tmp_path: Path, make_docx) -> None:
+    assert refusal(make_docx(tmp_path / "blank.docx", ["", "   "])) == "no text in the Word file"
+
+
+def test_wrong_content_for_the_extension_is_named(tmp_path: Path) -> None:
+    pdf_as_docx = make_pdf(tmp_path / "report.docx", [["A PDF in disguise"]])
+    assert refusal(pdf_as_docx) == "not a .docx Word file: the content is a PDF"
+    old_word = tmp_path / "old.docx"
+    old_word.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512))
+    assert refusal(old_word) == (
+        "not a .docx Word file but an old-format Office file (.doc, .xls, .ppt): save it as .docx"
+    )
+    text_as_docx = tmp_path / "notes.docx"
+    text_as_docx.write_text("Just typed notes.")
+    assert refusal(text_as_docx) == "not a .docx Word file: the content is not a ZIP archive"
+    png_as_html = tmp_path / "page.html"
+    png_as_html.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    assert refusal(png_as_html) == "binary content in a .html file (a PNG image; only text is accepted)"
+    pdf_as_html = make_pdf(tmp_path / "page.htm", [["A PDF in disguise"]])
+    assert refusal(pdf_as_html) == "binary content in a .htm file (a PDF; only text is accepted)"
+    nul_html = tmp_path / "nul.html"
+    nul_html.write_bytes(b"<html>" + bytes(64))
+    assert refusal(nul_html) == "binary content in a .html file (NUL bytes; only text is accepted)"
+    plain_as_html = tmp_path / "plain.html"
+    plain_as_html.write_text("Typed notes, saved with the wrong extension.\n")
+    assert refusal(plain_as_html) == "not a web page (no HTML tags)"
+
+
+def test_web_page_without_main_text_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "shell.html"
+    path.write_text('<html><head><script>var app = "SPA";</script></head><body><div id="root"></div></body></html>')
+    assert refusal(path) == "no main text found in the web page"
+
+
+def test_slow_docx_and_html_parses_are_killed_at_the_time_limit(tmp_path: Path, make_docx, monkeypatch) -> None:
+    monkeypatch.setattr(ingest.markup, "docx_text", _slow_parser)
+    monkeypatch.setattr(ingest.markup, "html_text", _slow_parser)
+    docx_path = make_docx(tmp_path / "slow.docx", ["whatever"])
+    html_path = tmp_path / "slow.html"
+    html_path.write_text(PORT_PAGE)
+    started = time.monotonic()
+    assert refusal(docx_path, parse_timeout_s=0.5) == "Word file took longer than 0.5 s to parse"
+    assert refusal(html_path, parse_timeout_s=0.5) == "web page took longer than 0.5 s to parse"
+    assert time.monotonic() - started < 5
 
 
 # --- the child process ------------------------------------------------------------------------

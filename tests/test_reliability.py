@@ -41,7 +41,7 @@ from qa.types import Answer, Document
 pytestmark = pytest.mark.timeout(120)
 
 QA_ROOT = Path(__file__).resolve().parents[1] / "qa"
-MAX_FILE_MB = 0.02  # 20.5 KB: the oversize file is refused, every good one fits
+MAX_FILE_MB = 0.05  # 51.2 KB: the oversize file is refused, every good one fits (a Word file is ~37 KB)
 
 DEPOT = "Depot report\nThe northern depot holds 900 tonnes of wheat, according to the quartermaster.\n"
 MINUTES = "# Council minutes\n\nThe council approved the new ferry timetable on Tuesday.\n"
@@ -60,8 +60,14 @@ def _pdf(path: Path, lines: list[str], **kwargs) -> Path:
     return path
 
 
-def good_files(folder: Path, make_pdf) -> list[Path]:
+def good_files(folder: Path, make_pdf, make_docx) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
+    make_docx(folder / "ferry.docx", [(1, "Ferry plan"), "The first ferry leaves Orvik at 06:10."])
+    (folder / "port.html").write_text(
+        "<html><body><nav>Home | News</nav><article><h1>Port news</h1>"
+        "<p>The harbour of Orvik reopened on Monday after six weeks of repairs.</p></article></body></html>",
+        encoding="utf-8",
+    )
     (folder / "depot.txt").write_text(DEPOT, encoding="utf-8")
     (folder / "minutes.md").write_text(MINUTES, encoding="utf-8")
     (folder / "russian-cp1251.txt").write_bytes(RUSSIAN.encode("cp1251"))
@@ -75,7 +81,7 @@ def good_files(folder: Path, make_pdf) -> list[Path]:
     return sorted(folder.iterdir())
 
 
-def bad_files(folder: Path, make_pdf) -> dict[Path, str]:
+def bad_files(folder: Path, make_pdf, make_docx) -> dict[Path, str]:
     """Each bad file and (a part of) the reason it must be refused with."""
     folder.mkdir(parents=True, exist_ok=True)
     bad: dict[Path, str] = {}
@@ -98,9 +104,19 @@ def bad_files(folder: Path, make_pdf) -> dict[Path, str]:
     put("empty.txt", b"", "empty file")
     put("blank.md", b" \n\t\r\n  ", "no text")
     put("photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "binary file, not text")
-    put("report.docx", b"PK\x03\x04" + b"\x00" * 64, "unsupported file type '.docx'")
+    put("report.docx", b"PK\x03\x04" + b"\x00" * 64, "not a readable Word file (")
+    word = make_docx(folder / "whole.docx", ["A paragraph of the memo."] * 40)
+    put("truncated.docx", word.read_bytes()[: word.stat().st_size // 2], "not a readable Word file (")
+    word.unlink()
+    put("renamed-pdf.docx", b"%PDF-1.7\n" + bytes(range(256)), "the content is a PDF")
+    put("empty.docx", b"", "empty file")
+    put("photo.html", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "binary content in a .html file")
+    put("script-only.html", b"<html><script>document.write('x')</script><body></body></html>", "no main text found")
+    put("notes.htm", b"Plain notes, wrong extension.\n", "not a web page (no HTML tags)")
+    put("big.html", b"<p>" + b"A long line of words. " * 4000 + b"</p>", "above the 51.2 KB limit")
+    put("memo.odt", b"PK\x03\x04 an OpenDocument file", "unsupported file type '.odt'")
     put("README", b"no extension", "unsupported file type (no extension)")
-    put("big.txt", b"A long line of words. " * 2000, "above the 20.5 KB limit")
+    put("big.txt", b"A long line of words. " * 4000, "above the 51.2 KB limit")
     rng = random.Random(7)
     put("odd-encoding.txt", bytes(rng.randrange(0x80, 0x100) for _ in range(3000)), "unknown text encoding")
     os.mkfifo(folder / "pipe.txt")  # reading it would block forever
@@ -112,8 +128,8 @@ def bad_files(folder: Path, make_pdf) -> dict[Path, str]:
 
 
 @pytest.fixture
-def files(tmp_path: Path, make_pdf) -> tuple[list[Path], dict[Path, str]]:
-    return good_files(tmp_path / "good", make_pdf), bad_files(tmp_path / "bad", make_pdf)
+def files(tmp_path: Path, make_pdf, make_docx) -> tuple[list[Path], dict[Path, str]]:
+    return good_files(tmp_path / "good", make_pdf, make_docx), bad_files(tmp_path / "bad", make_pdf, make_docx)
 
 
 def small_pipeline(index: Path, **config) -> Pipeline:
@@ -281,10 +297,10 @@ def assert_well_formed(pipeline: Pipeline, answer: Answer) -> None:
 
 
 @pytest.fixture(scope="module")
-def question_pipeline(tmp_path_factory, make_pdf) -> Pipeline:
+def question_pipeline(tmp_path_factory, make_pdf, make_docx) -> Pipeline:
     folder = tmp_path_factory.mktemp("questions")
     pipeline = fake_pipeline(folder / "index")
-    pipeline.add(good_files(folder / "docs", make_pdf))
+    pipeline.add(good_files(folder / "docs", make_pdf, make_docx))
     return pipeline
 
 
@@ -347,10 +363,10 @@ DAMAGE = {
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory, make_pdf) -> tuple[Path, list]:
+def template(tmp_path_factory, make_pdf, make_docx) -> tuple[Path, list]:
     """An index of the good files, committed twice (so an older generation exists too)."""
     folder = tmp_path_factory.mktemp("template")
-    good = good_files(folder / "good", make_pdf)
+    good = good_files(folder / "good", make_pdf, make_docx)
     pipeline = small_pipeline(folder / "index")
     pipeline.add(good[:3])
     pipeline.add(good[3:])
@@ -463,7 +479,7 @@ def test_check_finds_what_loading_does_not(built) -> None:
     index, _ = built
     store = Store(index, FAKE_MODEL)
     snap = store.snapshot()
-    assert snap.check()["documents"] == 6
+    assert snap.check()["documents"] == 8  # the good files
     tampered = Store(index, FAKE_MODEL).snapshot()
     tampered.document_frequency = tampered.document_frequency + 1
     tampered.verify()  # the cheap check passes
