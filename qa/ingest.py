@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import markup
+from . import markup, pdftext
 from .types import Document, section_headings
 
 # The one list of accepted file types (the chat's upload box and `qa add` both use it).
@@ -275,13 +275,17 @@ def _read_pdf(path: Path, timeout_s: float) -> tuple[str, tuple[int, ...], str |
     pages = [_LONE_SURROGATE.sub("\ufffd", page) for page in pages]
     if not any(page.strip() for page in pages):
         raise IngestError(path, "no extractable text (a scanned PDF?): needs OCR first")
-    # Page text is kept exactly as pypdf returns it (trailing spaces included) so offsets
-    # match pypdf's per-page output; pages are separated by a blank line.
+    # Each page's lines become paragraphs without page furniture (qa.pdftext); pages are
+    # separated by a blank line and page_starts says where each begins.
+    pages = pdftext.page_paragraphs(pages)
     page_starts, offset = [], 0
     for page in pages:
         page_starts.append(offset)
         offset += len(page) + len(_PAGE_SEPARATOR)
-    return _PAGE_SEPARATOR.join(pages), tuple(page_starts), _clean_title(meta_title)
+    text = _PAGE_SEPARATOR.join(pages)
+    first_page = next((page for page in pages if page.strip()), "")
+    title = _clean_title(meta_title) or _shorten_heading(pdftext.heading_title(first_page)) or printable(path.stem)
+    return text, tuple(page_starts), title
 
 
 # --- Word files and web pages ------------------------------------------------------------------
@@ -401,6 +405,10 @@ def _clean_title(title: str | None) -> str | None:
 def _first_heading(text: str) -> str | None:
     headings = section_headings(text)
     return _shorten(headings[0].heading) if headings else None
+
+
+def _shorten_heading(heading: str | None) -> str | None:
+    return _shorten(heading) if heading else None
 
 
 def _first_line(text: str) -> str | None:
