@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import markup, pdftext
-from .types import Document, section_headings
+from .types import PARAGRAPH_BREAK, Document, section_headings
 
 # The one list of accepted file types (the chat's upload box and `qa add` both use it).
 SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
@@ -31,7 +31,6 @@ _WORD_SUFFIX = ".docx"
 _WEB_SUFFIXES = (".html", ".htm")
 _T = TypeVar("_T")
 
-_PAGE_SEPARATOR = "\n\n"
 _TITLE_CHARS = 120
 # Decoded text is judged on its beginning: enough to tell text from binary, cheap on 50 MB files.
 _SAMPLE_CHARS = 100_000
@@ -281,8 +280,8 @@ def _read_pdf(path: Path, timeout_s: float) -> tuple[str, tuple[int, ...], str |
     page_starts, offset = [], 0
     for page in pages:
         page_starts.append(offset)
-        offset += len(page) + len(_PAGE_SEPARATOR)
-    text = _PAGE_SEPARATOR.join(pages)
+        offset += len(page) + len(PARAGRAPH_BREAK)
+    text = PARAGRAPH_BREAK.join(pages)
     first_page = next((page for page in pages if page.strip()), "")
     title = _clean_title(meta_title) or _shorten_heading(pdftext.heading_title(first_page)) or printable(path.stem)
     return text, tuple(page_starts), title

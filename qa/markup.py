@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-PARAGRAPH_BREAK = "\n\n"
+from .types import PARAGRAPH_BREAK
+
 _TABLE_CELL_SEPARATOR = " | "
 _WORD_TITLE_STYLE = "Title"
 _WORD_HEADING_STYLE = "Heading "  # "Heading 1" ... "Heading 9", and styles based on them

@@ -11,6 +11,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cached_property
 
+# Paragraphs (and pages) of a document's text are separated by a blank line: a chunk boundary.
+PARAGRAPH_BREAK = "\n\n"
 # A Markdown heading line ("## Costs"): how .md files mark sections, and how Word files and web
 # pages are written out by ingestion, so a document's sections live in its text (and its hash).
 _HEADING_LINE = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?[^\W_].*?)(?:[ \t]+#+)?[ \t]*$", re.M)

@@ -338,6 +338,17 @@ def test_lines_are_joined_into_paragraphs_and_line_end_hyphens_resolved(tmp_path
     assert any(s.startswith("The Manager, Seattle ACO Branch, FAA, has the authority") for s in sentences)
 
 
+def test_a_hyphen_the_document_never_spells_either_way_is_judged_by_its_halves(tmp_path: Path) -> None:
+    lines = [
+        "The school board met the legislators of the county to discuss the school-",
+        "related incidents of the past year, which the legisla-",
+        "ture had asked about. All incidents related to the school were listed.",
+    ]
+    doc = load(draw_pdf(tmp_path / "board.pdf", [column(72, lines)]))
+    assert "the school-related incidents" in doc.text  # "school" and "related" are words of it
+    assert "which the legislature had asked" in doc.text  # "legisla" and "ture" are not
+
+
 def test_two_columns_are_read_column_by_column_as_paragraphs(tmp_path: Path) -> None:
     left = ["The harbour of Orvik reopened", "on Monday after six weeks of", "repairs to the breakwater,", "the port said."]
     right = ["Ferries to Lund resume on", "Tuesday with the summer", "timetable and three ships."]
