@@ -597,6 +597,15 @@ def test_empty_and_huge_docx_and_html_are_refused(tmp_path: Path) -> None:
         assert refusal(tmp_path / name) == "file is 60 MB, above the 50 MB limit"
 
 
+def test_docx_that_unpacks_far_beyond_the_size_limit_is_refused(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", b"<w:t>" + b" " * (3 * MB))  # ~3 KB packed
+    assert bomb.stat().st_size < 10 * 1024
+    reason = refusal(bomb, max_bytes=200 * 1024)
+    assert reason == "Word file unpacks to 3 MB, more than 10 times the 200 KB limit"
+
+
 def test_docx_without_text_is_refused(tmp_path: Path, make_docx) -> None:
     assert refusal(make_docx(tmp_path / "blank.docx", ["", "   "])) == "no text in the Word file"
 
