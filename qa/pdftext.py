@@ -44,7 +44,8 @@ _FEW_LINES = 5  # below this, the page's longest line is its width
 FURNITURE_PAGE_SHARE = 1 / 3
 _FURNITURE_MIN_PAGES = 2
 _FURNITURE_MAX_CHARS = 160
-_EDGE_LINES = 3  # lone page numbers are looked for among a page's first and last lines
+_EDGE_LINES = 3
+_HEADING_LETTER_SHARE = 0.6  # of a heading's visible characters; "Kroger Reports Second Quarter 2023 ...": 0.93  # lone page numbers are looked for among a page's first and last lines
 # Footnotes are looked for in the last part of a page only: a line there that opens with a note
 # marker starts a note if the page's text above calls that note (pypdf writes a superscript
 # glued to what it follows: "signed into law by1", "students.7"). A number at a line start that
@@ -79,15 +80,18 @@ def page_paragraphs(pages: list[str]) -> list[str]:
 
 
 def heading_title(text: str, max_words: int = 16) -> str | None:
-    """The first paragraph of `text` that reads as a heading: short, no sentence punctuation at
-    its end. None if the text opens with body text (the caller falls back to the file name)."""
+    """The first paragraph of `text` that reads as a heading: a few words, mostly letters, no
+    sentence punctuation at its end. Paragraphs that are mostly numbers and signs (a footnote
+    printed first, "Pub. L. No. 105-304, 112 Stat. 2860 (Oct. 28, 1998).1") are passed over; body
+    text before any heading means there is none (an excerpt: the caller uses the file name)."""
     for paragraph in text.split(PARAGRAPH_BREAK):
-        words = paragraph.split()
-        if not any(ch.isalpha() for ch in paragraph):
+        visible = "".join(paragraph.split())
+        if sum(ch.isalpha() for ch in visible) < _HEADING_LETTER_SHARE * len(visible):
             continue
-        if len(words) <= max_words and not re.search(r"[.,;]$", paragraph.strip()):
-            return " ".join(words)
-        return None
+        words = paragraph.split()
+        if len(words) > max_words or re.search(r"[.,;]$", visible):
+            return None
+        return " ".join(words)
     return None
 
 

@@ -16,7 +16,7 @@ import pytest
 from reportlab.lib import pdfencrypt
 from reportlab.pdfgen import canvas
 
-from qa import ingest
+from qa import ingest, pdftext
 from qa.chunk import split_sentences
 from qa.ingest import IngestError, call_in_child, iter_files, load_document
 
@@ -383,6 +383,16 @@ def test_pdf_title_is_the_first_heading_whole_not_furniture_nor_a_cut_line(tmp_p
     assert no_heading.title == "q2-results"
     with_metadata = load(draw_pdf(tmp_path / "x.pdf", [column(72, heading + BODY)], title="Kroger Q2 2023"))
     assert with_metadata.title == "Kroger Q2 2023"
+
+
+def test_title_heading_passes_over_a_footnote_printed_first_and_stops_at_body_text() -> None:
+    dmca_first_page = (
+        "Pub. L. No. 105-304, 112 Stat. 2860 (Oct. 28, 1998).1\n\n"
+        "THE DIGITAL MILLENNIUM COPYRIGHT ACT OF 1998\n\nU.S. Copyright Office Summary\n\nINTRODUCTION"
+    )
+    assert pdftext.heading_title(dmca_first_page) == "THE DIGITAL MILLENNIUM COPYRIGHT ACT OF 1998"
+    excerpt = "ability to make fair use of copyrighted works, as the report explains.\n\nNo mandate\n\nSection 1201."
+    assert pdftext.heading_title(excerpt) is None
 
 
 # --- Word files and web pages -----------------------------------------------------------------
