@@ -39,13 +39,17 @@ _UNPUNCTUATED_SHORT_SHARE = 0.6
 _TITLE_CASE_SHARE = 0.8
 _FULL_LINE_QUANTILE = 0.8
 _FEW_LINES = 5  # below this, the page's longest line is its width
-# Furniture: a line (digits ignored) on at least this share of the pages, and on 2 pages at
-# least; a third catches headers that alternate between left and right pages.
+# Furniture: a line (digits ignored) among the first or last lines of at least this share of the
+# pages, and of 2 pages at least; a third catches headers that alternate between left and right
+# pages. Only a page's edges count, so a table's "Total" row mid-page stays; 8 lines, as a
+# footnote that pypdf writes first can push the running header down (DMCA summary, page 4: the
+# 6th line).
 FURNITURE_PAGE_SHARE = 1 / 3
 _FURNITURE_MIN_PAGES = 2
 _FURNITURE_MAX_CHARS = 160
-_EDGE_LINES = 3
-_HEADING_LETTER_SHARE = 0.6  # of a heading's visible characters; "Kroger Reports Second Quarter 2023 ...": 0.93  # lone page numbers are looked for among a page's first and last lines
+_RUNNING_EDGE_LINES = 8
+_NUMBER_EDGE_LINES = 3  # a lone page number, among a page's first or last 3 lines
+_HEADING_LETTER_SHARE = 0.6  # of a title heading's visible characters ("Kroger Reports Second Quarter 2023...": 0.93)
 # Footnotes are looked for in the last part of a page only: a line there that opens with a note
 # marker starts a note if the page's text above calls that note (pypdf writes a superscript
 # glued to what it follows: "signed into law by1", "students.7"). A number at a line start that
@@ -74,7 +78,8 @@ def page_paragraphs(pages: list[str]) -> list[str]:
     vocabulary = _vocabulary(lines)
     cleaned = []
     for page in lines:
-        body = [line for i, line in enumerate(page) if not _is_furniture(page, i, furniture)]
+        filled = [line for line in page if line]
+        body = [line for line in page if not line or not _is_furniture(line, filled, furniture)]
         cleaned.append(PARAGRAPH_BREAK.join(_paragraphs(body, vocabulary)))
     return cleaned
 
@@ -104,10 +109,16 @@ def _shape(line: str) -> str:
     return " ".join(_DIGITS.sub("#", line).split())
 
 
+def _edges(lines: list[str], size: int) -> list[str]:
+    """A page's first and last `size` lines (its non-empty ones)."""
+    return lines[:size] + lines[max(size, len(lines) - size) :]
+
+
 def _running_lines(pages: list[list[str]]) -> set[str]:
     if len(pages) < _FURNITURE_MIN_PAGES:
         return set()
-    counts = Counter(shape for page in pages for shape in {_shape(line) for line in page if line})
+    edges = [_edges([line for line in page if line], _RUNNING_EDGE_LINES) for page in pages]
+    counts = Counter(shape for page in edges for shape in {_shape(line) for line in page})
     needed = max(_FURNITURE_MIN_PAGES, math.ceil(FURNITURE_PAGE_SHARE * len(pages)))
     return {
         shape
@@ -116,14 +127,12 @@ def _running_lines(pages: list[list[str]]) -> set[str]:
     }
 
 
-def _is_furniture(page: list[str], i: int, running: set[str]) -> bool:
-    line = page[i]
-    if not line:
-        return False
-    if _shape(line) in running:
+def _is_furniture(line: str, filled: list[str], running: set[str]) -> bool:
+    """`line` of a page whose non-empty lines are `filled`: a running line or a lone page number
+    at one of the page's edges."""
+    if line in _edges(filled, _RUNNING_EDGE_LINES) and _shape(line) in running:
         return True
-    near_edge = i < _EDGE_LINES or i >= len(page) - _EDGE_LINES
-    return near_edge and bool(_PAGE_NUMBER.match(line))
+    return line in _edges(filled, _NUMBER_EDGE_LINES) and bool(_PAGE_NUMBER.match(line))
 
 
 # --- paragraphs -------------------------------------------------------------------------------
