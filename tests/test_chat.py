@@ -151,6 +151,13 @@ def test_page_is_left_out_for_documents_without_pages() -> None:
     assert "p. " not in rendered
 
 
+def test_section_is_named_for_documents_without_pages() -> None:
+    answer = make_answer(page=None)
+    cited = replace(answer.citations[0], source="talks.docx", section="Ceasefire <terms>")
+    rendered = render_answer(replace(answer, citations=(cited,)))
+    assert "Peace talks — talks.docx, section “Ceasefire &lt;terms&gt;” · chars" in rendered
+
+
 def test_quote_is_marked_when_there_is_no_answer_span() -> None:
     answer = replace(make_answer(), answer_span=None, answer=make_answer().quote)
     rendered = render_answer(answer)
