@@ -787,7 +787,7 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
         return removed
 
     def add_documents(files: list[str] | None) -> list[dict]:
-        """Index uploaded .pdf/.txt/.md files; one result per file: file, status (added, replaced,
+        """Index uploaded files (SUPPORTED_SUFFIXES); one result per file: file, status (added, replaced,
         unchanged, refused), reason, doc_id, title."""
         try:
             return [file_result_json(r) for r in add_uploads(pipeline, files or [])]
