@@ -243,6 +243,17 @@ def evaluate(model, tokenizer, examples: list[Example]) -> dict:
             "answer_sentence_ranked_first": round(float(np.mean(ranked_first)), 4), "examples": len(examples)}
 
 
+def squad2_stage(args: argparse.Namespace) -> str:
+    """The model card's words for a second, SQuAD 2.0-style stage."""
+    left_out = "" if args.leave_out_fold is None else f", except fold {args.leave_out_fold} of {args.folds}"
+    return (f"the SQuAD 2.0 dev public half ({args.squad2.name}: its articles{left_out}; CC BY-SA 4.0), started from "
+            f"{args.start_from} and mixed with {args.questions} train questions it had not seen (after the first "
+            f"{args.skip}): an unanswerable question labels its article's {SQUAD2_NEGATIVES} sentences sharing the most "
+            "IDF-weighted question terms 'no answer'; an answerable one gives its answer sentence and its 2 closest "
+            "others. Its articles are evaluation articles, so train_reader.py reads them with fold models trained "
+            "without each fold (--span-folds): the reader's numbers stay out of fold")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -372,9 +383,7 @@ def main() -> None:
         "machine": f"{device.type}, {torch.get_num_threads()} threads" if device.type == "cpu" else torch.cuda.get_device_name(),
     }
     if args.squad2:
-        left_out = "" if args.leave_out_fold is None else f", except fold {args.leave_out_fold} of {args.folds}"
-        card["trained_on"] += (f"; then SQuAD 2.0 dev public half ({args.squad2.name}: its articles{left_out}), "
-                               "in-topic unanswerable questions and answerable ones, CC BY-SA 4.0")
+        card["trained_on"] += "; then " + squad2_stage(args)
     if args.start_from:
         card["started_from"] = json.loads((args.start_from / "card.json").read_text(encoding="utf-8"))
     span.save(model, args.out, card)

@@ -16,14 +16,14 @@ import pytest
 
 QUESTIONS_FILE = Path(__file__).with_name("seed_questions.jsonl")
 # On the briefing's topic, answer absent ("How much money did Japan pledge to Ukraine?"): written
-# before they were first asked. With the reader calibrated on SQuAD 2.0 (2026-11-30) the default
-# refuses 5 of 8 (the other three score 0.14, above the 0.1 bar; see the README's Limits) and the
-# strict bar all 8, while still answering 16 of the 20 answerable seed questions. The floors keep
-# those levels.
+# before they were first asked. With the reader calibrated on SQuAD 2.0 and run on the int8
+# runtime (2026-12-01) the default refuses 5 of 8 (the other three score 0.10-0.16, above the
+# 0.1 bar; see the README's Limits) and the strict bar all 8, while still answering 14 of the 20
+# answerable seed questions. The floors keep those levels.
 IN_TOPIC_FILE = Path(__file__).with_name("seed_in_topic_unanswerable.jsonl")
 IN_TOPIC_REFUSAL_FLOOR = 0.625
 STRICT_IN_TOPIC_REFUSAL_FLOOR = 1.0
-STRICT_ANSWERED_FLOOR = 16
+STRICT_ANSWERED_FLOOR = 14
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
 
 
