@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency": ["latency.py", *(["--no-1m", "--questions", "100"] if quick else [])],
         "ann_recall": ["ann_recall.py", *(["--sizes", "100000", "--queries", "300"] if quick else ["--sweep"])],
         "indexing": ["indexing.py", *(["--docs", "6"] if quick else [])],
-        "onnx": ["onnx_runtime.py", *(["--questions", "1000", "--reader-questions", "300"] if quick else [])],
+        "onnx": ["onnx_runtime.py", *(["--questions", "1000", "--reader-questions", "1000"] if quick else [])],
         "startup": ["startup.py", *(["--runs", "3"] if quick else [])],
         "peer": ["peer.py", *(["--questions", "300"] if quick else [])],
         "memory": ["memory.py", *(["--no-1m"] if quick else [])],
