@@ -208,26 +208,14 @@ def export_onnx(model_dir: Path) -> Path:
     """The int8 ONNX file for a local model folder: exported and quantised once, then reused."""
     model_dir = Path(model_dir)
 
-    def hidden_states():
+    def bare_transformer():
         _offline_env()
-        import torch
         from transformers import AutoModel
 
-        class Hidden(torch.nn.Module):
-            """Positional inputs, one output: what the legacy TorchScript exporter traces cleanly."""
-
-            def __init__(self, inner: torch.nn.Module):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-                return out.last_hidden_state
-
-        return Hidden(AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")).eval()
+        return AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
 
     files = [model_dir / n for n in ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json")]
-    return runtime.export(runtime.export_key(model_dir.name, files), hidden_states,
+    return runtime.export(runtime.export_key(model_dir.name, files), bare_transformer,
                           ["input_ids", "attention_mask", "token_type_ids"], ["last_hidden_state"])
 
 

@@ -46,10 +46,11 @@ def export_key(name: str, files: Iterable[Path]) -> str:
     return f"{name}-{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:16]}"
 
 
-def export(key: str, module_factory: Callable[[], object], inputs: list[str], outputs: list[str]) -> Path:
-    """The int8 ONNX file `key` in the cache, exported from the torch module `module_factory()`
-    builds (taking `inputs` as int64 [batch, tokens] tensors, positionally, and returning
-    `outputs`) and dynamically quantised, once, under a file lock; the cached file after."""
+def export(key: str, model_factory: Callable[[], object], inputs: list[str], outputs: list[str]) -> Path:
+    """The int8 ONNX file `key` in the cache, exported from the transformers model
+    `model_factory()` builds (called with the int64 [batch, tokens] tensors `inputs` by name; the
+    graph returns the fields `outputs` of its output) and dynamically quantised, once, under a
+    file lock; the cached file after."""
     folder = cache_dir() / key
     target = folder / "model.int8.onnx"
     if target.is_file():
@@ -76,7 +77,7 @@ def export(key: str, module_factory: Callable[[], object], inputs: list[str], ou
             root_logger.setLevel(logging.ERROR)
             with torch.no_grad():
                 torch.onnx.export(
-                    module_factory(),
+                    _Positional(model_factory(), inputs, outputs).eval(),
                     sample,
                     str(fp32),
                     input_names=inputs,
@@ -92,6 +93,23 @@ def export(key: str, module_factory: Callable[[], object], inputs: list[str], ou
             for extra in folder.glob(".model.*"):
                 extra.unlink(missing_ok=True)
     return target
+
+
+def _Positional(inner, inputs: list[str], outputs: list[str]):
+    """The model with positional inputs and a tuple of tensors out: what the legacy TorchScript
+    exporter traces cleanly."""
+    import torch
+
+    class Positional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *tensors):
+            out = self.inner(**dict(zip(inputs, tensors)))
+            return tuple(getattr(out, name) for name in outputs)
+
+    return Positional()
 
 
 def session(onnx_file: Path, threads: int):

@@ -166,23 +166,10 @@ def export_onnx(folder: Path) -> Path:
     weights (re-run automatically when they change), then read from the cache."""
     from qa import runtime
 
-    def logits():
-        import torch
-
-        class Logits(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-                return out.start_logits, out.end_logits
-
-        return Logits(_load_ours(folder)).eval()
-
     shared = Path(_sentence_model_dir()) / "model.safetensors"
     return runtime.export(runtime.export_key(f"span-{folder.name}", [folder / _WEIGHTS, folder / "config.json", shared]),
-                          logits, ["input_ids", "attention_mask", "token_type_ids"], ["start_logits", "end_logits"])
+                          lambda: _load_ours(folder), ["input_ids", "attention_mask", "token_type_ids"],
+                          ["start_logits", "end_logits"])
 
 
 def bundled_tokenizer():
