@@ -126,12 +126,16 @@ def session(onnx_file: Path, threads: int):
     return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
 
 
-def fast_tokenizer(model_dir: Path, max_tokens: int, strategy: str = "longest_first"):
-    """The folder's tokenizer.json as a `tokenizers.Tokenizer`: truncated to `max_tokens`
-    (`strategy` "only_second" cuts the passage of a pair, never the question), unpadded."""
+def fast_tokenizer(model_dir: Path, max_tokens: int | None, strategy: str = "longest_first"):
+    """The folder's tokenizer.json as a `tokenizers.Tokenizer`, unpadded: truncated to
+    `max_tokens` (`strategy` "only_second" cuts the passage of a pair, never the question; such a
+    tokenizer refuses single texts longer than that), or not at all (None)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=max_tokens, strategy=strategy)
+    if max_tokens is None:
+        tokenizer.no_truncation()
+    else:
+        tokenizer.enable_truncation(max_length=max_tokens, strategy=strategy)
     tokenizer.no_padding()
     return tokenizer

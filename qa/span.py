@@ -99,7 +99,9 @@ class _OnnxRunner:
     def __init__(self, folder: Path, threads: int):
         from qa import runtime
 
-        self._tokenizer = runtime.fast_tokenizer(Path(_sentence_model_dir()), MAX_TOKENS, strategy="only_second")
+        folder_of_tokenizer = Path(_sentence_model_dir())
+        self._tokenizer = runtime.fast_tokenizer(folder_of_tokenizer, MAX_TOKENS, strategy="only_second")
+        self._question_tokenizer = runtime.fast_tokenizer(folder_of_tokenizer, None)  # to cut long questions
         self._session = runtime.session(export_onnx(folder), max(1, threads))
         self._lock = threading.Lock()
 
@@ -117,7 +119,7 @@ class _OnnxRunner:
         return starts, ends, [e.sequence_ids for e in encodings], [e.offsets for e in encodings]
 
     def _shortened(self, question: str) -> str:
-        offsets = self._tokenizer.encode(question, add_special_tokens=False).offsets
+        offsets = self._question_tokenizer.encode(question, add_special_tokens=False).offsets
         return question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
 
 

@@ -117,3 +117,23 @@ def test_short_answer_is_capped_at_max_answer_tokens() -> None:
     pieces = tokenizer(sentence[result.start : result.end], add_special_tokens=False)["input_ids"]
     assert 0 < len(pieces) <= MAX_ANSWER_TOKENS
     assert result.start == 0 or result.end == len(sentence)  # it kept one of the model's two ends
+
+
+@pytest.mark.e2e
+def test_the_int8_graph_reads_like_the_fp32_model_it_was_exported_from() -> None:
+    """The default runtime (int8 ONNX, `tokenizers`) and the fp32 torch reference pick the same
+    spans, with scores a quantisation step apart, on sentences from the seed briefing, one of them
+    past the 160-token window (the question is never cut, the sentence is)."""
+    from qa.span import SpanModel
+
+    questions = ["On what day will the Ukraine Defense Contact Group meet?", "Who is Finland's Defense Minister?",
+                 "What did Kallas say?", "Where is the meeting?"]
+    sentences = ["The Ukraine Defense Contact Group is set to meet at NATO headquarters in Brussels on Friday.",
+                 "Finland's Defense Minister Antti Häkkänen stressed the necessity of U.S. involvement.",
+                 'Kaja Kallas said: "At the moment there is no peace to keep."',
+                 "The allies met in Brussels " + "and talked about harbours, ships and storms " * 40 + "at NATO."]
+    int8, fp32 = SpanModel(runtime="onnx"), SpanModel(runtime="torch")
+    assert (int8.runtime, fp32.runtime) == ("onnx-int8", "torch")
+    for a, b, sentence in zip(int8.score_pairs(questions, sentences), fp32.score_pairs(questions, sentences), sentences):
+        assert sentence[a.start : a.end] == sentence[b.start : b.end]
+        assert abs(a.score - b.score) < 1.5, (a, b)
