@@ -3,9 +3,9 @@
 At ask time neither torch nor transformers is imported: the encoder and the answer model run as
 int8 ONNX graphs, tokenised by the `tokenizers` library from the model folder's tokenizer.json
 (the same fast tokenizer transformers wraps). torch is needed once per set of weights, to export
-them (`export`): the int8 file is cached under ~/.cache/briefqa/onnx (`QA_CACHE_DIR`), named by a
-digest of the weights and the libraries, so a retrained model or a new onnxruntime re-exports on
-first use and nothing stale is ever read. Nothing is downloaded: the graphs come from weights on
+them (`export`): the int8 file is cached under ~/.cache/briefqa/onnx (`QA_CACHE_DIR`), named by
+the weights files (path, size, modification time) and the libraries' versions, so a retrained
+model or a new onnxruntime re-exports on first use and nothing stale is ever read. Nothing is downloaded: the graphs come from weights on
 disk (the bundled sentence model's package, our answer model in qa/models/span).
 """
 
@@ -77,7 +77,7 @@ def export(key: str, model_factory: Callable[[], object], inputs: list[str], out
             root_logger.setLevel(logging.ERROR)
             with torch.no_grad():
                 torch.onnx.export(
-                    _Positional(model_factory(), inputs, outputs).eval(),
+                    _positional(model_factory(), inputs, outputs).eval(),
                     sample,
                     str(fp32),
                     input_names=inputs,
@@ -95,7 +95,7 @@ def export(key: str, model_factory: Callable[[], object], inputs: list[str], out
     return target
 
 
-def _Positional(inner, inputs: list[str], outputs: list[str]):
+def _positional(inner, inputs: list[str], outputs: list[str]):
     """The model with positional inputs and a tuple of tensors out: what the legacy TorchScript
     exporter traces cleanly."""
     import torch
