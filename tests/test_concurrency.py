@@ -157,7 +157,8 @@ def test_two_processes_adding_at_once_are_serialised_and_lose_nothing(tmp_path: 
     theirs_folder = tmp_path / "theirs"
     theirs = write_corpus(theirs_folder, 30, prefix="t")
     ready = tmp_path / "cli-holds-the-lock"
-    child = _start_cli_writer(index, theirs_folder, ready, delay_s=0.05)  # ~1.5 s with the lock held
+    # `qa add` embeds the 30 small files in one encoder call: ~1.5 s with the lock held.
+    child = _start_cli_writer(index, theirs_folder, ready, delay_s=1.5)
     _wait_for(ready, child)
 
     # The CLI holds the writer lock: nobody else may take it now.
@@ -178,7 +179,7 @@ def test_two_processes_adding_at_once_are_serialised_and_lose_nothing(tmp_path: 
 
 def test_cli_writer_waits_for_an_in_process_writer(tmp_path: Path) -> None:
     index = tmp_path / "index"
-    mine = fake_pipeline(index, delay_s=0.05)
+    mine = fake_pipeline(index, delay_s=1.5)  # one encoder call for the 30 small files
     ours = write_corpus(tmp_path / "ours", 30, prefix="o")
     holding = threading.Event()
     real_encode = mine._embedder.encode

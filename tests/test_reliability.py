@@ -470,7 +470,7 @@ def test_texts_are_read_back_exactly_even_with_carriage_returns(tmp_path: Path) 
     doc = Document(hashlib.sha256(text.encode()).hexdigest()[:16], "t", "cr.pdf", "/x/cr.pdf", text)
     pipeline = fake_pipeline(tmp_path / "index")
     with pipeline.store.lock():
-        pipeline.store.commit([pipeline._prepare(doc)], set())
+        pipeline.store.commit(pipeline._prepare_all([pipeline._chunked(doc)]), set())
     assert pipeline.document(doc.doc_id).text == text
     pipeline.check()
 
