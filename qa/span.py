@@ -119,8 +119,7 @@ class _OnnxRunner:
         return starts, ends, [e.sequence_ids for e in encodings], [e.offsets for e in encodings]
 
     def _shortened(self, question: str) -> str:
-        offsets = self._question_tokenizer.encode(question, add_special_tokens=False).offsets
-        return question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+        return _cut_question(question, self._question_tokenizer.encode(question, add_special_tokens=False).offsets)
 
 
 class _TorchRunner:
@@ -160,7 +159,12 @@ class _TorchRunner:
 
     def _shortened(self, question: str) -> str:
         offsets = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        return question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
+        return _cut_question(question, offsets)
+
+
+def _cut_question(question: str, offsets) -> str:
+    """The question cut after MAX_QUESTION_TOKENS word pieces (`offsets`: theirs, in characters)."""
+    return question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
 
 
 def export_onnx(folder: Path) -> Path:
