@@ -6,9 +6,10 @@ turns its output into the probability that the chosen quote holds the answer.
 
 Protocol (keeps the numbers honest):
 - answer model: its scores here must be out of sample. The shipped qa/models/span is trained on
-  SQuAD v1.1 train (disjoint articles) and then on the public SQuAD 2.0 half, so its scores are
-  read with `--span-folds`: per fold, the model train_span.py trained without that fold's
-  articles (`--span-model` reads every question with one model, for a model that saw none);
+  SQuAD v1.1 train only, whose articles are disjoint from these, so `--span-model` reads every
+  question with it; a model trained further on the public SQuAD 2.0 half (train_span.py
+  --squad2) saw these articles, so its scores are read with `--span-folds`: per fold, the model
+  trained without that fold's articles;
 - data, public halves only (nothing from tests/):
   - "answerable": ../shared/eval/squad-dev-public questions over its whole 24-article corpus;
   - "absent_article": each fold's questions against an index without that fold's articles;

@@ -24,9 +24,9 @@ the model reads questions written to look answerable from an article that does n
 so it learns that the topic is not the fact (`build_squad2_examples`). Those come from the public
 SQuAD 2.0 dev half, whose articles are evaluation articles, so this stage is cross-validated by
 article like the reader: `--leave-out-fold K` trains without fold K's articles, and
-train_reader.py `--span-folds` scores each fold with the model that never saw it; the shipped
-model is trained on all of them. It mixes in `--questions` train questions not seen in stage one
-(`--skip`), so the span skill is kept.
+train_reader.py `--span-folds` scores each fold with the model that never saw it; a model to
+ship would be trained on all of them. It mixes in `--questions` train questions not seen in stage
+one (`--skip`), so the span skill is kept. Measured and not shipped (README, Evaluation).
 Run: `.venv/bin/python scripts/train_span.py` (CPU: ~27 pairs/s on 2 cores, ~50 with --bf16 on
 CPUs that have it; a GPU is used when one is present). `--questions N` trains on the first N of
 the shuffled questions; the run checkpoints to the work folder and `--resume` continues an
@@ -138,7 +138,7 @@ def build_squad2_examples(folder: Path, keep) -> list[list[Example]]:
     fact. An answerable one gives its answer sentence (when exactly one sentence holds the first
     gold text, once) and its two closest other sentences, so the data does not teach "this
     article means no answer"."""
-    questions = [json.loads(line) for line in (folder / "questions.jsonl").open(encoding="utf-8") if line.strip()]
+    questions = load_questions(folder / "questions.jsonl")
     groups: list[list[Example]] = []
     for path in sorted((folder / "docs").glob("*.txt")):
         if not keep(path.name):
