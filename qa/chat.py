@@ -3,8 +3,9 @@
 Layout: the conversation on the left (answer cards: bold short answer, the verbatim quote, a confidence
 label, numbered citations), the evidence panel on the right (one card per passage behind the current
 answer, the answer marked by character offsets, a button that opens the whole document or PDF page
-scrolled to the quote), and a documents panel below (upload, list, remove with confirmation, and a
-filter to ask only within chosen documents).
+scrolled to the quote, and for a PDF the page as printed with the quote boxed), and a documents
+panel below (upload, list, remove with confirmation, and a filter to ask only within chosen
+documents).
 
 Escaping: everything a document or a user wrote reaches the chat through `neutral()` (HTML-escaped,
 Markdown defused; the Chatbot's own sanitiser stays on as a second layer) and reaches the evidence
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 import gradio as gr
 import pandas as pd
 
+from qa import pageview
 from qa.config import Config
 from qa.ingest import SUPPORTED_SUFFIXES, content_problem
 from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
@@ -84,6 +86,22 @@ CSS = """
 #doc-viewer .qa-doc { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px; }
 #doc-viewer .qa-doc-head { display: flex; gap: 8px; justify-content: space-between; align-items: start; }
 #doc-viewer .qa-doc-text { position: relative; max-height: 55vh; overflow: auto; margin-top: 6px; }
+#doc-viewer .qa-doc-buttons { display: flex; gap: 6px; flex-wrap: wrap; justify-content: end; }
+.qa-page-open { border: 1px solid #3b82f6; border-radius: 6px; padding: 2px 10px; font-size: 0.85em; cursor: pointer;
+  background: #eff6ff; color: #1e3a8a; }
+.qa-page-view { margin-top: 8px; }
+.qa-page-scroll { max-height: 70vh; overflow: auto; border: 1px solid var(--border-color-primary); margin-top: 4px; }
+.qa-page-canvas { position: relative; width: 100%; cursor: zoom-in; }
+.qa-page-canvas.qa-zoomed { width: 250%; cursor: zoom-out; }
+.qa-page-canvas img { display: block; width: 100%; height: auto; }
+.qa-box { position: absolute; pointer-events: none; border-radius: 2px; }
+.qa-box-quote { background: rgba(59, 130, 246, 0.22); outline: 1px solid rgba(59, 130, 246, 0.7); }
+.qa-box-answer { background: rgba(245, 158, 11, 0.35); outline: 2px solid #d97706; }
+/* A phone-width screen zooms the page to the quote: the page drawn 2.5 times as wide, scrolled to it. */
+@media (max-width: 640px) {
+  .qa-page-canvas, .qa-page-canvas.qa-zoomed { width: 250%; cursor: default; }
+  .qa-zoom-hint { display: none; }
+}
 #documents table { overflow-wrap: anywhere; }
 """
 
@@ -116,7 +134,32 @@ const show = () => {
   element.scrollIntoView({block: 'nearest'});
 };
 watch('value', show);
-element.addEventListener('click', (event) => { if (event.target.closest('.qa-close')) props.value = ''; });
+element.addEventListener('click', (event) => {
+  if (event.target.closest('.qa-close')) props.value = '';
+  const pageButton = event.target.closest('.qa-page-open');
+  if (pageButton) { pageButton.disabled = true; trigger('click', {card: Number(pageButton.dataset.card)}); }
+});
+// The page as printed: scrolled so the quote's first line sits in view, its left edge too when the
+// page is zoomed (always on a narrow screen; a click on the page toggles it elsewhere).
+const placePage = () => {
+  const scroller = element.querySelector('.qa-page-scroll');
+  const boxes = [...element.querySelectorAll('.qa-box')];
+  if (!scroller || !boxes.length) return;
+  scroller.scrollTop = Math.max(0, boxes[0].offsetTop - scroller.clientHeight / 3);
+  scroller.scrollLeft = Math.max(0, Math.min(...boxes.map((box) => box.offsetLeft)) - 16);
+};
+const showPage = () => {
+  const scroller = element.querySelector('.qa-page-scroll');
+  if (!scroller) return;
+  const image = scroller.querySelector('img');
+  if (image && !image.complete) image.addEventListener('load', placePage, {once: true}); else placePage();
+  scroller.scrollIntoView({block: 'nearest'});
+};
+element.addEventListener('click', (event) => {
+  const canvas = event.target.closest('.qa-page-canvas');
+  if (canvas) { canvas.classList.toggle('qa-zoomed'); placePage(); }
+});
+watch('value', showPage);
 """
 
 
@@ -402,15 +445,25 @@ def render_evidence(answer: Answer | None, number: int = 1, scope: Sequence[str]
     return f'<div class="qa-ev" data-answer="{number}">{head}{"".join(cards)}</div>'
 
 
-def render_document(doc: Document, focus: Span, mark: Span | None) -> str:
+def render_document(
+    doc: Document, focus: Span, mark: Span | None, card_number: int | None = None, page_view: str = ""
+) -> str:
     """The document viewer (HTML): the whole text, or for a PDF the page(s) holding `focus`, escaped,
-    with `focus` highlighted as #doc-focus (the viewer's script scrolls to it) and `mark` inside it."""
+    with `focus` highlighted as #doc-focus (the viewer's script scrolls to it) and `mark` inside it.
+    For a PDF opened from evidence card `card_number`, a button asks for the page as printed, which
+    comes back as `page_view` (render_page_view) below the text."""
+    page_button = ""
     if doc.page_starts:
         first, last = doc.page_at(focus.start) or 1, doc.page_at(max(focus.start, focus.end - 1)) or 1
         lo = doc.page_starts[first - 1]
         hi = doc.page_starts[last] if last < len(doc.page_starts) else len(doc.text)
         pages = f"page {first}" if first == last else f"pages {first}–{last}"
         where = f"{pages} of {len(doc.page_starts)}"
+        if card_number is not None:
+            page_button = (
+                f'<button type="button" class="qa-page-open" data-card="{card_number}">'
+                f"Show page {first} as printed</button>"
+            )
     else:
         lo, hi = max(0, focus.start - VIEW_CHARS // 2), min(len(doc.text), focus.end + VIEW_CHARS // 2)
         where = "whole text" if (lo, hi) == (0, len(doc.text)) else f"characters {lo}–{hi} of {len(doc.text)}"
@@ -419,14 +472,62 @@ def render_document(doc: Document, focus: Span, mark: Span | None) -> str:
         '<div class="qa-doc">'
         f'<div class="qa-doc-head"><div><div class="qa-card-title">{esc(doc.title)}</div>'
         f'<div class="qa-meta">{esc(doc.source)} · {where} · highlight at chars {focus.start}–{focus.end}</div></div>'
-        '<button type="button" class="qa-close">Close</button></div>'
+        f'<div class="qa-doc-buttons">{page_button}<button type="button" class="qa-close">Close</button></div></div>'
         f'<div class="qa-doc-text">{marked_html(text, lo, focus, mark, outer_id="doc-focus")}</div>'
-        "</div>"
+        f"{page_view}</div>"
     )
 
 
-def render_card_document(pipeline: PipelineLike, answer: Answer, card_number: int) -> str:
-    """The viewer for one evidence card: the quote (and answer) for a cited card, else the passage."""
+def _box_html(box: pageview.Box, kind: str) -> str:
+    return (
+        f'<div class="qa-box qa-box-{kind}" style="left:{box.left * 100:.3f}%;top:{box.top * 100:.3f}%;'
+        f'width:{(box.right - box.left) * 100:.3f}%;height:{(box.bottom - box.top) * 100:.3f}%"></div>'
+    )
+
+
+def render_page_view(doc: Document, focus: Span, mark: Span | None) -> str:
+    """The page of a PDF holding `focus`, as printed: the rendered image with a box over each line of
+    the quote (`focus`) and a stronger one over the short answer (`mark`). Drawn on request only
+    (qa.pageview caches it); a page that cannot be drawn, or a file that no longer holds the quote,
+    says why instead of showing a wrong box."""
+    page_number = doc.page_at(focus.start) or 1
+    pages = len(doc.page_starts)
+    head = f"Page {page_number} of {pages} as printed"
+    try:
+        page = pageview.render(doc.path, page_number)
+    except pageview.PageViewError as e:
+        return f'<div class="qa-page-view"><div class="qa-meta">{head}: cannot be shown: {esc(str(e))}</div></div>'
+    lo = doc.page_starts[page_number - 1]
+    hi = doc.page_starts[page_number] if page_number < pages else len(doc.text)
+    answer_at = (mark.start - focus.start, mark.end - focus.start) if mark and mark != focus else None
+    found = pageview.locate(page, doc.text[focus.start : focus.end], answer_at, (focus.start - lo) / max(1, hi - lo))
+    if found is None:
+        note = (
+            f"the quote was not found on this page of {doc.source}: the file has changed since it was "
+            "indexed (add it again to re-index it)"
+        )
+        boxes = ""
+    else:
+        note = "the quote boxed" + ("" if found.whole else "; it goes on over the page")
+        boxes = "".join(_box_html(b, "quote") for b in found.quote) + "".join(_box_html(b, "answer") for b in found.answer)
+    return (
+        f'<div class="qa-page-view"><div class="qa-meta">{head} · {esc(note)}'
+        '<span class="qa-zoom-hint"> · click the page to zoom</span></div>'
+        '<div class="qa-page-scroll"><div class="qa-page-canvas">'
+        f'<img src="{page.data_uri}" width="{page.width}" height="{page.height}" '
+        f'alt="{esc(f"Page {page_number} of {doc.source}")}">{boxes}</div></div></div>'
+    )
+
+
+def _card_focus(answer: Answer, card: EvidenceCard) -> tuple[Span, Span | None]:
+    """What the viewer highlights for a card: the quote (and answer) if cited, else the passage."""
+    quote, mark = _card_marks(answer, card)
+    return (quote, mark) if quote is not None else (Span(card.start, card.end), None)
+
+
+def render_card_document(pipeline: PipelineLike, answer: Answer, card_number: int, with_page: bool = False) -> str:
+    """The viewer for one evidence card: the quote (and answer) for a cited card, else the passage;
+    `with_page` adds the PDF page as printed below the text."""
     card = next((c for c in evidence_cards(answer) if c.number == card_number), None)
     if card is None:
         return ""
@@ -434,10 +535,9 @@ def render_card_document(pipeline: PipelineLike, answer: Answer, card_number: in
         doc = pipeline.document(card.doc_id)
     except KeyError:
         return f'<div class="qa-doc qa-meta">{esc(card.source)} has been removed from the index since.</div>'
-    quote, mark = _card_marks(answer, card)
-    if quote is None:
-        return render_document(doc, Span(card.start, card.end), None)
-    return render_document(doc, quote, mark)
+    focus, mark = _card_focus(answer, card)
+    page_view = render_page_view(doc, focus, mark) if with_page and doc.page_starts else ""
+    return render_document(doc, focus, mark, card_number, page_view)
 
 
 # ---------------------------------------------------------------- the documents panel
@@ -753,6 +853,12 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
             return gr.skip()
         return render_card_document(pipeline, records[number - 1]["answer"], card)
 
+    def open_page(records: list[dict[str, Any]], number: int, evt: gr.EventData) -> str:
+        card = (getattr(evt, "_data", None) or {}).get("card")
+        if not isinstance(card, int) or not 1 <= number <= len(records):
+            return gr.skip()
+        return render_card_document(pipeline, records[number - 1]["answer"], card, with_page=True)
+
     def clear_chat() -> tuple[Any, ...]:
         return [], [], 0, EVIDENCE_EMPTY, gr.Dropdown(choices=[], value=None), "", ""
 
@@ -941,6 +1047,7 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
         chatbot.select(select_from_chat, [records], [current, evidence, answer_picker, viewer], **private)
         answer_picker.input(select_from_picker, [records, answer_picker], [current, evidence, viewer], **private)
         evidence.click(open_document, [records, current], [viewer], **private)
+        viewer.click(open_page, [records, current], [viewer], **private)
         cleared = [chatbot, records, current, evidence, answer_picker, viewer, question]
         clear.click(clear_chat, None, cleared, **private)
         chatbot.clear(clear_chat, None, cleared, **private)  # the chatbot's own trash button

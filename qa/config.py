@@ -11,6 +11,15 @@ ABSTENTION_KINDS = ("balanced", "strict")
 READER_RUNTIMES = ("onnx", "torch")
 
 
+def cache_root() -> Path:
+    """Where derived files are kept (int8 model exports, rendered PDF pages): $QA_CACHE_DIR, else
+    $XDG_CACHE_HOME/briefqa, else ~/.cache/briefqa. Everything in it can be deleted and is rebuilt."""
+    base = os.environ.get("QA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "briefqa"
+    )
+    return Path(base)
+
+
 @dataclass(frozen=True)
 class Config:
     index_dir: Path = Path("index")

@@ -18,14 +18,13 @@ import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from qa.config import cache_root
+
 LIBRARIES = ("onnxruntime", "onnx", "torch")  # an export depends on these versions too
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("QA_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "briefqa"
-    )
-    return Path(base) / "onnx"
+    return cache_root() / "onnx"
 
 
 def export_key(name: str, files: Iterable[Path]) -> str:

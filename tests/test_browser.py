@@ -229,6 +229,7 @@ def test_upload_filter_and_remove_a_pdf(page: sync_api.Page, tmp_path: Path) -> 
     expect(page.locator("#doc-viewer")).to_contain_text("page 2 of 2")
     expect(page.locator("#doc-viewer #doc-focus")).to_contain_text(PDF_FACT)
     screenshot(page, "pdf-answer.png", scroll_chat_up=True)
+    check_page_view(page)
 
     # Asking only within the PDF: the Kallas question is no longer answerable.
     choose(page, "doc-filter", "Zephyr_Review.pdf")
@@ -251,6 +252,40 @@ def test_upload_filter_and_remove_a_pdf(page: sync_api.Page, tmp_path: Path) -> 
     after = ask(page, PDF_QUESTION)
     expect(after).not_to_contain_text("Zephyr_Review.pdf")
     expect(after).not_to_contain_text(PDF_FACT)
+
+
+def check_page_view(page: sync_api.Page) -> None:
+    """The open PDF passage's page as printed: drawn on request, the quote and answer boxed on the
+    image; on a phone-width screen, zoomed so the quote is in view."""
+    page.locator("#doc-viewer .qa-page-open").click()
+    view = page.locator("#doc-viewer .qa-page-view")
+    expect(view).to_contain_text("Page 2 of 2 as printed · the quote boxed")
+    image = view.locator("img")
+    expect(image).to_be_visible()
+    page.wait_for_function("document.querySelector('#doc-viewer .qa-page-view img').complete")
+    assert image.evaluate("img => img.naturalWidth") >= 1000
+    quote = view.locator(".qa-box-quote")
+    expect(quote.first).to_be_visible()
+    expect(view.locator(".qa-box-answer")).to_have_count(1)
+    frame, box = image.bounding_box(), quote.first.bounding_box()
+    assert frame and box and frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
+    assert frame["y"] <= box["y"] and box["y"] + box["height"] <= frame["y"] + frame["height"] + 1
+    view.scroll_into_view_if_needed()
+    screenshot(page, "pdf-page-view.png")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        page.locator("#doc-viewer .qa-close").click()
+        page.locator("#evidence #ev-1-1 .qa-open").click()
+        page.locator("#doc-viewer .qa-page-open").click()
+        expect(view.locator(".qa-box-quote").first).to_be_visible()
+        page.wait_for_function("document.querySelector('#doc-viewer .qa-page-view img').complete")
+        scroller = view.locator(".qa-page-scroll")
+        assert image.evaluate("img => img.clientWidth") > 2 * scroller.evaluate("s => s.clientWidth")  # zoomed
+        expect(view.locator(".qa-box-quote").first).to_be_in_viewport()
+        screenshot(page, "pdf-page-view-phone.png")
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1100})
 
 
 def test_hostile_document_shows_as_literal_text(page: sync_api.Page, tmp_path: Path) -> None:

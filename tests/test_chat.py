@@ -44,6 +44,7 @@ from qa.chat import (
     render_document,
     render_evidence,
     render_file_results,
+    render_page_view,
     safe_filename,
 )
 from qa.config import Config
@@ -279,6 +280,49 @@ def test_document_viewer_shows_the_pdf_page_with_the_highlight() -> None:
     assert "Page one" not in viewer and "Page three" not in viewer
     assert marked(viewer) == ["42 million euros"]
     assert 'id="doc-focus"' in viewer and 'class="qa-close"' in viewer
+
+
+def test_the_viewer_offers_the_page_as_printed_for_pdfs_only() -> None:
+    pdf = Document("p1", "Review", "review.pdf", "/r.pdf", "One.\n\nTwo has the fact.", (0, 6))
+    viewer = render_document(pdf, _span_of(pdf.text, "Two has the fact."), None, card_number=3)
+    assert '<button type="button" class="qa-page-open" data-card="3">Show page 2 as printed</button>' in viewer
+    text = Document("t1", "Notes", "notes.txt", "/n.txt", "Two has the fact.")
+    assert "qa-page-open" not in render_document(text, Span(0, 4), None, card_number=3)
+
+
+@pytest.fixture
+def printed_review(make_pdf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Document:
+    """A two-page PDF as the index holds it, with pages drawn into a fresh cache."""
+    from qa import pageview
+    from qa.ingest import load_document
+
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(pageview, "_memory", type(pageview._memory)())
+    path = make_pdf(tmp_path / "review.pdf", ["Harbour review. Night shifts start at nine.", PDF_PAGES[1]])
+    return replace(load_document(path, max_bytes=10**7, parse_timeout_s=60), source=f"{EVIL}.pdf")
+
+
+def test_page_view_draws_the_cited_page_with_the_quote_and_answer_boxed(printed_review: Document) -> None:
+    doc = printed_review
+    quote = _span_of(doc.text, "The Zephyr reservoir project has a total budget of 42 million euros")
+    view = render_page_view(doc, quote, _span_of(doc.text, PDF_FACT))
+    assert "Page 2 of 2 as printed · the quote boxed" in view
+    assert re.search(r'<img src="data:image/webp;base64,[A-Za-z0-9+/=]{1000,}" width="\d+" height="\d+" alt=', view)
+    assert view.count("qa-box-quote") >= 1 and view.count("qa-box-answer") == 1
+    for left, top, width, height in re.findall(r"left:([\d.]+)%;top:([\d.]+)%;width:([\d.]+)%;height:([\d.]+)%", view):
+        assert 0 <= float(left) and float(left) + float(width) <= 100 and 0 <= float(top) and float(top) + float(height) <= 100
+    assert "<script" not in view and "<img src=x" not in view  # the file name is escaped in the alt text
+
+
+def test_page_view_of_a_moved_or_changed_file_says_so(printed_review: Document, make_pdf, tmp_path: Path) -> None:
+    doc = printed_review
+    quote = _span_of(doc.text, "The Zephyr reservoir project")
+    make_pdf(Path(doc.path), ["A different report.", "Its second page talks about something else entirely."])
+    changed = render_page_view(doc, quote, None)
+    assert "the quote was not found on this page" in changed and "qa-box" not in changed and "<img src=" in changed
+    Path(doc.path).unlink()
+    moved = render_page_view(doc, quote, None)
+    assert "cannot be shown: cannot read review.pdf" in moved and "<img" not in moved
 
 
 def test_document_viewer_clips_long_text_around_the_highlight() -> None:
