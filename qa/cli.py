@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--top-k", type=_positive, help="passages to read (default 5)")
     ask.set_defaults(run=_ask)
 
+    chat = commands.add_parser(
+        "chat", parents=[common], help="a conversation: questions one per line, follow-ups read in context"
+    )
+    chat.add_argument("--json", action="store_true", help="one `qa ask --json` object per question, per line")
+    chat.add_argument("--top-k", type=_positive, help="passages to read (default 5)")
+    chat.set_defaults(run=_chat)
+
     listing = commands.add_parser("list", parents=[common], help="list the indexed documents")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(run=_list)
@@ -89,8 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
 
     evaluation = commands.add_parser("eval", parents=[common], help="measure answer quality on a question set")
-    evaluation.add_argument("questions", type=Path, help='JSONL: {"id", "question", "answers": [...], "doc"}')
-    evaluation.add_argument("--docs", type=Path, required=True, help="folder of the documents the questions are about")
+    evaluation.add_argument(
+        "questions",
+        type=Path,
+        help='JSONL: {"id", "question", "answers": [...], "doc"}, or dialogues {"id", "turns": [...]} '
+        "whose turns' doc paths (relative to the current folder) are the documents",
+    )
+    evaluation.add_argument("--docs", type=Path, help="folder of the documents the questions are about")
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
     evaluation.add_argument("--limit", type=int, help="only the first N questions")
     evaluation.add_argument("--out", type=Path, help="write one JSON line per question for error analysis")
@@ -106,6 +118,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
     return parser
+
+
+def _eval_dialogues(args: argparse.Namespace, config: Config) -> int:
+    """`qa eval` on dialogues: their documents indexed together, each turn asked in context."""
+    from qa.evaluate import dialogue_documents, evaluate_dialogues, load_questions, sync_files
+    from qa.pipeline import Pipeline
+
+    dialogues = load_questions(args.questions, args.limit)
+    paths = dialogue_documents(dialogues)
+    missing = {p for p in paths if not Path(p).is_file()}
+    if missing:
+        print(f"skipping dialogues over missing documents: {', '.join(sorted(missing))}", file=sys.stderr)
+        dialogues = [d for d in dialogues if not any(t.get("doc") in missing for t in d["turns"])]
+        paths = [p for p in paths if p not in missing]
+    if args.index is None and not os.environ.get("QA_INDEX"):
+        digest = hashlib.sha256("\n".join(str(Path(p).resolve()) for p in paths).encode()).hexdigest()[:8]
+        config = replace(config, index_dir=Path(".cache/eval") / f"dialogues-{digest}")
+    pipeline = Pipeline(config)
+    sync_files(pipeline, [Path(p) for p in paths])
+    summary, rows = evaluate_dialogues(pipeline, dialogues)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    for key, value in summary.items():
+        shown = f"{value['right']} / {value['of']} ({value['share']})" if isinstance(value, dict) else value
+        print(f"{key:<28}  {shown}")
+    return 0
 
 
 def _positive(value: str) -> int:
@@ -151,18 +194,55 @@ def _ask(args: argparse.Namespace, config: Config) -> int:
     answer = pipeline.ask(args.question, top_k=args.top_k)
     if args.json:
         print(json.dumps(answer_json(answer), ensure_ascii=False))
-        return 0
+    else:
+        _print_answer(answer)
+    return 0
+
+
+def _chat(args: argparse.Namespace, config: Config) -> int:
+    """Questions one per line (typed at a prompt, or piped in), each read in the light of the ones
+    before (follow-ups: qa.followup); with --json one `qa ask --json` object per line."""
+    from qa import followup
+    from qa.pipeline import Pipeline
+
+    pipeline = Pipeline(config)
+    pipeline.ensure_seeded()
+    interactive = sys.stdin.isatty() and not args.json
+    if interactive:
+        print("Ask a question (an empty line or Ctrl-D ends the conversation).")
+    context = followup.Context()
+    while True:
+        try:
+            line = input("? " if interactive else "")
+        except EOFError:
+            break
+        if not line.strip():
+            if interactive:
+                break
+            continue
+        answer = pipeline.ask(line, top_k=args.top_k, context=context)
+        context = followup.after(context, answer)
+        if args.json:
+            print(json.dumps(answer_json(answer), ensure_ascii=False), flush=True)
+        else:
+            _print_answer(answer)
+            print(flush=True)
+    return 0
+
+
+def _print_answer(answer) -> None:
+    if answer.read_as and answer.read_as != answer.question:
+        print(f"(read as: {answer.read_as})")
     if not answer.answered:
         print(answer.message)
-    else:
-        if answer.answer != answer.quote:
-            print(answer.answer)
-        print(f'"{answer.quote}"')
-        for i, c in enumerate(answer.citations, 1):
-            where = f", page {c.page}" if c.page else f", section \"{c.section}\"" if c.section else ""
-            print(f"  [{i}] {c.title} ({c.source}{where}, characters {c.start}-{c.end})")
-        print(f"  confidence {answer.score:.2f}")
-    return 0
+        return
+    if answer.answer != answer.quote:
+        print(answer.answer)
+    print(f'"{answer.quote}"')
+    for i, c in enumerate(answer.citations, 1):
+        where = f", page {c.page}" if c.page else f", section \"{c.section}\"" if c.section else ""
+        print(f"  [{i}] {c.title} ({c.source}{where}, characters {c.start}-{c.end})")
+    print(f"  confidence {answer.score:.2f}")
 
 
 def answer_json(answer) -> dict:
@@ -178,6 +258,7 @@ def answer_json(answer) -> dict:
             {k: v for k, v in asdict(p).items() if k != "chunk_id"} for p in answer.passages
         ],
         **({"message": answer.message} if answer.message else {}),
+        **({"read_as": answer.read_as} if answer.read_as else {}),
     }
 
 
@@ -257,8 +338,14 @@ def _check(args: argparse.Namespace, config: Config) -> int:
 def _eval(args: argparse.Namespace, config: Config) -> int:
     from tqdm import tqdm
 
-    from qa.evaluate import evaluate, load_questions, sync_documents
+    from qa.evaluate import evaluate, is_dialogue_file, load_questions, sync_documents
     from qa.pipeline import Pipeline
+
+    if is_dialogue_file(args.questions):
+        return _eval_dialogues(args, config)
+    if args.docs is None:
+        print("qa eval: --docs is required for a question set (dialogues name their documents)", file=sys.stderr)
+        return 2
 
     if args.index is None and not os.environ.get("QA_INDEX"):
         # A separate index per document folder, so evaluation never touches the user's own.

@@ -1,6 +1,9 @@
 """Measure the pipeline on a question set: retrieval recall, quote hits, short-answer EM/F1,
 abstention, latency. Questions are JSONL: {"id", "question", "answers": [...], "doc"}; an empty
 `answers` list means the documents do not hold the answer and the right reply is to abstain.
+
+Dialogues (follow-up questions) are JSONL too: {"id", "turns": [question, ...]}, each turn a
+question object whose "doc" is the path of the document holding its answer (null when none does).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa import followup
 from qa.pipeline import Pipeline
 from qa.types import Answer, Passage
 
@@ -42,11 +46,28 @@ def load_questions(path: Path, limit: int | None = None) -> list[dict]:
 
 def sync_documents(pipeline: Pipeline, docs_dir: Path) -> None:
     """Make the index hold exactly the supported files of docs_dir (unchanged ones are reused)."""
-    pipeline.add([docs_dir])
-    present = {str(p.resolve()) for p in docs_dir.rglob("*") if p.is_file()}
+    sync_files(pipeline, [p for p in docs_dir.rglob("*") if p.is_file()])
+
+
+def sync_files(pipeline: Pipeline, paths: Iterable[Path]) -> None:
+    """Make the index hold exactly `paths` (unchanged ones are reused)."""
+    paths = list(paths)
+    pipeline.add(paths)
+    present = {str(p.resolve()) for p in paths}
     for info in pipeline.documents():
         if info.path not in present:
             pipeline.remove(info.doc_id)
+
+
+def is_dialogue_file(path: Path) -> bool:
+    """Whether a JSONL file holds dialogues (objects with "turns") rather than single questions."""
+    first = load_questions(path, limit=1)
+    return bool(first) and "turns" in first[0]
+
+
+def dialogue_documents(dialogues: list[dict]) -> list[str]:
+    """The document paths the dialogues' answers stand in, in order of first mention."""
+    return list(dict.fromkeys(t["doc"] for d in dialogues for t in d["turns"] if t.get("doc")))
 
 
 # --- SQuAD's official normalisation --------------------------------------------------------
@@ -131,6 +152,61 @@ def evaluate(
         if progress:
             progress(i, len(questions))
     return summarize(rows), rows
+
+
+def evaluate_dialogues(pipeline: Pipeline, dialogues: list[dict]) -> tuple[dict, list[dict]]:
+    """Ask each dialogue's turns in order, each in the context of the ones before (qa.followup),
+    and every later turn once more on its own, as if it were the first: what the conversation adds.
+
+    A turn is right when it quotes a gold answer from its document, or, when no document holds
+    one, when it abstains. Rows: one per turn, `alone_right` for the later turns.
+    """
+    rows = []
+    for dialogue in dialogues:
+        context = followup.Context()
+        for number, turn in enumerate(dialogue["turns"], 1):
+            answer = pipeline.ask(turn["question"], context=context)
+            context = followup.after(context, answer)
+            row = {
+                "id": dialogue["id"],
+                "turn": number,
+                "question": turn["question"],
+                "read_as": answer.read_as,
+                "golds": turn.get("answers") or [],
+                "answered": answer.answered,
+                "quote": answer.quote,
+                "source": answer.citations[0].source if answer.citations else None,
+                "right": _turn_right(turn, answer),
+            }
+            if number > 1:
+                row["alone_right"] = _turn_right(turn, pipeline.ask(turn["question"]))
+            rows.append(row)
+
+    def share(selected: list[dict], key: str = "right") -> dict:
+        right = sum(bool(r[key]) for r in selected)
+        return {"right": right, "of": len(selected), "share": round(right / len(selected), 4) if selected else None}
+
+    first = [r for r in rows if r["turn"] == 1]
+    later = [r for r in rows if r["turn"] > 1]
+    summary = {
+        "dialogues": len(dialogues),
+        "turn_one": share(first),
+        "later_turns": share(later),
+        "later_answerable": share([r for r in later if r["golds"]]),
+        "later_unanswerable_refused": share([r for r in later if not r["golds"]]),
+        "later_read_as_follow_up": sum(bool(r["read_as"]) for r in later),
+        "later_turns_asked_alone": share(later, "alone_right"),
+    }
+    return summary, rows
+
+
+def _turn_right(turn: dict, answer: Answer) -> bool:
+    golds = turn.get("answers") or []
+    if not golds:
+        return not answer.answered
+    source = Path(turn["doc"]).name
+    quote = " ".join(answer.quote.split())  # PDF text: gold answers may span a printed line break
+    return answer.answered and answer.citations[0].source == source and _contains(quote, [" ".join(g.split()) for g in golds])
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from qa import followup
 from qa import read as reader
 from qa.chunk import chunk_document
 from qa.config import Config
@@ -221,11 +222,42 @@ class Pipeline:
 
     # --- questions ---------------------------------------------------------------------------
     def ask(
-        self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None, strict: bool | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        doc_ids: Collection[str] | None = None,
+        strict: bool | None = None,
+        context: followup.Context | None = None,
     ) -> Answer:
-        """`strict`: answer only at the strict confidence bar (None: the configured abstention)."""
+        """`strict`: answer only at the strict confidence bar (None: the configured abstention).
+
+        `context`: the conversation so far (qa.followup; `followup.after` gives the next one). A
+        follow-up question is asked as rewritten (`Answer.read_as`), first within the document that
+        answered the turn before, then, if that holds no answer, within `doc_ids` as usual.
+        """
         if strict is None:
             strict = self.config.abstention == "strict"
+        reading = followup.read_question(question, context or followup.Context())
+        if not reading.follow_up:
+            return self._ask_fresh(question, top_k, doc_ids, strict)
+        answer = None
+        if reading.doc_id and (doc_ids is None or reading.doc_id in doc_ids):
+            answer = self._ask_fresh(reading.read_as, top_k, [reading.doc_id], strict)
+        if answer is None or not answer.answered:
+            answer = self._ask_fresh(reading.read_as, top_k, doc_ids, strict)
+        return replace(answer, question=reading.question, read_as=reading.read_as)
+
+    def context_of(
+        self, questions: Sequence[str], doc_ids: Collection[str] | None = None, strict: bool | None = None
+    ) -> followup.Context:
+        """The conversation after `questions` were asked in turn (for callers that keep only the
+        questions, such as the `/ask_json` API's `history`)."""
+        context = followup.Context()
+        for question in questions:
+            context = followup.after(context, self.ask(question, doc_ids=doc_ids, strict=strict, context=context))
+        return context
+
+    def _ask_fresh(self, question: str, top_k: int | None, doc_ids: Collection[str] | None, strict: bool) -> Answer:
         try:
             return self._ask(question, top_k, doc_ids, strict)
         except StaleSnapshot:  # a writer removed documents twice while we read: once more, on the new one

@@ -132,6 +132,8 @@ class Answer:
     answer_span: Span | None = None
     message: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
+    # A follow-up question as it was asked, rewritten from the conversation (qa.followup); "" else.
+    read_as: str = ""
 
 
 @dataclass(frozen=True)

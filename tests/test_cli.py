@@ -33,7 +33,9 @@ def _command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "qa.cli"]
 
 
-def run_qa(index: Path, *args: str, cwd: Path, settings: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_qa(
+    index: Path, *args: str, cwd: Path, settings: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
     env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONIOENCODING="utf-8", **(settings or {}))
     return subprocess.run(
@@ -44,6 +46,7 @@ def run_qa(index: Path, *args: str, cwd: Path, settings: dict[str, str] | None =
         text=True,
         encoding="utf-8",
         timeout=240,
+        input=stdin,
     )
 
 
@@ -157,6 +160,35 @@ def test_ask_text_shows_quote_and_file_name(
     assert SEED_FILE in done.stdout
     with pytest.raises(json.JSONDecodeError):
         json.loads(done.stdout)
+
+
+def test_chat_json_reads_each_line_in_the_context_of_the_ones_before(
+    added: tuple[Path, subprocess.CompletedProcess[str]], workdir: Path
+) -> None:
+    index, _ = added
+    lines = [KALLAS_QUESTION, "What is her position?", "", "Who is Finland’s Defense Minister?", "What did he stress?"]
+    done = run_qa(index, "chat", "--json", cwd=workdir, stdin="\n".join(lines) + "\n")
+    assert done.returncode == 0, done.stderr
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(replies) == 4  # the empty line is skipped
+    for reply in replies:
+        _check_types(reply)
+    first, position, minister, stressed = replies
+    assert KALLAS_QUOTE in first["quote"] and "read_as" not in first
+    assert position["question"] == "What is her position?" and position["read_as"] == "What is Kallas' position?"
+    assert "top diplomat" in position["quote"]
+    assert minister["answer"] == "Antti Häkkänen" and "read_as" not in minister  # stands on its own
+    assert stressed["read_as"] == "What did Antti Häkkänen stress?"
+    assert "necessity of U.S. involvement" in stressed["quote"]
+
+
+def test_chat_text_says_how_a_follow_up_was_read(
+    added: tuple[Path, subprocess.CompletedProcess[str]], workdir: Path
+) -> None:
+    index, _ = added
+    done = run_qa(index, "chat", cwd=workdir, stdin=f"{KALLAS_QUESTION}\nWhat is her position?\n")
+    assert done.returncode == 0, done.stderr
+    assert "(read as: What is Kallas' position?)" in done.stdout and "top diplomat" in done.stdout
 
 
 def test_remove_then_list_is_empty_and_ask_says_how_to_add(

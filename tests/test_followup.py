@@ -1,0 +1,107 @@
+"""Follow-up questions (qa.followup): which questions lean on the conversation, and how they are read."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.followup import Context, after, is_follow_up, names_in, read_question
+from qa.types import Answer, Citation
+
+SEED = "allies-forge-ahead-on-ukraine-peace-plan.txt"
+
+
+def answered(question: str, answer: str, read_as: str = "", doc_id: str = "d1") -> Answer:
+    citation = Citation(doc_id, "Title", SEED, None, 0, len(answer), answer)
+    return Answer(question, True, answer=answer, quote=answer, score=0.5, citations=(citation,), read_as=read_as)
+
+
+def talk(*turns: tuple[str, str]) -> list[str]:
+    """Ask each (question, answer) in turn; the questions as they were read."""
+    context, read = Context(), []
+    for question, answer in turns:
+        reading = read_question(question, context)
+        read.append(reading.read_as)
+        reply = answered(question, answer, reading.read_as if reading.follow_up else "") if answer else Answer(
+            question, False, read_as=reading.read_as if reading.follow_up else ""
+        )
+        context = after(context, reply)
+    return read
+
+
+def test_without_a_conversation_nothing_is_a_follow_up() -> None:
+    for question in ("What is her position?", "Where?", "And France?"):
+        assert not is_follow_up(question, Context())
+        assert read_question(question, Context()).read_as == question
+
+
+def test_pronouns_stand_for_the_person_named_before() -> None:
+    assert talk(("What did Kallas say?", "At the moment there is no peace to keep"), ("What is her position?", "x")) == [
+        "What did Kallas say?",
+        "What is Kallas' position?",
+    ]
+    assert talk(("What did Healey clarify?", "x"), ("What did he say about the mission?", "x"))[1] == (
+        "What did Healey say about the mission?"
+    )
+
+
+def test_the_answer_to_a_who_question_becomes_the_person() -> None:
+    read = talk(("Who is Finland’s Defense Minister?", "Antti Häkkänen"), ("What did he stress?", "x"))
+    assert read[1] == "What did Antti Häkkänen stress?"
+
+
+def test_it_stands_for_the_thing_and_he_for_the_person() -> None:
+    read = talk(
+        ("When was the University of Notre Dame founded?", "1842"),
+        ("Who founded it?", "Father Edward Sorin"),
+        ("Where was he born?", "x"),
+    )
+    assert read[1:] == ["Who founded University of Notre Dame?", "Where was Father Edward Sorin born?"]
+
+
+def test_a_bare_question_word_takes_over_the_previous_question() -> None:
+    read = talk(("When will the Ukraine Defense Contact Group meet?", "Friday"), ("Where?", "x"), ("Why?", "x"))
+    assert read[1:] == [
+        "Where will the Ukraine Defense Contact Group meet?",
+        "Why will the Ukraine Defense Contact Group meet?",
+    ]
+
+
+def test_a_bare_name_asks_the_previous_question_about_it() -> None:
+    read = talk(("How much did Germany pledge?", "x"), ("And France?", "y"), ("What about Italy?", "z"))
+    assert read[1:] == ["How much did France pledge?", "How much did Italy pledge?"]
+
+
+def test_a_fragment_is_read_with_what_the_conversation_was_about() -> None:
+    read = talk(("How many countries are in the coalition?", "30"), ("And which country is excluded?", "x"))
+    assert read[1] == "which country is excluded? (the coalition)"
+    read = talk(("How much did Germany pledge this year?", "x"), ("And last year?", "x"))
+    assert read[1] == "How much did Germany pledge this year, last year?"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Who is the EU's top diplomat?",  # its own subject
+        "When will the Ukraine Defense Contact Group meet?",
+        "How many countries are in the coalition of the willing?",
+        "What did Healey say about the reassurance mission?",
+        "What does the report say about the rent burden of low income households?",
+    ],
+)
+def test_a_question_with_its_own_subject_is_not_bent(question: str) -> None:
+    context = Context("What did Kallas say?", "Kallas", "Kallas", "d1")
+    reading = read_question(question, context)
+    assert not reading.follow_up and reading.read_as == question and reading.doc_id is None
+
+
+def test_a_follow_up_prefers_the_document_that_answered_before_and_an_abstention_keeps_it() -> None:
+    context = after(Context(), answered("What did Kallas say?", "no peace to keep", doc_id="seed"))
+    assert read_question("What is her position?", context).doc_id == "seed"
+    context = after(context, Answer("How old is she?", False, read_as="How old is Kallas?"))
+    assert context.doc_id == "seed" and context.person == "Kallas"
+
+
+def test_names_are_capitalised_runs_but_not_the_first_word() -> None:
+    assert names_in("What did Finland’s Defense Minister stress?") == ["Finland’s Defense Minister"]
+    assert names_in("Where is the University of Notre Dame?") == ["University of Notre Dame"]
+    assert names_in("France?") == [] and names_in("France?", first_word=True) == ["France"]
