@@ -14,6 +14,10 @@ numbers land in the middle of sentences. So, per page, before anything is stored
 3. A hyphen at a line end is resolved as the document itself spells the word (see
    `_join_hyphenated`).
 
+Before pypdf reads a page, `repair_ligature_maps` mends fonts whose ToUnicode map gives a
+ligature glyph one of its letters only, and ligature characters (U+FB00-FB06) are spelled out,
+so "defined" is never stored as "deined" or "deﬁned".
+
 Paragraphs are separated by a blank line (a boundary for chunking) and written on one line each,
 so the stored text is what quotes are cut from, page by page: offsets still map to their page.
 """
@@ -24,6 +28,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from .types import PARAGRAPH_BREAK
 
@@ -69,11 +74,20 @@ _FOOTNOTE = re.compile(r"^(\d{1,3}|[*†‡§])\s?[A-Z“\"(]")
 _SOFT_HYPHEN_END = re.compile(r"([^\W\d_]+)-$")
 _WORD_START = re.compile(r"^([^\W\d_]+)")
 _WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+# Ligature characters, which pypdf emits when a font maps a glyph to one (the reader's tokenizer
+# and BM25 would see "deﬁned" as a word apart from "defined"): spelled out, as NFKC does.
+_LIGATURE_LETTERS = str.maketrans(
+    {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"}
+)
+# Ligature glyph names of the Adobe Glyph List that are not letters joined by "_" ("f_f_i", "T_h").
+_LIGATURE_GLYPHS = frozenset({"ff", "fi", "fl", "ffi", "ffl"})
+# Fonts with one-byte codes, whose /Encoding /Differences name each code's glyph.
+_SIMPLE_FONTS = frozenset({"/Type1", "/MMType1", "/TrueType", "/Type3"})
 
 
 def page_paragraphs(pages: list[str]) -> list[str]:
     """Each page's text as paragraphs, furniture out, lines joined, hyphens resolved."""
-    lines = [[line.strip() for line in page.splitlines()] for page in pages]
+    lines = [[line.strip() for line in page.translate(_LIGATURE_LETTERS).splitlines()] for page in pages]
     furniture = _running_lines(lines)
     vocabulary = _vocabulary(lines)
     cleaned = []
@@ -98,6 +112,84 @@ def heading_title(text: str, max_words: int = 16) -> str | None:
             return None
         return " ".join(words)
     return None
+
+
+# --- fonts ------------------------------------------------------------------------------------
+
+
+def repair_ligature_maps(page: Any, seen: set[int]) -> None:
+    """Mend, in place, the ToUnicode maps of a pypdf page's fonts (and its forms' fonts) that give
+    a ligature glyph one of its letters only; `seen` holds the ids of fonts and forms done already
+    (fonts are shared between pages).
+
+    A simple font names its glyphs in /Encoding /Differences ("/fi", "/f_f", "/T_h"); when it also
+    has a ToUnicode map, pypdf follows the map, as the PDF standard says. Some producers write
+    those maps wrong for ligatures: the CDC MMWR of January 2011 (realdocs-public) maps /fi and
+    /ffi to "i", /ff to "f", /fl to "l" and /T_h to "h", so pypdf reads "deined", "afect", "hey"
+    for "defined", "affect", "They", and the sentence splitter takes "hey" for no sentence start.
+    The glyph name says which letters the glyph draws (Adobe Glyph List: "_" joins the letters of
+    a ligature), so for each ligature glyph the map gets an entry with those letters; pypdf reads
+    a map's entries in order, so that entry overrides the wrong one. A map that was right maps
+    the code to the same letters (or to the ligature character, which is spelled out anyway).
+    """
+    resources = page.get("/Resources")
+    resources = resources.get_object() if resources is not None else None
+    if not hasattr(resources, "get"):
+        return
+    fonts = resources.get("/Font")
+    fonts = fonts.get_object() if fonts is not None else None
+    for font in (fonts.values() if hasattr(fonts, "values") else ()):
+        font = font.get_object()
+        if id(font) not in seen:
+            seen.add(id(font))
+            _repair_font(font)
+    forms = resources.get("/XObject")
+    forms = forms.get_object() if forms is not None else None
+    for form in (forms.values() if hasattr(forms, "values") else ()):
+        form = form.get_object()
+        if id(form) not in seen and hasattr(form, "get") and form.get("/Subtype") == "/Form":
+            seen.add(id(form))
+            repair_ligature_maps(form, seen)
+
+
+def _repair_font(font: Any) -> None:
+    from pypdf.generic import DecodedStreamObject, NameObject, StreamObject
+
+    if not hasattr(font, "get") or font.get("/Subtype") not in _SIMPLE_FONTS:
+        return
+    encoding, to_unicode = (font.get(key) for key in ("/Encoding", "/ToUnicode"))
+    encoding = encoding.get_object() if encoding is not None else None
+    to_unicode = to_unicode.get_object() if to_unicode is not None else None
+    if not isinstance(to_unicode, StreamObject) or not hasattr(encoding, "get"):
+        return
+    ligatures = _ligature_codes(encoding.get("/Differences"))
+    cmap = to_unicode.get_data()
+    end = cmap.rfind(b"endcmap")
+    if not ligatures or end < 0:
+        return
+    entries = b"".join(b"<%02x> <%s>\n" % (code, letters.encode("utf-16-be").hex().encode()) for code, letters in ligatures.items())
+    repaired = DecodedStreamObject()
+    repaired.set_data(cmap[:end] + b"%d beginbfchar\n%sendbfchar\n" % (len(ligatures), entries) + cmap[end:])
+    font[NameObject("/ToUnicode")] = repaired
+
+
+def _ligature_codes(differences: Any) -> dict[int, str]:
+    """Code -> letters for the ligature glyphs an /Encoding /Differences array names."""
+    differences = differences.get_object() if differences is not None else None
+    codes: dict[int, str] = {}
+    code = 0
+    for item in differences if isinstance(differences, list) else ():
+        if isinstance(item, int):
+            code = item
+            continue
+        name = str(item).lstrip("/")
+        parts = name.split("_")
+        if name in _LIGATURE_GLYPHS:
+            codes[code] = name
+        elif len(parts) > 1 and all(len(part) == 1 and part.isascii() and part.isalpha() for part in parts):
+            codes[code] = "".join(parts)
+        code += 1
+    return {code: letters for code, letters in codes.items() if 0 <= code <= 255}
 
 
 # --- furniture --------------------------------------------------------------------------------

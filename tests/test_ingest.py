@@ -371,6 +371,50 @@ def test_footnote_is_kept_apart_from_the_body_it_interrupts(tmp_path: Path) -> N
     assert paragraphs == [" ".join(body), note]
 
 
+def with_font_maps(path: Path, differences: list, to_unicode: bytes) -> Path:
+    """The PDF at `path` with its Helvetica given an /Encoding /Differences array and a ToUnicode
+    map, as the producer of a real PDF writes them (reportlab writes neither)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject, NumberObject
+
+    writer = PdfWriter(clone_from=str(path))
+    font = writer.pages[0]["/Resources"]["/Font"]["/F1"].get_object()
+    items = [NumberObject(x) if isinstance(x, int) else NameObject(x) for x in differences]
+    font[NameObject("/Encoding")] = DictionaryObject(
+        {NameObject("/BaseEncoding"): NameObject("/WinAnsiEncoding"), NameObject("/Differences"): ArrayObject(items)}
+    )
+    cmap = DecodedStreamObject()
+    cmap.set_data(to_unicode)
+    font[NameObject("/ToUnicode")] = writer._add_object(cmap)
+    writer.write(str(path))
+    return path
+
+
+# Codes 0x86, 0x87, 0x89 (WinAnsi's dagger, double dagger, per mille) redefined as ligature glyphs.
+LIGATURE_DIFFERENCES = [0x86, "/fi", "/f_f", "/perthousand", "/T_h"]
+
+
+def test_ligatures_a_font_map_cuts_to_one_letter_are_read_from_their_glyph_names(tmp_path: Path) -> None:
+    # The CDC MMWR's fonts map /fi to "i", /ff to "f" and /T_h to "h": pypdf read "deined", "hey".
+    line = "The term is de\u2020ned in the \u2020rst section. \u2030ey a\u2021ect the o\u2021er."
+    broken = b"begincmap\n4 beginbfrange\n<20><7e><0020>\n<86><86><0069>\n<87><87><0066>\n<89><89><0068>\nendbfrange\nendcmap\n"
+    doc = load(with_font_maps(draw_pdf(tmp_path / "mmwr.pdf", [column(72, [line])]), LIGATURE_DIFFERENCES, broken))
+    assert doc.text == "The term is defined in the first section. They affect the offer."
+    sentences = [doc.text[s.start : s.end] for s in split_sentences(doc.text)]
+    assert sentences == ["The term is defined in the first section.", "They affect the offer."]
+
+
+def test_ligature_characters_are_spelled_out_and_right_font_maps_stay_right(tmp_path: Path) -> None:
+    line = "The term is de\u2020ned in the \u2020rst section. \u2030ey a\u2021ect the o\u2021er."
+    # A map that gives the ligature characters (U+FB01, U+FB00) or the letters themselves.
+    right = (
+        b"begincmap\n2 beginbfrange\n<20><7e><0020>\n<86><87>[<FB01> <00660066>]\nendbfrange\n"
+        b"1 beginbfchar\n<89> <00540068>\nendbfchar\nendcmap\n"
+    )
+    doc = load(with_font_maps(draw_pdf(tmp_path / "right.pdf", [column(72, [line])]), LIGATURE_DIFFERENCES, right))
+    assert doc.text == "The term is defined in the first section. They affect the offer."
+
+
 def test_pdf_title_is_the_first_heading_whole_not_furniture_nor_a_cut_line(tmp_path: Path) -> None:
     heading = ["Kroger Reports Second Quarter 2023 Results and", "Raises Full-Year Guidance"]
     pages = [
