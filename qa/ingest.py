@@ -262,7 +262,7 @@ def extract_pdf_pages(path: Path) -> tuple[list[str], str | None]:
     pages = []
     for page in reader.pages:
         pdftext.repair_ligature_maps(page, fonts_seen)
-        pages.append(page.extract_text() or "")
+        pages.append(pdftext.page_text(page))
     try:
         title = reader.metadata.title if reader.metadata else None
     except Exception:  # broken metadata should not cost a readable PDF

@@ -371,6 +371,54 @@ def test_footnote_is_kept_apart_from_the_body_it_interrupts(tmp_path: Path) -> N
     assert paragraphs == [" ".join(body), note]
 
 
+def draw_runs(path: Path, runs: list[tuple[float, float, str, float]]) -> Path:
+    """One page of (x, y, text, font size) runs in one text object, each placed with a text
+    matrix and no line break, as real PDFs place superscripts (drawString ends each with one)."""
+    c = canvas.Canvas(str(path))
+    text = c.beginText()
+    for x, y, run, size in runs:
+        text.setTextOrigin(x, y)
+        text.setFont("Helvetica", size)
+        text.textOut(run)
+    c.drawText(text)
+    c.showPage()
+    c.save()
+    return path
+
+
+def superscripted(x: float, y: float, parts: list[str], size: float = 10) -> list[tuple[float, float, str, float]]:
+    """One printed line from `parts`, every other part a superscript: 0.6 times the size, raised
+    0.35 of it, placed where the text before it ends (as the GAO and campus-attacks PDFs do)."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    runs = []
+    for i, part in enumerate(parts):
+        raised = i % 2 == 1
+        part_size = 0.6 * size if raised else size
+        runs.append((x, y + 0.35 * size if raised else y, part, part_size))
+        x += stringWidth(part, "Helvetica", part_size)
+    return runs
+
+
+def test_superscript_footnote_calls_are_not_read_as_numbers_of_the_sentence(tmp_path: Path) -> None:
+    # pypdf glued the calls to the text: "five pillars.3 The pillars", "through 2008.18 Data".
+    body = [
+        superscripted(72, 700, ["Crimes were reported from 2005 through 2008.", "18", " Data came from 4,314 schools"]),
+        superscripted(72, 687, ["and the council fund", "2", " covered the costs of the new survey."]),
+        superscripted(72, 674, ["The tank holds 40 m", "3", " of water. It was built in 2011."]),
+    ]
+    notes = [(72, 100, "2 The fund was created in 1998.", 7), (72, 90, "18 Reported to the Department of Education.", 7)]
+    doc = load(draw_runs(tmp_path / "calls.pdf", [run for line in body for run in line] + notes))
+    paragraphs = doc.text.split("\n\n")
+    assert paragraphs[0] == (
+        "Crimes were reported from 2005 through 2008. Data came from 4,314 schools and the council fund covered "
+        "the costs of the new survey. The tank holds 40 m\u00b3 of water. It was built in 2011."
+    )  # calls after a punctuation mark or with their note on the page go; an exponent stays
+    assert paragraphs[1:] == ["2 The fund was created in 1998.", "18 Reported to the Department of Education."]
+    sentences = [doc.text[s.start : s.end] for s in split_sentences(doc.text)]
+    assert sentences[0] == "Crimes were reported from 2005 through 2008."
+
+
 def with_font_maps(path: Path, differences: list, to_unicode: bytes) -> Path:
     """The PDF at `path` with its Helvetica given an /Encoding /Differences array and a ToUnicode
     map, as the producer of a real PDF writes them (reportlab writes neither)."""
