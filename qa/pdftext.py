@@ -66,6 +66,10 @@ _HEADING_LETTER_SHARE = 0.6  # of a title heading's visible characters ("Kroger 
 # glued to what it follows: "signed into law by1", "students.7"). A number at a line start that
 # nothing calls ("568 U. S. 330", "12 States signed...") is body text.
 _FOOTNOTE_ZONE_SHARE = 0.4
+# The rule printed above a page's footnotes, a line of dashes or underscores only: it ends the
+# paragraph it interrupts and is left out ("...like \n—————— \n1 Interpretive comments...",
+# on 8 pages of the SCOTUS slip opinion, whose calls are set apart by spaces: "(OWRB), 5 respondents").
+_FOOTNOTE_RULE = re.compile(r"^[—–_‐-]{4,}$")
 
 _DIGITS = re.compile(r"\d+")
 _PAGE_NUMBER = re.compile(
@@ -87,13 +91,14 @@ _WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _SUPERSCRIPT_SIZE_SHARE = 0.8
 _RAISED_SHARE = 0.15
 _CALL_DIGITS = re.compile(r"\s*\d{1,3}(?:[,–-]\d{1,3})*\s*")
-_GLUED_TO = re.compile(r"(?:[^\W\d_]|[.,;:)\]”’\"])$")
+_GLUED_TO = re.compile(r"(?:[^\W_]|[.,;:)\]”’\"])$")
 _SUPERSCRIPT_DIGITS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _PLAIN_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 _NO_SUPERSCRIPTS = str.maketrans(dict.fromkeys("⁰¹²³⁴⁵⁶⁷⁸⁹"))
 # A call in the body text: superscript digits (with "," or "-" between numbers) glued to what
-# they follow; after a punctuation mark it is a call (never an exponent: "2008.¹⁸").
-_CALL = re.compile(r"(?<=[^\W\d_]|[.,;:)\]”’\"])[⁰¹²³⁴⁵⁶⁷⁸⁹]+(?:[,–-][⁰¹²³⁴⁵⁶⁷⁸⁹]+)*(?![⁰¹²³⁴⁵⁶⁷⁸⁹])")
+# they follow (a word, a number: "January 1, 1900²³", a closing mark); after a punctuation mark
+# it is a call (never an exponent: "2008.¹⁸").
+_CALL = re.compile(r"(?<=[^\W_]|[.,;:)\]”’\"])[⁰¹²³⁴⁵⁶⁷⁸⁹]+(?:[,–-][⁰¹²³⁴⁵⁶⁷⁸⁹]+)*(?![⁰¹²³⁴⁵⁶⁷⁸⁹])")
 _AFTER_PUNCTUATION = re.compile(r"[.,;:”’\"]")
 # Ligature characters, which pypdf emits when a font maps a glyph to one (the reader's tokenizer
 # and BM25 would see "deﬁned" as a word apart from "defined"): spelled out, as NFKC does.
@@ -289,15 +294,22 @@ def _paragraphs(lines: list[str], vocabulary: set[str], notes: set[str]) -> Iter
     full = lengths[-1] if len(lengths) < _FEW_LINES else lengths[int(_FULL_LINE_QUANTILE * (len(lengths) - 1))]
     footnotes_from = len(lines) - int(_FOOTNOTE_ZONE_SHARE * len(lines))
     paragraph = ""
+    below_rule = False  # below a footnote rule, calls may stand apart ("(OWRB), 5 respondents")
+    last_note = ""
     for i, line in enumerate(lines):
-        if not line:
+        rule = i >= footnotes_from and bool(_FOOTNOTE_RULE.match(line))
+        if not line or rule:
             if paragraph:
                 yield paragraph
             paragraph = ""
+            below_rule = below_rule or rule
             continue
-        starts_note = i >= footnotes_from and _starts_footnote(line, lines[:i])
+        starts_note = i >= footnotes_from and (
+            _starts_footnote(line, lines[:i]) or (below_rule and _next_note(line, lines[:i], last_note))
+        )
         if starts_note:
             notes.add(_FOOTNOTE.match(line).group(1))
+            last_note = _FOOTNOTE.match(line).group(1)
         if paragraph and (starts_note or _BULLET.match(line) or _ends_paragraph(lines[i - 1], line, full)):
             yield paragraph
             paragraph = ""
@@ -313,8 +325,22 @@ def _starts_footnote(line: str, above: list[str]) -> bool:
     if not marker.group(1).isdigit():
         return True
     number = marker.group(1)
-    call = re.compile(rf"(?<=[^\W\d_]|[.,;:)”’\"])(?:{number}(?!\d)|{number.translate(_SUPERSCRIPT_DIGITS)}(?![⁰¹²³⁴⁵⁶⁷⁸⁹]))")
+    superscript = number.translate(_SUPERSCRIPT_DIGITS)  # set apart from a number too: "1900²³"
+    call = re.compile(rf"(?:(?<=[^\W\d_]|[.,;:)”’\"]){number}(?!\d)|(?<=[^\W_]|[.,;:)”’\"]){superscript}(?![⁰¹²³⁴⁵⁶⁷⁸⁹]))")
     return any(call.search(previous) for previous in above)
+
+
+def _next_note(line: str, above: list[str], last_note: str) -> bool:
+    """Below a footnote rule: a numbered line starts a note if it follows the page's last note
+    ("5 Under §2.10..." then "6 An acre-foot..."), or, as the page's first, if the text above
+    has its number as a word; a footnote line that wraps at a number ("71 Stat. 500") does not."""
+    marker = _FOOTNOTE.match(line)
+    if not marker or not marker.group(1).isdigit():
+        return bool(marker)
+    number = marker.group(1)
+    if last_note.isdigit():
+        return int(number) == int(last_note) + 1
+    return any(re.search(rf"(?<![\w.,§]){number}(?![\w.,])", previous) for previous in above)
 
 
 def _without_calls(paragraph: str, notes: set[str]) -> str:

@@ -406,17 +406,39 @@ def test_superscript_footnote_calls_are_not_read_as_numbers_of_the_sentence(tmp_
         superscripted(72, 700, ["Crimes were reported from 2005 through 2008.", "18", " Data came from 4,314 schools"]),
         superscripted(72, 687, ["and the council fund", "2", " covered the costs of the new survey."]),
         superscripted(72, 674, ["The tank holds 40 m", "3", " of water. It was built in 2011."]),
+        superscripted(72, 661, ["Incidents from January 1, 1900", "18", " on were counted, and 10", "6", " more."]),
     ]
     notes = [(72, 100, "2 The fund was created in 1998.", 7), (72, 90, "18 Reported to the Department of Education.", 7)]
     doc = load(draw_runs(tmp_path / "calls.pdf", [run for line in body for run in line] + notes))
     paragraphs = doc.text.split("\n\n")
     assert paragraphs[0] == (
         "Crimes were reported from 2005 through 2008. Data came from 4,314 schools and the council fund covered "
-        "the costs of the new survey. The tank holds 40 m\u00b3 of water. It was built in 2011."
+        "the costs of the new survey. The tank holds 40 m\u00b3 of water. It was built in 2011. "
+        "Incidents from January 1, 1900 on were counted, and 10\u2076 more."
     )  # calls after a punctuation mark or with their note on the page go; an exponent stays
     assert paragraphs[1:] == ["2 The fund was created in 1998.", "18 Reported to the Department of Education."]
     sentences = [doc.text[s.start : s.end] for s in split_sentences(doc.text)]
     assert sentences[0] == "Crimes were reported from 2005 through 2008."
+
+
+def test_a_footnote_rule_ends_the_body_and_numbered_lines_below_it_start_notes(tmp_path: Path) -> None:
+    # The SCOTUS slip opinion: calls set apart by spaces, notes under a rule of dashes.
+    body = BODY + PAGE_BODIES[1] + [
+        "In 2007, the district sought a permit from the water board, 5 respondents here, to",
+        "take 310,000 acre feet 6 per year of surface water from the",
+    ]
+    notes = [  # in the last 40% of the page's lines, where notes are looked for
+        "\u2014" * 6,
+        "5 Under the Compact each signatory State retains the right to regulate its water",
+        "within its boundaries, see the Basin Compact, Art. V(A),",
+        "71 Stat. 500, and the statutes of the States.",
+        "6 An acre-foot is equivalent to 325,851 gallons of water.",
+    ]
+    doc = load(draw_pdf(tmp_path / "opinion.pdf", [column(72, body) + column(72, notes, top=200, size=8)]))
+    paragraphs = doc.text.split("\n\n")
+    assert paragraphs[-3].endswith("take 310,000 acre feet 6 per year of surface water from the")
+    assert paragraphs[-2:] == [" ".join(notes[1:4]), notes[4]]  # "71 Stat." follows note 5 but is not note 6
+    assert "\u2014" not in doc.text
 
 
 def with_font_maps(path: Path, differences: list, to_unicode: bytes) -> Path:
