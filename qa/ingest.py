@@ -258,7 +258,11 @@ def extract_pdf_pages(path: Path) -> tuple[list[str], str | None]:
     # only a PDF that needs a password to open is refused.
     if reader.is_encrypted and not reader.decrypt(""):
         raise IngestError(path, "encrypted PDF: remove the password and add it again")
-    pages = [page.extract_text() or "" for page in reader.pages]
+    fonts_seen: set[int] = set()
+    pages = []
+    for page in reader.pages:
+        pdftext.repair_ligature_maps(page, fonts_seen)
+        pages.append(pdftext.page_text(page))
     try:
         title = reader.metadata.title if reader.metadata else None
     except Exception:  # broken metadata should not cost a readable PDF

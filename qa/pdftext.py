@@ -14,6 +14,16 @@ numbers land in the middle of sentences. So, per page, before anything is stored
 3. A hyphen at a line end is resolved as the document itself spells the word (see
    `_join_hyphenated`).
 
+Footnote calls printed as superscripts are glued to the word before them in pypdf's text
+("pillars.3 The", "through 2008.18 Data"), where they read as numbers of the sentence (the
+reader answered "18" to "How many crimes...?"). `page_text` writes them as superscript digits
+("pillars.³"); a call after a punctuation mark, or one whose note is printed on the page, is then
+left out of the body text (the note keeps its number), any other stays a superscript.
+
+Before pypdf reads a page, `repair_ligature_maps` mends fonts whose ToUnicode map gives a
+ligature glyph one of its letters only, and ligature characters (U+FB00-FB06) are spelled out,
+so "defined" is never stored as "deined" or "deﬁned".
+
 Paragraphs are separated by a blank line (a boundary for chunking) and written on one line each,
 so the stored text is what quotes are cut from, page by page: offsets still map to their page.
 """
@@ -24,6 +34,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from .types import PARAGRAPH_BREAK
 
@@ -55,6 +66,10 @@ _HEADING_LETTER_SHARE = 0.6  # of a title heading's visible characters ("Kroger 
 # glued to what it follows: "signed into law by1", "students.7"). A number at a line start that
 # nothing calls ("568 U. S. 330", "12 States signed...") is body text.
 _FOOTNOTE_ZONE_SHARE = 0.4
+# The rule printed above a page's footnotes, a line of dashes or underscores only: it ends the
+# paragraph it interrupts and is left out ("...like \n—————— \n1 Interpretive comments...",
+# on 8 pages of the SCOTUS slip opinion, whose calls are set apart by spaces: "(OWRB), 5 respondents").
+_FOOTNOTE_RULE = re.compile(r"^[—–_‐-]{4,}$")
 
 _DIGITS = re.compile(r"\d+")
 _PAGE_NUMBER = re.compile(
@@ -69,19 +84,74 @@ _FOOTNOTE = re.compile(r"^(\d{1,3}|[*†‡§])\s?[A-Z“\"(]")
 _SOFT_HYPHEN_END = re.compile(r"([^\W\d_]+)-$")
 _WORD_START = re.compile(r"^([^\W\d_]+)")
 _WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+# A superscript: a run of text at most this share of the size of the text it follows, its
+# baseline raised by at least `_RAISED_SHARE` of that size and less than the size (the realdocs
+# calls: 5.8 pt after 10 pt text raised 3.3 pt (GAO), 8 pt after 12 pt raised 5.5 pt (campus
+# attacks report); a 12 pt line after a 10 pt one is never one).
+_SUPERSCRIPT_SIZE_SHARE = 0.8
+_RAISED_SHARE = 0.15
+_CALL_DIGITS = re.compile(r"\s*\d{1,3}(?:[,–-]\d{1,3})*\s*")
+_GLUED_TO = re.compile(r"(?:[^\W_]|[.,;:)\]”’\"])$")
+_SUPERSCRIPT_DIGITS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+_PLAIN_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+_NO_SUPERSCRIPTS = str.maketrans(dict.fromkeys("⁰¹²³⁴⁵⁶⁷⁸⁹"))
+# A call in the body text: superscript digits (with "," or "-" between numbers) glued to what
+# they follow (a word, a number: "January 1, 1900²³", a closing mark); after a punctuation mark
+# it is a call (never an exponent: "2008.¹⁸").
+_CALL = re.compile(r"(?<=[^\W_]|[.,;:)\]”’\"])[⁰¹²³⁴⁵⁶⁷⁸⁹]+(?:[,–-][⁰¹²³⁴⁵⁶⁷⁸⁹]+)*(?![⁰¹²³⁴⁵⁶⁷⁸⁹])")
+_AFTER_PUNCTUATION = re.compile(r"[.,;:”’\"]")
+# Ligature characters, which pypdf emits when a font maps a glyph to one (the reader's tokenizer
+# and BM25 would see "deﬁned" as a word apart from "defined"): spelled out, as NFKC does.
+_LIGATURE_LETTERS = str.maketrans(
+    {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"}
+)
+# Ligature glyph names of the Adobe Glyph List that are not letters joined by "_" ("f_f_i", "T_h").
+_LIGATURE_GLYPHS = frozenset({"ff", "fi", "fl", "ffi", "ffl"})
+# Fonts with one-byte codes, whose /Encoding /Differences name each code's glyph.
+_SIMPLE_FONTS = frozenset({"/Type1", "/MMType1", "/TrueType", "/Type3"})
 
 
 def page_paragraphs(pages: list[str]) -> list[str]:
     """Each page's text as paragraphs, furniture out, lines joined, hyphens resolved."""
-    lines = [[line.strip() for line in page.splitlines()] for page in pages]
+    lines = [[line.strip() for line in page.translate(_LIGATURE_LETTERS).splitlines()] for page in pages]
     furniture = _running_lines(lines)
     vocabulary = _vocabulary(lines)
     cleaned = []
     for page in lines:
         filled = [line for line in page if line]
         body = [line for line in page if not line or not _is_furniture(line, filled, furniture)]
-        cleaned.append(PARAGRAPH_BREAK.join(_paragraphs(body, vocabulary)))
+        notes: set[str] = set()
+        paragraphs = list(_paragraphs(body, vocabulary, notes))
+        cleaned.append(PARAGRAPH_BREAK.join(_without_calls(paragraph, notes) for paragraph in paragraphs))
     return cleaned
+
+
+def page_text(page: Any) -> str:
+    """pypdf's text of a page, with footnote calls (small raised digits glued to the text before
+    them) written as superscript digits. pypdf gives each run of text, its matrices and font size
+    to a visitor, in the order of its text; if the runs do not add up to its text, the text is
+    returned as is."""
+    runs: list[tuple[str, float, float]] = []
+
+    def visit(text: str, cm: list[float], tm: list[float], font: Any, font_size: float) -> None:
+        a, b, c, d = (tm[0] * cm[0] + tm[1] * cm[2], tm[0] * cm[1] + tm[1] * cm[3], tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3])
+        baseline = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+        runs.append((text, abs(font_size) * math.sqrt(abs(a * d - b * c)), baseline))
+
+    text = page.extract_text(visitor_text=visit) or ""
+    if "".join(run for run, _, _ in runs) != text:
+        return text
+    out: list[str] = []
+    before: tuple[str, float, float] | None = None  # the last run with visible text
+    for run, size, baseline in runs:
+        if before and _CALL_DIGITS.fullmatch(run) and _GLUED_TO.search(before[0]) and run[:1].strip():
+            size_before, raised = before[1], baseline - before[2]
+            if size <= _SUPERSCRIPT_SIZE_SHARE * size_before and _RAISED_SHARE * size_before <= raised < size_before:
+                run = run.translate(_SUPERSCRIPT_DIGITS)
+        out.append(run)
+        if run.strip():
+            before = (run, size, baseline)
+    return "".join(out)
 
 
 def heading_title(text: str, max_words: int = 16) -> str | None:
@@ -98,6 +168,84 @@ def heading_title(text: str, max_words: int = 16) -> str | None:
             return None
         return " ".join(words)
     return None
+
+
+# --- fonts ------------------------------------------------------------------------------------
+
+
+def repair_ligature_maps(page: Any, seen: set[int]) -> None:
+    """Mend, in place, the ToUnicode maps of a pypdf page's fonts (and its forms' fonts) that give
+    a ligature glyph one of its letters only; `seen` holds the ids of fonts and forms done already
+    (fonts are shared between pages).
+
+    A simple font names its glyphs in /Encoding /Differences ("/fi", "/f_f", "/T_h"); when it also
+    has a ToUnicode map, pypdf follows the map, as the PDF standard says. Some producers write
+    those maps wrong for ligatures: the CDC MMWR of January 2011 (realdocs-public) maps /fi and
+    /ffi to "i", /ff to "f", /fl to "l" and /T_h to "h", so pypdf reads "deined", "afect", "hey"
+    for "defined", "affect", "They", and the sentence splitter takes "hey" for no sentence start.
+    The glyph name says which letters the glyph draws (Adobe Glyph List: "_" joins the letters of
+    a ligature), so for each ligature glyph the map gets an entry with those letters; pypdf reads
+    a map's entries in order, so that entry overrides the wrong one. A map that was right maps
+    the code to the same letters (or to the ligature character, which is spelled out anyway).
+    """
+    resources = page.get("/Resources")
+    resources = resources.get_object() if resources is not None else None
+    if not hasattr(resources, "get"):
+        return
+    fonts = resources.get("/Font")
+    fonts = fonts.get_object() if fonts is not None else None
+    for font in (fonts.values() if hasattr(fonts, "values") else ()):
+        font = font.get_object()
+        if id(font) not in seen:
+            seen.add(id(font))
+            _repair_font(font)
+    forms = resources.get("/XObject")
+    forms = forms.get_object() if forms is not None else None
+    for form in (forms.values() if hasattr(forms, "values") else ()):
+        form = form.get_object()
+        if id(form) not in seen and hasattr(form, "get") and form.get("/Subtype") == "/Form":
+            seen.add(id(form))
+            repair_ligature_maps(form, seen)
+
+
+def _repair_font(font: Any) -> None:
+    from pypdf.generic import DecodedStreamObject, NameObject, StreamObject
+
+    if not hasattr(font, "get") or font.get("/Subtype") not in _SIMPLE_FONTS:
+        return
+    encoding, to_unicode = (font.get(key) for key in ("/Encoding", "/ToUnicode"))
+    encoding = encoding.get_object() if encoding is not None else None
+    to_unicode = to_unicode.get_object() if to_unicode is not None else None
+    if not isinstance(to_unicode, StreamObject) or not hasattr(encoding, "get"):
+        return
+    ligatures = _ligature_codes(encoding.get("/Differences"))
+    cmap = to_unicode.get_data()
+    end = cmap.rfind(b"endcmap")
+    if not ligatures or end < 0:
+        return
+    entries = b"".join(b"<%02x> <%s>\n" % (code, letters.encode("utf-16-be").hex().encode()) for code, letters in ligatures.items())
+    repaired = DecodedStreamObject()
+    repaired.set_data(cmap[:end] + b"%d beginbfchar\n%sendbfchar\n" % (len(ligatures), entries) + cmap[end:])
+    font[NameObject("/ToUnicode")] = repaired
+
+
+def _ligature_codes(differences: Any) -> dict[int, str]:
+    """Code -> letters for the ligature glyphs an /Encoding /Differences array names."""
+    differences = differences.get_object() if differences is not None else None
+    codes: dict[int, str] = {}
+    code = 0
+    for item in differences if isinstance(differences, list) else ():
+        if isinstance(item, int):
+            code = item
+            continue
+        name = str(item).lstrip("/")
+        parts = name.split("_")
+        if name in _LIGATURE_GLYPHS:
+            codes[code] = name
+        elif len(parts) > 1 and all(len(part) == 1 and part.isascii() and part.isalpha() for part in parts):
+            codes[code] = "".join(parts)
+        code += 1
+    return {code: letters for code, letters in codes.items() if 0 <= code <= 255}
 
 
 # --- furniture --------------------------------------------------------------------------------
@@ -138,20 +286,30 @@ def _is_furniture(line: str, filled: list[str], running: set[str]) -> bool:
 # --- paragraphs -------------------------------------------------------------------------------
 
 
-def _paragraphs(lines: list[str], vocabulary: set[str]) -> Iterable[str]:
+def _paragraphs(lines: list[str], vocabulary: set[str], notes: set[str]) -> Iterable[str]:
+    """The page's paragraphs; the numbers of the footnotes found are added to `notes`."""
     lengths = sorted(len(line) for line in lines if line)
     if not lengths:
         return
     full = lengths[-1] if len(lengths) < _FEW_LINES else lengths[int(_FULL_LINE_QUANTILE * (len(lengths) - 1))]
     footnotes_from = len(lines) - int(_FOOTNOTE_ZONE_SHARE * len(lines))
     paragraph = ""
+    below_rule = False  # below a footnote rule, calls may stand apart ("(OWRB), 5 respondents")
+    last_note = ""
     for i, line in enumerate(lines):
-        if not line:
+        rule = i >= footnotes_from and bool(_FOOTNOTE_RULE.match(line))
+        if not line or rule:
             if paragraph:
                 yield paragraph
             paragraph = ""
+            below_rule = below_rule or rule
             continue
-        starts_note = i >= footnotes_from and _starts_footnote(line, lines[:i])
+        starts_note = i >= footnotes_from and (
+            _starts_footnote(line, lines[:i]) or (below_rule and _next_note(line, lines[:i], last_note))
+        )
+        if starts_note:
+            notes.add(_FOOTNOTE.match(line).group(1))
+            last_note = _FOOTNOTE.match(line).group(1)
         if paragraph and (starts_note or _BULLET.match(line) or _ends_paragraph(lines[i - 1], line, full)):
             yield paragraph
             paragraph = ""
@@ -166,8 +324,36 @@ def _starts_footnote(line: str, above: list[str]) -> bool:
         return False
     if not marker.group(1).isdigit():
         return True
-    call = re.compile(rf"(?<=[^\W\d_]|[.,;:)”’\"]){marker.group(1)}(?!\d)")
+    number = marker.group(1)
+    superscript = number.translate(_SUPERSCRIPT_DIGITS)  # set apart from a number too: "1900²³"
+    call = re.compile(rf"(?:(?<=[^\W\d_]|[.,;:)”’\"]){number}(?!\d)|(?<=[^\W_]|[.,;:)”’\"]){superscript}(?![⁰¹²³⁴⁵⁶⁷⁸⁹]))")
     return any(call.search(previous) for previous in above)
+
+
+def _next_note(line: str, above: list[str], last_note: str) -> bool:
+    """Below a footnote rule: a numbered line starts a note if it follows the page's last note
+    ("5 Under §2.10..." then "6 An acre-foot..."), or, as the page's first, if the text above
+    has its number as a word; a footnote line that wraps at a number ("71 Stat. 500") does not."""
+    marker = _FOOTNOTE.match(line)
+    if not marker or not marker.group(1).isdigit():
+        return bool(marker)
+    number = marker.group(1)
+    if last_note.isdigit():
+        return int(number) == int(last_note) + 1
+    return any(re.search(rf"(?<![\w.,§]){number}(?![\w.,])", previous) for previous in above)
+
+
+def _without_calls(paragraph: str, notes: set[str]) -> str:
+    """A paragraph without its footnote calls: superscript numbers after a punctuation mark, or
+    whose notes (all of them, "³,⁴") are printed on the page; others stay (an endnote's call, an
+    exponent: "km²")."""
+
+    def keep_or_drop(call: re.Match) -> str:
+        numbers = re.split(r"[,–-]", call.group().translate(_PLAIN_DIGITS))
+        after_punctuation = _AFTER_PUNCTUATION.match(paragraph, call.start() - 1)
+        return "" if after_punctuation or all(n in notes for n in numbers) else call.group()
+
+    return _CALL.sub(keep_or_drop, paragraph)
 
 
 def _ends_paragraph(line: str, following: str, full: int) -> bool:
@@ -211,7 +397,7 @@ def _join_hyphenated(paragraph: str, line: str, vocabulary: set[str]) -> str:
     left = _SOFT_HYPHEN_END.search(paragraph)
     right = _WORD_START.match(line)
     if left and right and right.group(1)[0].islower():
-        first, second = left.group(1).lower(), right.group(1).lower()
+        first, second = (half.group(1).translate(_NO_SUPERSCRIPTS).lower() for half in (left, right))
         if first + second in vocabulary:
             return paragraph[:-1] + line
         compound = f"{first}-{second}" in vocabulary or (first in vocabulary and second in vocabulary)
@@ -227,7 +413,7 @@ def _vocabulary(pages: list[list[str]]) -> set[str]:
     for page in pages:
         cut_before = False
         for line in page:
-            found = _WORD.findall(line)
+            found = _WORD.findall(line.translate(_NO_SUPERSCRIPTS))  # "degree-granting⁹" spells "degree-granting"
             cut_after = bool(_SOFT_HYPHEN_END.search(line))
             words.update(w.lower() for w in found[int(cut_before) : len(found) - int(cut_after)])
             cut_before = cut_after

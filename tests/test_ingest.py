@@ -371,6 +371,120 @@ def test_footnote_is_kept_apart_from_the_body_it_interrupts(tmp_path: Path) -> N
     assert paragraphs == [" ".join(body), note]
 
 
+def draw_runs(path: Path, runs: list[tuple[float, float, str, float]]) -> Path:
+    """One page of (x, y, text, font size) runs in one text object, each placed with a text
+    matrix and no line break, as real PDFs place superscripts (drawString ends each with one)."""
+    c = canvas.Canvas(str(path))
+    text = c.beginText()
+    for x, y, run, size in runs:
+        text.setTextOrigin(x, y)
+        text.setFont("Helvetica", size)
+        text.textOut(run)
+    c.drawText(text)
+    c.showPage()
+    c.save()
+    return path
+
+
+def superscripted(x: float, y: float, parts: list[str], size: float = 10) -> list[tuple[float, float, str, float]]:
+    """One printed line from `parts`, every other part a superscript: 0.6 times the size, raised
+    0.35 of it, placed where the text before it ends (as the GAO and campus-attacks PDFs do)."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    runs = []
+    for i, part in enumerate(parts):
+        raised = i % 2 == 1
+        part_size = 0.6 * size if raised else size
+        runs.append((x, y + 0.35 * size if raised else y, part, part_size))
+        x += stringWidth(part, "Helvetica", part_size)
+    return runs
+
+
+def test_superscript_footnote_calls_are_not_read_as_numbers_of_the_sentence(tmp_path: Path) -> None:
+    # pypdf glued the calls to the text: "five pillars.3 The pillars", "through 2008.18 Data".
+    body = [
+        superscripted(72, 700, ["Crimes were reported from 2005 through 2008.", "18", " Data came from 4,314 schools"]),
+        superscripted(72, 687, ["and the council fund", "2", " covered the costs of the new survey."]),
+        superscripted(72, 674, ["The tank holds 40 m", "3", " of water. It was built in 2011."]),
+        superscripted(72, 661, ["Incidents from January 1, 1900", "18", " on were counted, and 10", "6", " more."]),
+    ]
+    notes = [(72, 100, "2 The fund was created in 1998.", 7), (72, 90, "18 Reported to the Department of Education.", 7)]
+    doc = load(draw_runs(tmp_path / "calls.pdf", [run for line in body for run in line] + notes))
+    paragraphs = doc.text.split("\n\n")
+    assert paragraphs[0] == (
+        "Crimes were reported from 2005 through 2008. Data came from 4,314 schools and the council fund covered "
+        "the costs of the new survey. The tank holds 40 m\u00b3 of water. It was built in 2011. "
+        "Incidents from January 1, 1900 on were counted, and 10\u2076 more."
+    )  # calls after a punctuation mark or with their note on the page go; an exponent stays
+    assert paragraphs[1:] == ["2 The fund was created in 1998.", "18 Reported to the Department of Education."]
+    sentences = [doc.text[s.start : s.end] for s in split_sentences(doc.text)]
+    assert sentences[0] == "Crimes were reported from 2005 through 2008."
+
+
+def test_a_footnote_rule_ends_the_body_and_numbered_lines_below_it_start_notes(tmp_path: Path) -> None:
+    # The SCOTUS slip opinion: calls set apart by spaces, notes under a rule of dashes.
+    body = BODY + PAGE_BODIES[1] + [
+        "In 2007, the district sought a permit from the water board, 5 respondents here, to",
+        "take 310,000 acre feet 6 per year of surface water from the",
+    ]
+    notes = [  # in the last 40% of the page's lines, where notes are looked for
+        "\u2014" * 6,
+        "5 Under the Compact each signatory State retains the right to regulate its water",
+        "within its boundaries, see the Basin Compact, Art. V(A),",
+        "71 Stat. 500, and the statutes of the States.",
+        "6 An acre-foot is equivalent to 325,851 gallons of water.",
+    ]
+    doc = load(draw_pdf(tmp_path / "opinion.pdf", [column(72, body) + column(72, notes, top=200, size=8)]))
+    paragraphs = doc.text.split("\n\n")
+    assert paragraphs[-3].endswith("take 310,000 acre feet 6 per year of surface water from the")
+    assert paragraphs[-2:] == [" ".join(notes[1:4]), notes[4]]  # "71 Stat." follows note 5 but is not note 6
+    assert "\u2014" not in doc.text
+
+
+def with_font_maps(path: Path, differences: list, to_unicode: bytes) -> Path:
+    """The PDF at `path` with its Helvetica given an /Encoding /Differences array and a ToUnicode
+    map, as the producer of a real PDF writes them (reportlab writes neither)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject, NumberObject
+
+    writer = PdfWriter(clone_from=str(path))
+    font = writer.pages[0]["/Resources"]["/Font"]["/F1"].get_object()
+    items = [NumberObject(x) if isinstance(x, int) else NameObject(x) for x in differences]
+    font[NameObject("/Encoding")] = DictionaryObject(
+        {NameObject("/BaseEncoding"): NameObject("/WinAnsiEncoding"), NameObject("/Differences"): ArrayObject(items)}
+    )
+    cmap = DecodedStreamObject()
+    cmap.set_data(to_unicode)
+    font[NameObject("/ToUnicode")] = writer._add_object(cmap)
+    writer.write(str(path))
+    return path
+
+
+# Codes 0x86, 0x87, 0x89 (WinAnsi's dagger, double dagger, per mille) redefined as ligature glyphs.
+LIGATURE_DIFFERENCES = [0x86, "/fi", "/f_f", "/perthousand", "/T_h"]
+
+
+def test_ligatures_a_font_map_cuts_to_one_letter_are_read_from_their_glyph_names(tmp_path: Path) -> None:
+    # The CDC MMWR's fonts map /fi to "i", /ff to "f" and /T_h to "h": pypdf read "deined", "hey".
+    line = "The term is de\u2020ned in the \u2020rst section. \u2030ey a\u2021ect the o\u2021er."
+    broken = b"begincmap\n4 beginbfrange\n<20><7e><0020>\n<86><86><0069>\n<87><87><0066>\n<89><89><0068>\nendbfrange\nendcmap\n"
+    doc = load(with_font_maps(draw_pdf(tmp_path / "mmwr.pdf", [column(72, [line])]), LIGATURE_DIFFERENCES, broken))
+    assert doc.text == "The term is defined in the first section. They affect the offer."
+    sentences = [doc.text[s.start : s.end] for s in split_sentences(doc.text)]
+    assert sentences == ["The term is defined in the first section.", "They affect the offer."]
+
+
+def test_ligature_characters_are_spelled_out_and_right_font_maps_stay_right(tmp_path: Path) -> None:
+    line = "The term is de\u2020ned in the \u2020rst section. \u2030ey a\u2021ect the o\u2021er."
+    # A map that gives the ligature characters (U+FB01, U+FB00) or the letters themselves.
+    right = (
+        b"begincmap\n2 beginbfrange\n<20><7e><0020>\n<86><87>[<FB01> <00660066>]\nendbfrange\n"
+        b"1 beginbfchar\n<89> <00540068>\nendbfchar\nendcmap\n"
+    )
+    doc = load(with_font_maps(draw_pdf(tmp_path / "right.pdf", [column(72, [line])]), LIGATURE_DIFFERENCES, right))
+    assert doc.text == "The term is defined in the first section. They affect the offer."
+
+
 def test_pdf_title_is_the_first_heading_whole_not_furniture_nor_a_cut_line(tmp_path: Path) -> None:
     heading = ["Kroger Reports Second Quarter 2023 Results and", "Raises Full-Year Guidance"]
     pages = [
