@@ -259,6 +259,7 @@ def answer_json(answer) -> dict:
         ],
         **({"message": answer.message} if answer.message else {}),
         **({"read_as": answer.read_as} if answer.read_as else {}),
+        "alternatives": [answer_json(other) for other in answer.alternatives],
     }
 
 

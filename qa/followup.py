@@ -1,22 +1,26 @@
 """Follow-up questions: a question read in the light of the conversation so far, without a language model.
 
 "What did Kallas say?" then "What is her position?": the second question alone names nobody, so
-retrieval and reading would look for any position. The rules here rewrite it as "What is Kallas's
+retrieval and reading would look for any position. The rules here rewrite it as "What is Kallas'
 position?" and ask the document that answered the turn before first. Everything is explainable:
 the answer shows the question as it was read.
 
-- **When a question is a follow-up**: it has a personal pronoun (he, her, their...) and no name
-  of its own; or "it", "this", "there"... and at most two words of its own that carry meaning; or it
-  is elliptical ("Where?", "And last year?", "What about Germany?"). Anything else stands on its own
-  and is asked unchanged: a question with its own subject is never bent by the history.
-- **Who it is about** (the conversation's subject): the short answer of a "who" question that
-  named someone ("Who is Finland's defence minister?" -> "Antti Häkkänen"), else the name in the
-  question ("What did Kallas say?" -> "Kallas"), else the subject carried from the turn before.
-- **How it is rewritten**: pronouns become the subject ("her position" -> "Kallas's position");
-  a bare question word takes over the previous question ("When did the coalition meet?" then
-  "Where?" -> "Where did the coalition meet?"); any other fragment is added to the previous
-  question ("How much did Germany pledge?" then "And France?" -> "How much did Germany pledge?
-  France").
+- **When a question is a follow-up**: a personal pronoun and no name of its own; a pronoun as the
+  question's subject ("Does it include...", "What did she say about Turkey?"); "it", "this",
+  "there"... and at most two words of its own that carry meaning; or an ellipsis: at most four
+  words, no verb and no name ("Where?", "On what day?", "And in 2007?", "What about France?").
+  Anything else stands on its own and is asked unchanged: history never bends such a question.
+- **Who and what it is about**: the person is the short answer of a "who" question ("Who is
+  Finland's defence minister?" -> "Antti Häkkänen"), else the first name a standalone question
+  mentions; the thing is what the question asks about ("What speed limit was imposed..." -> "speed
+  limit"), else its first name, else its "the ..." phrase; a "how many X" question gives the
+  things ("X") that "they" stand for.
+- **How it is rewritten**: a pronoun becomes its person or thing ("her position" -> "Kallas'
+  position"); a question word takes over the previous question ("In which city did the coalition
+  meet?" then "On what day?" -> "On what day did the coalition meet?"); a bare name replaces the
+  previous question's ("How much did Germany pledge?" then "And France?" -> "How much did France
+  pledge?"), and a bare year its year; a new question with words of its own gets what the
+  conversation was about in brackets; any other fragment is added to the last standalone question.
 """
 
 from __future__ import annotations
@@ -32,8 +36,19 @@ _POSSESSIVE = {"his", "their", "its", "hers", "theirs"}
 # Words that stand for a thing or place named earlier; counted only when the question has little else.
 _THING = {"it", "its", "this", "that", "these", "those", "there", "then"}
 _WH = ("what", "who", "whom", "whose", "when", "where", "why", "which", "how")
-_WH_PHRASE = re.compile(r"^(how (?:many|much|long|often|far|old)|what (?:year|time|day|date)|when|where|why|who|what|which|how)\b", re.I)
+_AUX = r"(?:is|are|was|were|do|does|did|has|have|had|can|could|will|would|should|may|might)"
+_PREPOSITION = r"(?:in|on|at|by|under|for|from|with|of|to|during|since|until|after|before|through)"
+# A question's opening: a question word with up to two words after it ("how many", "which act"),
+# optionally after a preposition ("On what day"), ending before the auxiliary that follows.
+_OPENING = re.compile(
+    rf"^(?:{_PREPOSITION}\s+)?(?:how|what|which|whose|when|where|why|who|whom)\b(?:\s+(?!{_AUX}\b)[\w’'-]+){{0,3}}?(?=\s+{_AUX}\b|\s*[?.]?$)",
+    re.I,
+)
+_FOCUS = re.compile(rf"^(?:what|which)\s+((?:(?!{_AUX}\b)[\w’'-]+\s+){{0,3}}?(?!{_AUX}\b)[\w’'-]+)\s+{_AUX}\b", re.I)
+_COUNTED = re.compile(rf"^how many\s+((?:(?!{_AUX}\b)[\w’'-]+\s+){{0,3}}?(?!{_AUX}\b)[\w’'-]+)\s+{_AUX}\b", re.I)
 _OPENERS = re.compile(r"^(?:and|but|so|also|what about|how about|and what about)\b[\s,]*", re.I)
+_SUBJECT_PRONOUN = re.compile(rf"\b{_AUX}\s+(?:he|she|it|they)\b", re.I)
+_YEAR = re.compile(r"\b1[5-9]\d\d\b|\b20\d\d\b")
 # Words that carry no subject of their own in a question.
 _FUNCTION = {
     *_WH, *_PERSONAL, *_THING, "is", "are", "was", "were", "be", "been", "do", "does", "did", "has", "have",
@@ -45,25 +60,34 @@ _FUNCTION = {
 _WORD = re.compile(r"[^\W_][\w’'.-]*[^\W_]|[^\W_]", re.U)
 # A name: capitalised words in a row (with "'s" and joining words inside).
 _NAME = re.compile(r"\b[A-Z][\w’'.-]*(?:\s+(?:of\s+the\s+|of\s+|de\s+|von\s+)?[A-Z][\w’'.-]*)*", re.U)
-NAME_WORDS = 6  # a short answer this long or shorter, all capitalised, names someone
+# "the coalition", "this plan": what "it" may stand for when a question names nothing.
+_THE_PHRASE = re.compile(
+    rf"\b(?:the|this|that)\s+((?:[a-z][\w-]*\s+){{0,2}}[a-z](?:[\w.-]*\w)?)(?=\s+(?:{_AUX}|{_PREPOSITION}|and|or)\b|\s*[?.,]|$)"
+)
+# "Who ...?" and "Which/what <noun> ...?": a name in the short answer is whom the question was about.
+_ASKS_WHO = re.compile(r"^\s*(?:who|whom|(?:which|what)\s+(?!" + _AUX + r"\b)[a-z]+)\b", re.I)
+ANSWER_NAME_WORDS = 12  # a "who" answer this long or shorter that holds a name gives the person
+ELLIPSIS_WORDS = 4
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a conversation carries to its next question: the previous question as it was read, the
-    person and the thing it was about (what "he"/"she" and "it" stand for), and the document that
-    answered it (None if nothing has yet)."""
+    """What a conversation carries to its next question: the previous question as it was read,
+    the last one that stood on its own, whom and what they were about ("he"/"she", "it",
+    "they"), and the document that answered last (None if none has yet)."""
 
     question: str = ""
+    base: str = ""
     person: str = ""
     thing: str = ""
+    things: str = ""
     doc_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Reading:
-    """A question as it will be asked. `follow_up`: rewritten from the context (`read_as` differs
-    or `doc_id` is preferred); `doc_id`: the document to try first."""
+    """A question as it will be asked. `follow_up`: read from the context (`read_as` may still
+    equal the question when nothing could be substituted); `doc_id`: the document to try first."""
 
     question: str
     read_as: str
@@ -92,9 +116,16 @@ def names_in(text: str, first_word: bool = False) -> list[str]:
     ]
 
 
-def _is_name(answer: str) -> bool:
-    words = answer.strip().rstrip(".").split()
-    return 0 < len(words) <= NAME_WORDS and bool(_NAME.fullmatch(" ".join(words)))
+def _fragment(question: str) -> str:
+    """The question without its opener ("And France?" -> "France?")."""
+    return _OPENERS.sub("", question.strip()).strip()
+
+
+def _elliptical(question: str) -> bool:
+    """Short, without a verb of its own and without a name: "On what day?", "And in 2007?"."""
+    fragment = _fragment(question)
+    words = _words(fragment)
+    return len(words) <= ELLIPSIS_WORDS and not re.search(rf"\b{_AUX}\b", fragment, re.I) and not names_in(fragment)
 
 
 def is_follow_up(question: str, context: Context) -> bool:
@@ -106,11 +137,13 @@ def is_follow_up(question: str, context: Context) -> bool:
     has_name = bool(names_in(question))
     if _OPENERS.match(question.strip()) and len(own) <= 3:
         return True
+    if _SUBJECT_PRONOUN.search(question):
+        return True
     if any(w in _PERSONAL for w in words) and not has_name:
         return True
     if any(w in _THING for w in words) and len(own) <= 2 and not has_name:
         return True
-    return not own and not has_name  # "Where?", "Why?", "How many?"
+    return _elliptical(question)
 
 
 def _possessive(name: str) -> str:
@@ -118,14 +151,13 @@ def _possessive(name: str) -> str:
 
 
 _PRONOUN = re.compile(r"\b(he|she|him|her|his|hers|they|them|their|theirs|it|its)\b(\s*\S?)", re.I)
-_NOT_A_NOUN = re.compile(r"\s+(?:to|in|on|at|for|about|from|with|by|and|or|that|if|say|said|do|does|did)\b", re.I)
-# "the coalition", "this plan": what "it" may stand for when a question names nothing.
-_THING_PHRASE = re.compile(r"\b(?:the|this|that)\s+((?:[a-z][\w-]*\s+){0,2}[a-z][\w-]*)(?=\s+(?:is|are|was|were|has|have|had|do|does|did|will|would|can|could|of|in|on|at|for|to|from|with|by|and|or)\b|\s*[?.,]|$)")
+_NOT_A_NOUN = re.compile(rf"\s+(?:{_PREPOSITION}|about|and|or|that|if|say|said|do|does|did)\b", re.I)
 
 
-def _replace_pronouns(question: str, context: Context) -> str:
+def _replace_pronoun(question: str, context: Context) -> str:
     """The first pronoun of `question` replaced by whom or what it stands for: he/she by the
-    person, it by the thing, they by the thing (a group) or the person; possessives become "X's"."""
+    person, it by the thing, they by the things counted, the thing or the person; possessives
+    become "X's". Unchanged when the conversation has no one to put there."""
 
     def swap(match: re.Match[str]) -> str:
         word, rest = match.group(1), match.group(2)
@@ -133,7 +165,7 @@ def _replace_pronouns(question: str, context: Context) -> str:
         if lower in ("it", "its"):
             who = context.thing or context.person
         elif lower.startswith(("they", "them", "their")):
-            who = context.thing or context.person
+            who = context.things or context.thing or context.person
         else:
             who = context.person or context.thing
         if not who:
@@ -146,8 +178,19 @@ def _replace_pronouns(question: str, context: Context) -> str:
     return _PRONOUN.sub(swap, question, count=1)
 
 
+def _opening_words(question: str) -> str:
+    """The question's opening ("In which city", "When"); for a question whose question word is its
+    subject ("Who established how ..."), that word alone."""
+    match = _OPENING.match(question.strip()) or re.match(r"^(?:how|what|which|whose|when|where|why|who|whom)\b", question.strip(), re.I)
+    return match.group(0) if match else ""
+
+
 def _without_question_mark(question: str) -> str:
     return question.strip().rstrip("?").strip()
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def read_question(question: str, context: Context) -> Reading:
@@ -155,43 +198,58 @@ def read_question(question: str, context: Context) -> Reading:
     question = " ".join(question.split())
     if not is_follow_up(question, context):
         return Reading(question, question, False)
-    fragment = _OPENERS.sub("", question.strip()).strip()
-    wh = _WH_PHRASE.match(fragment)
+    fragment = _fragment(question)
+    opening = _OPENING.match(fragment)
     own = _own_words(fragment)
-    names = names_in(fragment, first_word=not wh)
+    names = names_in(fragment, first_word=not opening)
     previous_names = names_in(context.question)
-    if _PRONOUN.search(question) and _replace_pronouns(question, context) != question:
-        read_as = _replace_pronouns(question, context)
-    elif wh and not own:
-        # "Where?" after "When did the coalition meet?": the new question word, the old question.
-        rest = _WH_PHRASE.sub("", context.question.strip(), count=1).strip()
-        read_as = f"{wh.group(1)[0].upper()}{wh.group(1)[1:]} {_without_question_mark(rest)}?" if rest else question
-    elif names and previous_names and " ".join(own) == " ".join(_words(names[0])):
+    years, base_years = _YEAR.findall(fragment), _YEAR.findall(context.base)
+    replaced = _replace_pronoun(question, context)
+    if replaced != question:
+        read_as = replaced
+    elif opening and _elliptical(fragment) and _opening_words(context.question):
+        # "On what day?" after "In which city did the coalition meet?": the new opening, the old rest.
+        rest = context.question[len(_opening_words(context.question)) :].strip()
+        read_as = f"{_capitalised(opening.group(0))} {_without_question_mark(rest)}?"
+    elif names and previous_names and own == _words(names[0]):
         # "And France?" after "How much did Germany pledge?": the same question about France.
-        read_as = context.question.replace(previous_names[0], names[0], 1)
-    elif wh:
+        name, previous = names[0], previous_names[0]
+        if re.search(r"['’]s?$", previous) and not re.search(r"['’]s?$", name):
+            name = _possessive(name)
+        read_as = context.question.replace(previous, name, 1)
+    elif len(years) == 1 and len(base_years) == 1 and len(own) <= 1:
+        # "And in 2007?" after "... in 2009?": the same question about 2007.
+        read_as = context.base.replace(base_years[0], years[0], 1)
+    elif opening:
         # "Which country is excluded?" after a question about the coalition: what it was about.
         about = context.thing or context.person
         read_as = f"{_without_question_mark(fragment)}? ({about})" if about else fragment
     else:
-        read_as = f"{_without_question_mark(context.question)}, {_without_question_mark(fragment)}?"
+        read_as = f"{_without_question_mark(context.base)}, {_without_question_mark(fragment)}?"
     return Reading(question, read_as, True, context.doc_id)
 
 
 def after(context: Context, answer: Answer) -> Context:
-    """The context for the next question, once `answer` was given (or abstained). A question with
-    its own subject sets person and thing; a follow-up keeps them; a "who" question answered with
-    a name makes that name the person. An abstention keeps the document of the turns before."""
+    """The context for the next question, once `answer` was given (or abstained): a standalone
+    question sets whom and what the conversation is about, a follow-up keeps them (a bare name
+    becomes the new subject), a "who" question answered with a name makes it the person. An
+    abstention keeps the document of the turns before."""
     asked = answer.read_as or answer.question
-    person, thing = context.person, context.thing
+    person, thing, things, base = context.person, context.thing, context.things, context.base
     if not answer.read_as:
+        base = asked
         names = names_in(asked)
-        phrase = _THING_PHRASE.search(asked)
-        if names:
+        focus, counted, phrase = _FOCUS.match(asked), _COUNTED.match(asked), _THE_PHRASE.search(asked)
+        person = names[0] if names else person
+        thing = focus.group(1) if focus else names[0] if names else ("the " + phrase.group(1)) if phrase else thing
+        things = counted.group(1) if counted else ""
+    else:
+        fragment = _fragment(answer.question)
+        names = names_in(fragment, first_word=True)
+        if names and _own_words(fragment) == _words(names[0]):
             person = thing = names[0]
-        elif phrase:
-            thing = "the " + phrase.group(1)
-    if answer.answered and re.match(r"\s*who\b", asked, re.I) and _is_name(answer.answer):
-        person = answer.answer.strip().rstrip(".")
+    if answer.answered and _ASKS_WHO.match(asked) and len(answer.answer.split()) <= ANSWER_NAME_WORDS:
+        named = names_in(answer.answer, first_word=True)
+        person = named[0] if named else person
     doc_id = answer.citations[0].doc_id if answer.answered and answer.citations else context.doc_id
-    return Context(asked, person, thing, doc_id)
+    return Context(asked, base, person, thing, things, doc_id)

@@ -27,6 +27,13 @@ from qa.types import Answer, Chunk, Citation, Document, DocumentInfo, FileResult
 NOT_FOUND = "I could not find this in the documents."
 EMPTY_INDEX = "The index is empty: add documents with `qa add PATH` or the upload box, then ask again."
 EMPTY_QUESTION = "Please type a question."
+# "Also in the documents": at most this many other sentences that answer, each scored at least
+# ALTERNATIVE_MIN_SCORE. Only sentences the answer model read are considered (reader.RERANK_TOP).
+# squad-dev-public, 1,500 questions, 2026-12-02: alternatives' scores are calibrated within 0.063
+# (ECE); at 0.1-0.2 a fifth of them hold the answer, at 0.3 and above 42% (134 alternatives), so
+# only those are offered (the chat's "medium" label and up).
+MAX_ALTERNATIVES = 3
+ALTERNATIVE_MIN_SCORE = 0.3
 Progress = Callable[[int, int, str], None]
 # Documents are embedded together until they hold this many texts (chunks + sentences): one
 # encoder call over several documents sorts more texts by length, so it pads less and fills its
@@ -285,7 +292,38 @@ class Pipeline:
         bar = self.config.strict_min_confidence if strict else self.config.min_confidence
         if not reading.candidates or reading.confidence < bar:
             return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
-        return self._answer(snap, question, reading.candidates[0], score, passages, timings)
+        answer = self._answer(snap, question, reading.candidates[0], score, passages, timings)
+        bar = max(bar, ALTERNATIVE_MIN_SCORE)
+        return replace(answer, alternatives=self._alternatives(snap, question, reading, answer, bar))
+
+    def _alternatives(
+        self, snap: Snapshot, question: str, reading: reader.Reading, answer: Answer, bar: float
+    ) -> tuple[Answer, ...]:
+        """Other read sentences that answer as well, scored like the answer: its calibrated
+        confidence times their reranked probability relative to its own (README, Evaluation, for
+        how well that score holds). A quote overlapping one already given is skipped; for "what did
+        X say?", only sentences that quote speech and name X count."""
+        best = reading.candidates[0]
+        speaker = reader.speaker(question)
+        given = list(answer.citations)
+        found: list[Answer] = []
+        for candidate in reading.candidates[1:]:
+            if candidate.span is None or len(found) == MAX_ALTERNATIVES:
+                break  # past the sentences the answer model read
+            score = round(min(answer.score, answer.score * candidate.probability / max(best.probability, 1e-9)), 4)
+            if score < bar:
+                break  # candidates come best first
+            other = self._answer(snap, question, candidate, score, (), {})
+            cited = other.citations[0]
+            if any(c.doc_id == cited.doc_id and c.start < cited.end and cited.start < c.end for c in given):
+                continue
+            if any(c.quote == cited.quote for c in given):
+                continue  # the same words elsewhere (a repeated paragraph)
+            if speaker is not None and not (speaker in cited.quote and reader.speech_question(question, cited.quote)):
+                continue
+            given.append(cited)
+            found.append(other)
+        return tuple(found)
 
     def retrieve(
         self,

@@ -422,6 +422,17 @@ def speech_question(question: str, sentence: str) -> bool:
     return question_type(question) == "quote" and bool(_QUOTE.search(sentence))
 
 
+def speaker(question: str) -> str | None:
+    """Whose words a "what did X say?" question asks for: the last capitalised word before the
+    speech verb ("Kallas", "Healey"), or None for other questions."""
+    if question_type(question) != "quote":
+        return None
+    verb = _SAY.search(question)
+    names = _NAME.findall(question[: verb.start()] if verb else question)
+    names = [n for n in names if n.split()[0].lower() not in ("what", "how", "did", "does", "do")]
+    return names[-1].split()[-1].rstrip(".") if names else None
+
+
 def judged_answer_row(
     model: ReaderModel, question: str, f: Features, probabilities: np.ndarray, top: np.ndarray,
     reranked: np.ndarray, spans: list[SpanResult],

@@ -134,6 +134,9 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
     # A follow-up question as it was asked, rewritten from the conversation (qa.followup); "" else.
     read_as: str = ""
+    # Other sentences that answer too ("Also in the documents"), best first, each an Answer of its
+    # own (its quote, citation and score) without passages or alternatives.
+    alternatives: tuple[Answer, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ KALLAS_QUESTION = "What did Kallas say?"
 KALLAS_QUOTE = "At the moment there is no peace to keep"
 UNANSWERABLE = "What is the boiling point of water on Mars?"
 
-ANSWER_KEYS = {"question", "answered", "answer", "quote", "score", "citations", "passages"}
+ANSWER_KEYS = {"question", "answered", "answer", "quote", "score", "citations", "passages", "alternatives"}
 CITATION_KEYS = {"doc_id", "title", "source", "page", "section", "start", "end", "quote"}
 PASSAGE_KEYS = {"doc_id", "title", "source", "page", "start", "end", "text", "score"}
 
@@ -113,6 +113,11 @@ def _check_types(obj: dict) -> None:
         assert p["page"] is None or (isinstance(p["page"], int) and p["page"] >= 1)
         assert isinstance(p["start"], int) and isinstance(p["end"], int) and 0 <= p["start"] < p["end"]
         assert isinstance(p["score"], (int, float)) and 0.0 <= p["score"] <= 1.0
+    assert isinstance(obj["alternatives"], list)
+    for other in obj["alternatives"]:  # the same shape, without passages or alternatives of their own
+        _check_types(other)
+        assert other["answered"] is True and other["passages"] == [] and other["alternatives"] == []
+        assert other["score"] <= obj["score"]
 
 
 def test_ask_json_answers_with_verbatim_citation(

@@ -89,7 +89,7 @@ def test_a_fragment_is_read_with_what_the_conversation_was_about() -> None:
     ],
 )
 def test_a_question_with_its_own_subject_is_not_bent(question: str) -> None:
-    context = Context("What did Kallas say?", "Kallas", "Kallas", "d1")
+    context = Context(question="What did Kallas say?", base="What did Kallas say?", person="Kallas", thing="Kallas", doc_id="d1")
     reading = read_question(question, context)
     assert not reading.follow_up and reading.read_as == question and reading.doc_id is None
 

@@ -354,3 +354,25 @@ def test_strict_asks_for_the_higher_calibrated_confidence(seeded_pipeline: Pipel
     assert strict.score == score
     assert bars.ask(question).answered  # the configured abstention is balanced
     assert not Pipeline(replace(bars.config, abstention="strict")).ask(question).answered
+
+
+def test_the_same_fact_in_another_document_is_offered_as_an_alternative(tmp_path: Path) -> None:
+    docs = {
+        "bulletin.txt": "Harbour bulletin.\nThe Orvik lighthouse was rebuilt in 1911 by the engineer Marta Lindqvist. "
+        "The harbour also got a new breakwater.\n",
+        "history.txt": "Coastal history.\nIn 1911 the engineer Marta Lindqvist rebuilt the Orvik lighthouse after the "
+        "great storm. Fishing boats returned soon after.\n",
+        "weather.txt": "Weather notes.\nThe spring storms of 1911 damaged several piers along the coast. Repairs took two years.\n",
+    }
+    for name, text in docs.items():
+        (tmp_path / name).write_text(text)
+    pipeline = new_pipeline(tmp_path / "index")
+    pipeline.add([tmp_path / name for name in docs])
+    answer = pipeline.ask(PDF_QUESTION)
+    assert answer.answered and answer.answer == PDF_FACT
+    (other,) = answer.alternatives
+    assert {answer.citations[0].source, other.citations[0].source} == {"bulletin.txt", "history.txt"}
+    assert other.answered and PDF_FACT in other.quote and other.answer == PDF_FACT
+    assert 0.3 <= other.score <= answer.score and not other.passages and not other.alternatives
+    assert_verbatim(pipeline, other)
+    assert pipeline.ask("Who wrote the weather notes?").alternatives == ()  # nothing else answers
