@@ -16,11 +16,11 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 DIALOGUES = Path(__file__).parent / "followup_dialogues.jsonl"
-MARGIN = 0.05
-# Measured on the in-repo dialogues (27 dialogues, 40 later turns), default settings, 2026-12-02:
-# turn one 25/27, later answerable 28/34, later unanswerable refused 6/6, later turns 34/40.
-MEASURED = {"turn_one": 0.9259, "later_answerable": 0.8235, "later_unanswerable_refused": 1.0}
-MEASURED_ALONE = 0.45  # 18/40 later turns right when asked on their own, without the conversation
+# Right answers measured on the in-repo dialogues (27 dialogues, 40 later turns), default settings,
+# 2026-12-02; a change may lose at most MARGIN of each (small sets: one answer is 3-17 points).
+MEASURED = {"turn_one": 25, "later_answerable": 28, "later_unanswerable_refused": 6}  # of 27, 34, 6
+MEASURED_ALONE = 18  # of the 40 later turns, right when asked on their own, without the conversation
+MARGIN = 2
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,9 @@ def test_the_in_repo_dialogues_are_what_the_floors_were_measured_on(summary: dic
 
 @pytest.mark.parametrize("metric", sorted(MEASURED))
 def test_dialogue_metric_stays_at_its_measured_level(summary: dict, metric: str) -> None:
-    assert summary[metric]["share"] >= MEASURED[metric] - MARGIN, f"{metric} fell to {summary[metric]}"
+    assert summary[metric]["right"] >= MEASURED[metric] - MARGIN, f"{metric} fell to {summary[metric]}"
 
 
 def test_reading_in_context_beats_asking_alone(summary: dict) -> None:
-    assert summary["later_turns"]["share"] > summary["later_turns_asked_alone"]["share"] + 0.1
-    assert summary["later_turns_asked_alone"]["share"] <= MEASURED_ALONE + MARGIN
+    assert summary["later_turns"]["right"] >= summary["later_turns_asked_alone"]["right"] + 10
+    assert summary["later_turns_asked_alone"]["right"] <= MEASURED_ALONE + MARGIN
