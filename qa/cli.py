@@ -240,9 +240,19 @@ def _print_answer(answer) -> None:
         print(answer.answer)
     print(f'"{answer.quote}"')
     for i, c in enumerate(answer.citations, 1):
-        where = f", page {c.page}" if c.page else f", section \"{c.section}\"" if c.section else ""
-        print(f"  [{i}] {c.title} ({c.source}{where}, characters {c.start}-{c.end})")
+        print(f"  [{i}] {_where(c)}")
     print(f"  confidence {answer.score:.2f}")
+    if answer.alternatives:
+        print("Also in the documents:")
+    for other in answer.alternatives:
+        print(f'  - "{other.quote}"')
+        print(f"    {_where(other.citations[0])}, confidence {other.score:.2f}")
+
+
+def _where(c) -> str:
+    """A citation as one line: title (file, page or section, characters)."""
+    where = f", page {c.page}" if c.page else f", section \"{c.section}\"" if c.section else ""
+    return f"{c.title} ({c.source}{where}, characters {c.start}-{c.end})"
 
 
 def answer_json(answer) -> dict:
