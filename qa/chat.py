@@ -39,6 +39,7 @@ import pandas as pd
 from qa import pageview
 from qa.config import Config
 from qa.ingest import SUPPORTED_SUFFIXES, content_problem
+from qa.schema import answer_json
 from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
 
 DOC_HEADERS = ["Title", "File", "Pages", "Chunks", "Added"]
@@ -795,8 +796,6 @@ def build_app(pipeline: PipelineLike) -> gr.Blocks:
     def ask_json(question: str, doc_ids: list[str] | None = None, top_k: int | None = None, strict: bool | None = None) -> dict:
         """Answer a question; returns the same JSON object as `qa ask --json` (answered, answer, quote,
         score, citations with document/page/character span, passages, message). `strict` as in chat."""
-        from qa.cli import answer_json
-
         if top_k is not None and top_k < 1:
             raise gr.Error("top_k must be at least 1")
         return answer_json(pipeline.ask(question.strip(), top_k=top_k, doc_ids=list(doc_ids or []) or None, strict=strict))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from qa.config import ABSTENTION_KINDS, Config
 from qa.ingest import SUPPORTED_SUFFIXES
+from qa.schema import answer_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,24 +254,6 @@ def _where(c) -> str:
     """A citation as one line: title (file, page or section, characters)."""
     where = f", page {c.page}" if c.page else f", section \"{c.section}\"" if c.section else ""
     return f"{c.title} ({c.source}{where}, characters {c.start}-{c.end})"
-
-
-def answer_json(answer) -> dict:
-    """The documented `qa ask --json` object."""
-    return {
-        "question": answer.question,
-        "answered": answer.answered,
-        "answer": answer.answer,
-        "quote": answer.quote,
-        "score": answer.score,
-        "citations": [asdict(c) for c in answer.citations],
-        "passages": [
-            {k: v for k, v in asdict(p).items() if k != "chunk_id"} for p in answer.passages
-        ],
-        **({"message": answer.message} if answer.message else {}),
-        **({"read_as": answer.read_as} if answer.read_as else {}),
-        "alternatives": [answer_json(other) for other in answer.alternatives],
-    }
 
 
 def _list(args: argparse.Namespace, config: Config) -> int:

@@ -31,9 +31,9 @@ from reliability_helpers import (
 from reportlab.lib import pdfencrypt
 from reportlab.pdfgen import canvas
 
-from qa.cli import answer_json
 from qa.config import Config
 from qa.pipeline import Pipeline
+from qa.schema import answer_json
 from qa.store import IndexError as StoreIndexError
 from qa.store import Store
 from qa.types import Answer, Document
