@@ -707,7 +707,6 @@ def add_uploads(
     """
     dest_dir = upload_dir(pipeline.config)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    limit = pipeline.config.max_file_mb * 1024 * 1024
     early: list[FileResult] = []
     staged: dict[Path, Path | None] = {}  # destination -> backup of what it replaced
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".backup-") as backups:
@@ -716,7 +715,7 @@ def add_uploads(
             try:
                 if dest.suffix not in SUPPORTED_SUFFIXES:
                     reason = f"unsupported file type; use {', '.join(SUPPORTED_SUFFIXES)}"
-                elif src.stat().st_size > limit:
+                elif src.stat().st_size > pipeline.config.max_file_bytes:
                     reason = f"larger than the {pipeline.config.max_file_mb:g} MB limit"
                 elif dest in staged:
                     reason = "another file in this upload has the same name"
@@ -1161,7 +1160,7 @@ def launch(demo: gr.Blocks, config: Config, *, host: str | None = None, port: in
     demo.launch(
         server_name=host or config.host,
         server_port=port or config.port,
-        max_file_size=int(config.max_file_mb * 1024 * 1024),
+        max_file_size=config.max_file_bytes,
         allowed_paths=[],
         blocked_paths=[str(Path(config.index_dir).resolve())],
         footer_links=["api"],

@@ -64,6 +64,12 @@ class Config:
     # `qa add` commits at least this many new chunks at a time (more as the index grows).
     commit_chunks: int = 2000
 
+    @property
+    def max_file_bytes(self) -> int:
+        """The one file size limit, `max_file_mb` in bytes: ingestion, chat uploads and the server's
+        upload route all refuse a file above it."""
+        return int(self.max_file_mb * 1024 * 1024)
+
     def __post_init__(self) -> None:
         if self.reader_runtime not in READER_RUNTIMES:
             raise ValueError(f"reader_runtime must be one of {', '.join(READER_RUNTIMES)}, not '{self.reader_runtime}'")

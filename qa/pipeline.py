@@ -146,7 +146,7 @@ class Pipeline:
         try:
             doc = load_document(
                 path,
-                max_bytes=int(self.config.max_file_mb * 1024 * 1024),
+                max_bytes=self.config.max_file_bytes,
                 parse_timeout_s=self.config.parse_timeout_s,
                 added_at=stamp,
             )
