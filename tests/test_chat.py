@@ -17,27 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from qa.chat import (
+from qa.chat.examples import example_candidates, example_questions
+from qa.chat.layout import build_app
+from qa.chat.render import (
     EVIDENCE_EMPTY,
-    ServeRefused,
-    add_uploads,
-    build_app,
     card_id,
     confidence_label,
-    content_problem,
     documents_frame,
     esc,
     evidence_cards,
-    example_candidates,
-    example_questions,
-    exposure_auth,
     highlight,
-    is_loopback,
-    launch,
-    load_credentials,
     marked_html,
     neutral,
-    password_check,
     render_abstention,
     render_answer,
     render_card_document,
@@ -45,9 +36,11 @@ from qa.chat import (
     render_evidence,
     render_file_results,
     render_page_view,
-    safe_filename,
 )
+from qa.chat.server import ServeRefused, exposure_auth, is_loopback, launch, load_credentials, password_check
+from qa.chat.uploads import add_uploads, safe_filename
 from qa.config import Config
+from qa.ingest import content_problem
 from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
 
 ROOT = Path(__file__).resolve().parents[1]
