@@ -18,6 +18,10 @@ EXAMPLE_CANDIDATES = 8
 EXAMPLE_MIN_SCORE = MEDIUM_CONFIDENCE
 
 _NAME = r"[A-Z][\w’'-]+"
+# Reporting verbs as documents write them, with the base form a question uses. Not qa.read's _SAY,
+# the verbs that make a question ask for someone's words: that one lacks note, clarify, argue,
+# insist and add (so those examples are read as ordinary questions) and is part of what the reader
+# was trained on, so the two are kept apart.
 _VERBS = {
     "said": "say",
     "says": "say",
