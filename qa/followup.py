@@ -229,6 +229,15 @@ def read_question(question: str, context: Context) -> Reading:
     return Reading(question, read_as, True, context.doc_id)
 
 
+def _the_phrase(question: str, phrase: re.Match[str]) -> str:
+    """"the envoy" from "What did the envoy say?": with do-support the question's last word is its
+    verb, not part of the phrase."""
+    words = phrase.group(1).split()
+    if len(words) > 1 and re.search(rf"\b{_AUX}\s+\S+\s+{re.escape(phrase.group(1))}\s*\?*\s*$", question, re.I):
+        words = words[:-1]
+    return "the " + " ".join(words)
+
+
 def after(context: Context, answer: Answer) -> Context:
     """The context for the next question, once `answer` was given (or abstained): a standalone
     question sets whom and what the conversation is about, a follow-up keeps them (a bare name
@@ -241,7 +250,7 @@ def after(context: Context, answer: Answer) -> Context:
         names = names_in(asked)
         focus, counted, phrase = _FOCUS.match(asked), _COUNTED.match(asked), _THE_PHRASE.search(asked)
         person = names[0] if names else person
-        thing = focus.group(1) if focus else names[0] if names else ("the " + phrase.group(1)) if phrase else thing
+        thing = focus.group(1) if focus else names[0] if names else _the_phrase(asked, phrase) if phrase else thing
         things = counted.group(1) if counted else ""
     else:
         fragment = _fragment(answer.question)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from qa import followup
 from qa.chat.examples import example_candidates, example_questions
 from qa.chat.layout import build_app
 from qa.chat.render import (
@@ -242,6 +243,30 @@ def test_evidence_for_an_abstention_lists_the_closest_passages_unmarked() -> Non
     assert "Not found in the documents; closest passages looked at" in panel
     assert "<mark" not in panel and 'id="ev-2-1"' in panel
     assert render_evidence(None) == EVIDENCE_EMPTY
+
+
+def test_answer_card_says_how_a_follow_up_was_read_and_offers_the_alternatives() -> None:
+    alternative_citation = Citation("d2", "Other brief", "other.txt", None, 0, 29, "Nothing about the envoy here.")
+    alternative = Answer(
+        "What does peace require?", True, answer="the envoy", quote=alternative_citation.quote, score=0.41,
+        citations=(alternative_citation,), answer_span=Span(14, 23),
+    )
+    answer = replace(make_answer(), read_as="What does <b>peace</b> require?", alternatives=(alternative,))
+    card = render_answer(answer, 2)
+    assert card.startswith('<span class="qa-read-as">Read as: “What does &lt;b&gt;peace&lt;/b&gt; require?”</span>')
+    also = card[card.index("**Also in the documents**") :]
+    assert "> Nothing about <mark>the envoy</mark> here." in also
+    assert '<a class="qa-cite" href="#ev-2-2"' in also and "other.txt" in also and "Confidence: medium" in also
+
+    # In the evidence panel the alternative's passage is card 2, its own answer marked.
+    panel = render_evidence(answer, 2)
+    second = panel[panel.index('id="ev-2-2"') :]
+    assert '<span class="qa-badge">also answers</span>' in second[: second.index("</article>")]
+    assert marked(second[: second.index("</article>")]) == ["the envoy"]
+    assert [c.also for c in evidence_cards(answer)] == [False, True]
+    # A plain answer has neither.
+    plain = render_answer(make_answer(), 1)
+    assert "Read as" not in plain and "Also in the documents" not in plain
 
 
 def test_evidence_and_viewer_show_hostile_text_literally() -> None:
@@ -511,6 +536,7 @@ class FakePipeline:
     docs: dict[str, Document] = field(default_factory=dict)
     added: list[list[Path]] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)  # questions it abstains on whatever the documents say
+    contexts: list = field(default_factory=list)  # the conversation each question was asked in
 
     def ensure_seeded(self) -> None:
         if not self.docs:
@@ -536,8 +562,28 @@ class FakePipeline:
         return results
 
     def ask(
-        self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None, strict: bool | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        doc_ids: Collection[str] | None = None,
+        strict: bool | None = None,
+        context: followup.Context | None = None,
     ) -> Answer:
+        """Follow-ups are read by the real rules (qa.followup), then answered by word overlap."""
+        self.contexts.append(context)
+        reading = followup.read_question(question, context or followup.Context())
+        answer = self._answer(reading.read_as, doc_ids, strict)
+        return replace(answer, question=question, read_as=reading.read_as if reading.follow_up else "")
+
+    def context_of(
+        self, questions: Sequence[str], doc_ids: Collection[str] | None = None, strict: bool | None = None
+    ) -> followup.Context:
+        context = followup.Context()
+        for question in questions:
+            context = followup.after(context, self.ask(question, doc_ids=doc_ids, strict=strict, context=context))
+        return context
+
+    def _answer(self, question: str, doc_ids: Collection[str] | None, strict: bool | None) -> Answer:
         words = set(re.findall(r"\w+", question.lower())) - {"what", "did", "the", "a", "is", "of", "say", "who"}
         best: tuple[int, Document, re.Match[str]] | None = None
         for doc in self.docs.values():
@@ -731,6 +777,24 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         yield f"http://127.0.0.1:{port}/", pipeline
     finally:
         demo.close()
+
+
+def test_api_chat_is_a_conversation_per_client_and_ask_json_takes_its_history(
+    fake_server: tuple[str, FakePipeline],
+) -> None:
+    from gradio_client import Client
+
+    url, _ = fake_server
+    first, second = Client(url, verbose=False), Client(url, verbose=False)
+    assert "Read as" not in first.predict("What did the envoy say?", api_name="/chat")
+    follow_up = html.unescape(first.predict("What did he say about peace?", api_name="/chat"))
+    assert "Read as: “What did the envoy say about peace?”" in follow_up  # "he": what it was about
+    assert "Read as" not in second.predict("What did he say about peace?", api_name="/chat")  # its own session
+
+    alone = first.predict(question="What did he say about peace?", api_name="/ask_json")
+    assert "read_as" not in alone
+    after = first.predict(question="What did he say about peace?", history=["What did the envoy say?"], api_name="/ask_json")
+    assert after["read_as"] == "What did the envoy say about peace?" and after["question"] == "What did he say about peace?"
 
 
 def test_api_endpoints_over_fake_pipeline(fake_server: tuple[str, FakePipeline], tmp_path: Path) -> None:

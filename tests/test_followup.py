@@ -105,3 +105,10 @@ def test_names_are_capitalised_runs_but_not_the_first_word() -> None:
     assert names_in("What did Finland’s Defense Minister stress?") == ["Finland’s Defense Minister"]
     assert names_in("Where is the University of Notre Dame?") == ["University of Notre Dame"]
     assert names_in("France?") == [] and names_in("France?", first_word=True) == ["France"]
+
+
+def test_the_thing_asked_about_ends_before_the_verb() -> None:
+    read = talk(("What did the envoy say?", "x"), ("What did he stress?", "x"))
+    assert read[1] == "What did the envoy stress?"
+    read = talk(("What national maximum speed limit was imposed in 1974?", "55 mph"), ("Who ended it?", "x"))
+    assert read[1] == "Who ended national maximum speed limit?"

@@ -6,11 +6,14 @@ No `from __future__ import annotations` here: gr.api reads the endpoints' types 
 annotations, so they must be real types, not strings.
 """
 
+import threading
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
 
+from qa import followup
 from qa.chat.backend import WRITES, PipelineLike
 from qa.chat.render import doc_titles, render_answer
 from qa.chat.uploads import add_gradio_uploads, remove_documents
@@ -29,29 +32,66 @@ def file_result_json(result: FileResult) -> dict[str, str]:
     }
 
 
+class Conversations:
+    """What each API client's conversation carries to its next /chat question, by Gradio session
+    (one per gradio_client Client); the least recently used are forgotten beyond `limit`."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self._contexts: OrderedDict[str, followup.Context] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: str) -> followup.Context:
+        with self._lock:
+            return self._contexts.get(session, followup.Context())
+
+    def put(self, session: str, context: followup.Context) -> None:
+        with self._lock:
+            self._contexts[session] = context
+            self._contexts.move_to_end(session)
+            while len(self._contexts) > self.limit:
+                self._contexts.popitem(last=False)
+
+
 class Endpoints:
     """The endpoints over one pipeline; their docstrings are what the API page shows."""
 
     def __init__(self, pipeline: PipelineLike) -> None:
         self.pipeline = pipeline
+        self.conversations = Conversations()
 
-    def chat(self, question: str, doc_ids: list[str] | None = None, strict: bool | None = None) -> str:
+    def chat(
+        self, question: str, doc_ids: list[str] | None = None, strict: bool | None = None, request: gr.Request = None
+    ) -> str:
         """Answer a question from the indexed documents (optionally only within `doc_ids`; `strict`
         refuses more readily, default: the server's setting); returns the answer card as Markdown:
-        short answer, quote, confidence, sources."""
+        short answer, quote, confidence, sources. Each client session is a conversation: a
+        follow-up ("What is her position?") is read in the light of the questions before it."""
         scope = list(doc_ids or [])
-        answer = self.pipeline.ask(question.strip(), doc_ids=scope or None, strict=strict)
+        session = request.session_hash if request is not None and request.session_hash else ""
+        context = self.conversations.get(session) if session else followup.Context()
+        answer = self.pipeline.ask(question.strip(), doc_ids=scope or None, strict=strict, context=context)
+        if session:
+            self.conversations.put(session, followup.after(context, answer))
         return render_answer(answer, 1, doc_titles(self.pipeline, scope))
 
     def ask_json(
-        self, question: str, doc_ids: list[str] | None = None, top_k: int | None = None, strict: bool | None = None
+        self,
+        question: str,
+        doc_ids: list[str] | None = None,
+        top_k: int | None = None,
+        strict: bool | None = None,
+        history: list[str] | None = None,
     ) -> dict:
         """Answer a question; returns the same JSON object as `qa ask --json` (answered, answer, quote,
-        score, citations with document/page/character span, passages, message). `strict` as in chat."""
+        score, citations with document/page/character span, passages, alternatives, message; read_as
+        for a follow-up). `strict` as in chat. `history`: the conversation's earlier questions, in
+        order, so a follow-up is read in their light (they are asked again to rebuild it)."""
         if top_k is not None and top_k < 1:
             raise gr.Error("top_k must be at least 1")
         scope = list(doc_ids or []) or None
-        return answer_json(self.pipeline.ask(question.strip(), top_k=top_k, doc_ids=scope, strict=strict))
+        context = self.pipeline.context_of(list(history), scope, strict) if history else None
+        return answer_json(self.pipeline.ask(question.strip(), top_k=top_k, doc_ids=scope, strict=strict, context=context))
 
     def list_documents(self) -> list[dict]:
         """The indexed documents, as `qa list --json` prints them but without the server-side path:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from qa import followup
 from qa.config import Config
 from qa.types import Answer, Document, DocumentInfo, FileResult
 
@@ -26,8 +27,17 @@ class PipelineLike(Protocol):
     ) -> list[FileResult]: ...
 
     def ask(
-        self, question: str, top_k: int | None = None, doc_ids: Collection[str] | None = None, strict: bool | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        doc_ids: Collection[str] | None = None,
+        strict: bool | None = None,
+        context: followup.Context | None = None,
     ) -> Answer: ...
+
+    def context_of(
+        self, questions: Sequence[str], doc_ids: Collection[str] | None = None, strict: bool | None = None
+    ) -> followup.Context: ...
 
     def documents(self) -> list[DocumentInfo]: ...
 

@@ -4,16 +4,19 @@ rest are plain functions.
 Per browser session (gr.State) the handlers keep the answers given so far (`records`: one dict per
 answer with the Answer, the index of its chat message and the scope it was asked in) and which one
 the evidence panel shows (`current`), so an older answer's sources stay available after newer
-questions.
+questions. The same records are the conversation a follow-up question is read in; clearing the
+chat forgets it.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import reduce
 from typing import Any
 
 import gradio as gr
 
+from qa import followup
 from qa.chat.backend import PipelineLike
 from qa.chat.examples import Examples
 from qa.chat.render import (
@@ -33,6 +36,11 @@ Records = list[dict[str, Any]]
 
 
 # --- questions and their sources ---------------------------------------------------------------
+
+
+def conversation(records: Records) -> followup.Context:
+    """What the session's answers so far carry to its next question (qa.followup)."""
+    return reduce(followup.after, (record["answer"] for record in records), followup.Context())
 
 
 def show_question(question: str, history: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]], str]:
@@ -90,7 +98,9 @@ class Handlers:
             return (gr.skip(),) * 6
         scope = doc_titles(self.pipeline, doc_filter or [])
         try:
-            answer = self.pipeline.ask(pending, doc_ids=list(doc_filter or []) or None, strict=strict)
+            answer = self.pipeline.ask(
+                pending, doc_ids=list(doc_filter or []) or None, strict=strict, context=conversation(records)
+            )
         except Exception as exc:  # noqa: BLE001 (the conversation goes on; the details go to the log)
             logging.getLogger(__name__).exception("answering %r failed", pending)
             failed = {"role": "assistant", "content": f"Something went wrong while answering: {neutral(str(exc))}"}

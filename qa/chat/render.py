@@ -130,8 +130,10 @@ def confidence_html(score: float) -> str:
 
 
 def render_answer(answer: Answer, number: int = 1, scope: Sequence[str] = ()) -> str:
-    """The chat's answer card (Markdown): bold short answer, the verbatim quote with the answer marked,
-    the confidence label, and numbered citations linking to the evidence panel's cards.
+    """The chat's answer card (Markdown): how a follow-up was read, bold short answer, the verbatim
+    quote with the answer marked, the confidence label, numbered citations linking to the evidence
+    panel's cards, and the other sentences that answer too ("Also in the documents"), each with its
+    own citation and confidence.
 
     `number` is the answer's place in the conversation (it names the evidence cards); `scope` lists the
     documents the question was limited to, if any.
@@ -139,7 +141,8 @@ def render_answer(answer: Answer, number: int = 1, scope: Sequence[str] = ()) ->
     if not answer.answered:
         return render_abstention(answer, number, scope)
     citation = answer.citations[0]
-    parts = [f"**{neutral(answer.answer)}**"] if answer.answer and answer.answer != answer.quote else []
+    parts = _read_as(answer)
+    parts += [f"**{neutral(answer.answer)}**"] if answer.answer and answer.answer != answer.quote else []
     parts += [
         f"> {highlight(answer.quote, citation.start, _answer_mark(answer))}",
         confidence_html(answer.score),
@@ -149,8 +152,24 @@ def render_answer(answer: Answer, number: int = 1, scope: Sequence[str] = ()) ->
         f"{_source_line(n, number, c.title, c.source, c.page, c.section)} · chars {c.start}–{c.end}"
         for n, c in enumerate(answer.citations, 1)
     ]
+    if answer.alternatives:
+        card_of = {card.citation: card.number for card in evidence_cards(answer) if card.citation is not None}
+        parts.append("**Also in the documents**")
+        for other in answer.alternatives:
+            c = other.citations[0]
+            parts.append(
+                f"> {highlight(other.quote, c.start, _answer_mark(other))}\n\n"
+                f"{_source_line(card_of[c], number, c.title, c.source, c.page, c.section)} · {confidence_html(other.score)}"
+            )
     parts += _scope_note(scope)
     return "\n\n".join(parts)
+
+
+def _read_as(answer: Answer) -> list[str]:
+    """A follow-up says how it was read, so a wrong reading is plain to see."""
+    if not answer.read_as or answer.read_as == answer.question:
+        return []
+    return [f'<span class="qa-read-as">Read as: “{neutral(answer.read_as)}”</span>']
 
 
 def _scope_note(scope: Sequence[str]) -> list[str]:
@@ -159,7 +178,7 @@ def _scope_note(scope: Sequence[str]) -> list[str]:
 
 def render_abstention(answer: Answer, number: int = 1, scope: Sequence[str] = ()) -> str:
     """An abstention looks unlike an answer and lists what was searched, so users can judge it."""
-    parts = [f'<span class="abstained">{NOT_FOUND_TITLE}</span> {neutral(answer.message)}']
+    parts = [*_read_as(answer), f'<span class="abstained">{NOT_FOUND_TITLE}</span> {neutral(answer.message)}']
     if answer.passages:
         parts.append("*Closest passages looked at:*")
         for n, p in enumerate(answer.passages[:CLOSEST_SHOWN], 1):
@@ -176,7 +195,8 @@ def render_abstention(answer: Answer, number: int = 1, scope: Sequence[str] = ()
 
 @dataclass(frozen=True)
 class EvidenceCard:
-    """One passage behind an answer; `citation` is set for the passages the answer quotes."""
+    """One passage behind an answer; `citation` is set for the passages an answer quotes, `also`
+    when that answer is one of the alternatives ("Also in the documents")."""
 
     number: int
     doc_id: str
@@ -188,6 +208,7 @@ class EvidenceCard:
     text: str
     score: float | None
     citation: Citation | None = None
+    also: bool = False
 
 
 def _containing_passage(citation: Citation, passages: Sequence[Passage]) -> Passage | None:
@@ -198,23 +219,26 @@ def _containing_passage(citation: Citation, passages: Sequence[Passage]) -> Pass
 
 
 def evidence_cards(answer: Answer) -> list[EvidenceCard]:
-    """Cited passages first, in citation order (so citation [n] is card n), then the others retrieved."""
+    """Cited passages first, in citation order (so citation [n] is card n), then those the
+    alternatives quote, then the others retrieved."""
     cards: list[EvidenceCard] = []
     used: set[int] = set()
-    for citation in answer.citations:
-        p = _containing_passage(citation, answer.passages)
-        if p is not None and id(p) not in used:
-            used.add(id(p))
-            cards.append(
-                EvidenceCard(
-                    len(cards) + 1, p.doc_id, p.title, p.source, p.page, p.start, p.end, p.text, p.score, citation
+    for quoting in (answer, *answer.alternatives):
+        also = quoting is not answer
+        for citation in quoting.citations:
+            p = _containing_passage(citation, answer.passages)
+            if p is not None and id(p) not in used:
+                used.add(id(p))
+                cards.append(
+                    EvidenceCard(
+                        len(cards) + 1, p.doc_id, p.title, p.source, p.page, p.start, p.end, p.text, p.score, citation, also
+                    )
                 )
-            )
-        else:  # not among the passages (or a second quote from one passage): the quote itself
-            c = citation
-            cards.append(
-                EvidenceCard(len(cards) + 1, c.doc_id, c.title, c.source, c.page, c.start, c.end, c.quote, None, c)
-            )
+            else:  # not among the passages (or a second quote from one passage): the quote itself
+                c = citation
+                cards.append(
+                    EvidenceCard(len(cards) + 1, c.doc_id, c.title, c.source, c.page, c.start, c.end, c.quote, None, c, also)
+                )
     for p in answer.passages:
         if id(p) not in used:
             cards.append(EvidenceCard(len(cards) + 1, p.doc_id, p.title, p.source, p.page, p.start, p.end, p.text, p.score))
@@ -222,13 +246,14 @@ def evidence_cards(answer: Answer) -> list[EvidenceCard]:
 
 
 def _card_marks(answer: Answer, card: EvidenceCard) -> tuple[Span | None, Span | None]:
-    """(the quote, the short answer) to highlight in a card; the answer span belongs to the first citation."""
+    """(the quote, the short answer) to highlight in a card; a short answer belongs to the first
+    citation of the answer (or alternative) that quotes the card."""
     if card.citation is None:
         return None, None
     quote = Span(card.citation.start, card.citation.end)
-    first = answer.citations[0]
-    if card.citation == first and answer.answer_span is not None:
-        return quote, _answer_mark(answer)
+    owner = next(a for a in (answer, *answer.alternatives) if card.citation in a.citations)
+    if card.citation == owner.citations[0] and owner.answer_span is not None:
+        return quote, _answer_mark(owner)
     return quote, quote
 
 
@@ -283,7 +308,7 @@ def render_evidence(answer: Answer | None, number: int = 1, scope: Sequence[str]
         meta = [esc(_where(card.source, card.page)), f"chars {card.start}–{card.end}"]
         if card.score is not None:
             meta.append(f"retrieval score {card.score:.2f}")
-        badge = '<span class="qa-badge">quoted</span>' if card.citation else ""
+        badge = f'<span class="qa-badge">{"also answers" if card.also else "quoted"}</span>' if card.citation else ""
         cards.append(
             f'<article class="qa-card{" qa-cited" if card.citation else ""}" id="{card_id(number, card.number)}">'
             f'<div class="qa-card-title">[{card.number}] {esc(card.title)}{badge}</div>'
