@@ -99,7 +99,7 @@ def ask(page: sync_api.Page, question: str) -> sync_api.Locator:
 
 def short_answer(reply: sync_api.Locator) -> str:
     """The bold short answer, or the quote when the quote is the answer."""
-    strong = reply.locator(".md > p:first-child > strong")
+    strong = reply.locator(".md > p:first-child > strong, .md > p:first-child:has(.qa-read-as) + p > strong")
     return strong.inner_text().strip() if strong.count() else reply.locator("blockquote").inner_text().strip()
 
 
@@ -362,3 +362,54 @@ def test_phone_width(browser: sync_api.Browser, real_server: str) -> None:  # no
         screenshot(page, "phone-evidence.png")
     finally:
         phone.close()
+
+
+def test_follow_up_and_also_in_the_documents(page: sync_api.Page, real_server: str, tmp_path: Path) -> None:  # noqa: F811
+    """Two documents state the same fact: the answer offers the other as "Also in the documents",
+    which opens its own evidence; a follow-up is read in the conversation and answered from the
+    document that answered before."""
+    bulletin, history = tmp_path / "harbour-bulletin.txt", tmp_path / "coastal-history.txt"
+    bulletin.write_text(
+        "Harbour bulletin.\nThe Orvik lighthouse was rebuilt in 1911 by the engineer Marta Lindqvist. "
+        "The harbour also got a new breakwater.\n"
+    )
+    history.write_text(
+        "Coastal history.\nIn 1911 the engineer Marta Lindqvist rebuilt the Orvik lighthouse after the great storm. "
+        "Fishing boats returned soon after.\n"
+    )
+    upload(page, bulletin, history)
+    try:
+        first = ask(page, "Who rebuilt the Orvik lighthouse?")
+        assert short_answer(first) == "Marta Lindqvist"
+        expect(first).to_contain_text("Also in the documents")
+        sources = [first.locator("a.qa-cite").nth(i) for i in range(2)]
+        expect(sources[1]).to_have_attribute("href", "#ev-1-2")
+        answered_from = "coastal-history.txt" if "coastal-history.txt" in first.inner_text().split("Also in")[0] else (
+            "harbour-bulletin.txt"
+        )
+        other = ({"coastal-history.txt", "harbour-bulletin.txt"} - {answered_from}).pop()
+
+        # The alternative's citation opens its own evidence card, and that card its own document.
+        sources[1].click()
+        card = page.locator("#evidence #ev-1-2")
+        expect(card.locator(".qa-badge")).to_have_text("also answers")
+        expect(card).to_contain_text(other)
+        expect(card.locator("mark")).to_have_text("Marta Lindqvist")
+        card.locator(".qa-open").click()
+        expect(page.locator("#doc-viewer")).to_contain_text(other)
+        expect(page.locator("#doc-viewer #doc-focus")).to_contain_text("Marta Lindqvist")
+
+        second = ask(page, "When was it rebuilt?")
+        expect(second.locator(".qa-read-as")).to_contain_text("Read as: “When was Orvik rebuilt?”")
+        assert short_answer(second) == "1911"
+        expect(second).to_contain_text(answered_from)
+        expect(page.locator("#evidence #ev-2-1")).to_contain_text(answered_from)
+        page.wait_for_timeout(700)  # the chat scrolls to its newest answer: the follow-up and how it was read
+        screenshot(page, "follow-up.png")
+        shutil.copyfile(ARTIFACTS / "follow-up.png", ROOT / "docs" / "follow-up.png")
+    finally:
+        from gradio_client import Client
+
+        client = Client(real_server, verbose=False)
+        for name in (bulletin.name, history.name):
+            client.predict(name, api_name="/remove_document")
