@@ -121,6 +121,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _eval_config(args: argparse.Namespace, config: Config, name: str, documents: str) -> Config:
+    """A separate index per evaluated set of `documents` (unless --index or QA_INDEX names one),
+    so evaluation never touches the user's own."""
+    if args.index is not None or os.environ.get("QA_INDEX"):
+        return config
+    digest = hashlib.sha256(documents.encode()).hexdigest()[:8]
+    return replace(config, index_dir=Path(".cache/eval") / f"{name}-{digest}")
+
+
+def _write_rows(path: Path | None, rows: list[dict]) -> None:
+    """One JSON line per question (or turn) for error analysis, when --out names a file."""
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
 def _eval_dialogues(args: argparse.Namespace, config: Config) -> int:
     """`qa eval` on dialogues: their documents indexed together, each turn asked in context."""
     from qa.evaluate import dialogue_documents, evaluate_dialogues, load_questions, sync_files
@@ -133,16 +150,10 @@ def _eval_dialogues(args: argparse.Namespace, config: Config) -> int:
         print(f"skipping dialogues over missing documents: {', '.join(sorted(missing))}", file=sys.stderr)
         dialogues = [d for d in dialogues if not any(t.get("doc") in missing for t in d["turns"])]
         paths = [p for p in paths if p not in missing]
-    if args.index is None and not os.environ.get("QA_INDEX"):
-        digest = hashlib.sha256("\n".join(str(Path(p).resolve()) for p in paths).encode()).hexdigest()[:8]
-        config = replace(config, index_dir=Path(".cache/eval") / f"dialogues-{digest}")
-    pipeline = Pipeline(config)
+    pipeline = Pipeline(_eval_config(args, config, "dialogues", "\n".join(str(Path(p).resolve()) for p in paths)))
     sync_files(pipeline, [Path(p) for p in paths])
     summary, rows = evaluate_dialogues(pipeline, dialogues)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _write_rows(args.out, rows)
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -341,19 +352,12 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
         print("qa eval: --docs is required for a question set (dialogues name their documents)", file=sys.stderr)
         return 2
 
-    if args.index is None and not os.environ.get("QA_INDEX"):
-        # A separate index per document folder, so evaluation never touches the user's own.
-        digest = hashlib.sha256(str(args.docs.resolve()).encode()).hexdigest()[:8]
-        config = replace(config, index_dir=Path(".cache/eval") / f"{args.docs.resolve().name}-{digest}")
-    pipeline = Pipeline(config)
+    pipeline = Pipeline(_eval_config(args, config, args.docs.resolve().name, str(args.docs.resolve())))
     sync_documents(pipeline, args.docs)
     questions = load_questions(args.questions, args.limit)
     with tqdm(total=len(questions), unit="question", disable=None, file=sys.stderr) as bar:
         summary, rows = evaluate(pipeline, questions, progress=lambda done, _: bar.update(done - bar.n))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _write_rows(args.out, rows)
     if args.json:
         print(json.dumps(summary))
     else:
