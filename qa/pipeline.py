@@ -293,16 +293,18 @@ class Pipeline:
         if not reading.candidates or reading.confidence < bar:
             return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
         answer = self._answer(snap, question, reading.candidates[0], score, passages, timings)
-        bar = max(bar, ALTERNATIVE_MIN_SCORE)
+        if reader.speaker(question) is None:  # "what did X say?": every statement by X that clears the bar
+            bar = max(bar, ALTERNATIVE_MIN_SCORE)
         return replace(answer, alternatives=self._alternatives(snap, question, reading, answer, bar))
 
     def _alternatives(
         self, snap: Snapshot, question: str, reading: reader.Reading, answer: Answer, bar: float
     ) -> tuple[Answer, ...]:
         """Other read sentences that answer as well, scored like the answer: its calibrated
-        confidence times their reranked probability relative to its own (README, Evaluation, for
+        confidence times their reranked probability relative to its own (README, Conversations, for
         how well that score holds). A quote overlapping one already given is skipped; for "what did
-        X say?", only sentences that quote speech and name X count."""
+        X say?", only sentences that quote speech and name X count, each statement once (the same
+        quoted words in two reports are one statement)."""
         best = reading.candidates[0]
         speaker = reader.speaker(question)
         given = list(answer.citations)
@@ -320,6 +322,8 @@ class Pipeline:
             if any(c.quote == cited.quote for c in given):
                 continue  # the same words elsewhere (a repeated paragraph)
             if speaker is not None and not (speaker in cited.quote and reader.speech_question(question, cited.quote)):
+                continue
+            if speaker is not None and reader.quoted_speech(cited.quote) in {reader.quoted_speech(c.quote) for c in given}:
                 continue
             given.append(cited)
             found.append(other)

@@ -422,6 +422,12 @@ def speech_question(question: str, sentence: str) -> bool:
     return question_type(question) == "quote" and bool(_QUOTE.search(sentence))
 
 
+def quoted_speech(sentence: str) -> str:
+    """The words a sentence quotes, letters and digits only, lower-cased ("" if it quotes none):
+    the same statement reported twice reads the same."""
+    return "".join(ch for m in _QUOTE.finditer(sentence) for ch in m.group(1).lower() if ch.isalnum())
+
+
 def speaker(question: str) -> str | None:
     """Whose words a "what did X say?" question asks for: the last capitalised word before the
     speech verb ("Kallas", "Healey"), or None for other questions."""

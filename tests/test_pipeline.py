@@ -376,3 +376,25 @@ def test_the_same_fact_in_another_document_is_offered_as_an_alternative(tmp_path
     assert 0.3 <= other.score <= answer.score and not other.passages and not other.alternatives
     assert_verbatim(pipeline, other)
     assert pipeline.ask("Who wrote the weather notes?").alternatives == ()  # nothing else answers
+
+
+def test_what_did_x_say_lists_each_distinct_statement_once(tmp_path: Path, seeds_dir: Path) -> None:
+    docs = {
+        "summit.txt": 'Summit report.\nEU foreign policy chief Kaja Kallas said: "At the moment there is no peace to '
+        'keep." Ministers agreed to meet again in May.\n',
+        "interview.txt": 'Interview notes.\nIn a radio interview, Kallas warned that "Russia is not interested in peace '
+        'talks." The station broadcast the full interview later.\n',
+        "budget.txt": "Budget notes.\nThe defence budget rose by 4 percent. Finance ministers said the increase was affordable.\n",
+    }
+    for name, text in docs.items():
+        (tmp_path / name).write_text(text)
+    pipeline = new_pipeline(tmp_path / "index", seeds_dir)
+    pipeline.ensure_seeded()  # the seed briefing quotes the same words of Kallas: one statement, not two
+    pipeline.add([tmp_path / name for name in docs])
+    answer = pipeline.ask("What did Kallas say?")
+    statements = [answer.answer, *(other.answer for other in answer.alternatives)]
+    assert sorted(s.rstrip(".") for s in statements) == [
+        "At the moment there is no peace to keep",
+        "Russia is not interested in peace talks",
+    ]
+    assert all("Kallas" in quoted.quote for quoted in (answer, *answer.alternatives))
