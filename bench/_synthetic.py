@@ -214,7 +214,7 @@ def build_direct(base: Base, root: Path, n_chunks: int, cosine: float = 0.90, se
     """The generation files written block by block, with qa.store's own index builders."""
     import faiss
 
-    from qa import store as qs
+    from qa.store import local as qs
 
     clock = time.perf_counter()
     pieces = plan(base, n_chunks)

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     c.require_squad()
 
     import qa.pipeline as qp
-    import qa.store as qs
+    import qa.store.local as qs
     from qa.config import Config
     from qa.embed import Embedder
     from qa.pipeline import Pipeline

@@ -168,7 +168,7 @@ KILL_POINTS = (
 def _install_kill(point: str, nth: int) -> None:
     import shutil
 
-    import qa.store as store
+    import qa.store.local as store
 
     calls = {"n": 0}
 

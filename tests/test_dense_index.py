@@ -11,7 +11,7 @@ import faiss
 import numpy as np
 import pytest
 
-import qa.store as store_module
+import qa.store.local as store_module
 from qa.retrieve import retrieve
 from qa.store import NewDocument, Store, build_dense_index, ivf_lists
 from qa.types import Document

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import qa.store as store_module
+import qa.store.local as store_module
 from qa.chunk import chunk_document
 from qa.retrieve import tokenize
 from qa.store import IndexError as StoreIndexError
