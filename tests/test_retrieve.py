@@ -346,7 +346,7 @@ def test_retrieval_after_removing_a_document(tmp_path: Path):
 @pytest.mark.parametrize("n, k", [(10, 3), (1000, 50), (200_000, 50), (200_000, 5)])
 def test_top_k_positive_matches_a_full_sort(n: int, k: int) -> None:
     """The sampled cut-off never drops a true top-k score; ties go to the lower position."""
-    from qa.retrieve import top_k_positive
+    from qa.store.local import top_k_positive
 
     rng = np.random.default_rng(n + k)
     scores = np.round(rng.exponential(1.0, n), 2)  # rounded: many ties
@@ -356,7 +356,7 @@ def test_top_k_positive_matches_a_full_sort(n: int, k: int) -> None:
 
 
 def test_top_k_positive_with_no_positive_score_is_empty() -> None:
-    from qa.retrieve import top_k_positive
+    from qa.store.local import top_k_positive
 
     assert top_k_positive(np.zeros(100_000), 50).tolist() == []
 

@@ -21,11 +21,13 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from qa.store.protocol import ChunkRecord, Scored, SentenceRecord, StaleView, chunk_of, sentence_id
 from qa.types import Document, DocumentInfo
 
 FORMAT_VERSION = 1
@@ -38,7 +40,7 @@ class IndexError(Exception):  # noqa: A001 - the package's own, distinct from th
     """The index cannot be used as it is; the message says why and what to do."""
 
 
-class StaleSnapshot(IndexError):
+class StaleSnapshot(IndexError, StaleView):
     """An old snapshot's files were collected after newer commits; take a new snapshot."""
 
 
@@ -255,6 +257,159 @@ class Snapshot:
         }
 
 
+class LocalView:
+    """A Snapshot read through the store protocol (qa.store.protocol.ReadView): ids in, ids out;
+    chunk ids map to the snapshot's rows through its sorted `chunk_ids`."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self._vocab_of_id: list[str] | None = None
+
+    @property
+    def chunk_count(self) -> int:
+        return self.snap.size
+
+    def _rows(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(chunk_ids, np.int64)
+        rows = np.searchsorted(self.snap.chunk_ids, ids)
+        if len(ids) and (rows.max() >= self.snap.size or (self.snap.chunk_ids[rows] != ids).any()):
+            missing = ids[(rows >= self.snap.size) | (self.snap.chunk_ids[np.minimum(rows, self.snap.size - 1)] != ids)]
+            raise KeyError(f"chunk {int(missing[0])} is not in {self.snap.generation}")
+        return rows
+
+    def _allowed(self, doc_ids: Collection[str] | None) -> np.ndarray | None:
+        if doc_ids is None:
+            return None
+        wanted = [self.snap.doc_index[d] for d in doc_ids if d in self.snap.doc_index]
+        return np.flatnonzero(np.isin(self.snap.chunk_doc, wanted))
+
+    def dense_search(self, vector: np.ndarray, k: int, doc_ids: Collection[str] | None = None) -> list[Scored]:
+        snap = self.snap
+        allowed = self._allowed(doc_ids)
+        if not snap.size or k < 1 or (allowed is not None and not len(allowed)):
+            return []
+        if allowed is not None:
+            # A filtered search is a small exact one over the chosen documents' vectors.
+            scores = np.asarray(snap.chunk_vectors[allowed], dtype=np.float32) @ vector
+            order = np.argsort(-scores, kind="stable")[:k]
+            return [Scored(int(snap.chunk_ids[allowed[i]]), float(scores[i])) for i in order]
+        import faiss
+
+        # One OpenMP thread for one question: extra threads only wait on busy cores (a 10k search
+        # went from ~2 ms to 50-150 ms under load). Per calling thread; builds keep all cores.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = snap.dense.search(np.asarray(vector, np.float32).reshape(1, -1), min(k, snap.size))
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return [Scored(int(i), float(d)) for i, d in zip(ids[0], scores[0]) if i >= 0]
+
+    def keyword_search(self, terms: Sequence[str], k: int, doc_ids: Collection[str] | None = None) -> list[Scored]:
+        snap = self.snap
+        ids = [snap.term_index[t] for t in terms if t in snap.term_index]
+        if not ids or k < 1 or snap.keyword is None:
+            return []
+        scores = snap.keyword.scores(ids)
+        allowed = self._allowed(doc_ids)
+        if allowed is not None:
+            masked = np.zeros_like(scores)
+            masked[allowed] = scores[allowed]
+            scores = masked
+        rows = top_k_positive(scores, min(k, len(scores)))
+        return [Scored(int(snap.chunk_ids[r]), float(scores[r])) for r in rows]
+
+    def chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
+        snap = self.snap
+        if self._vocab_of_id is None:
+            self._vocab_of_id = list(snap.vocab)
+        records = []
+        for chunk, row in zip(chunk_ids, self._rows(chunk_ids)):
+            doc = int(snap.chunk_doc[row])
+            start, end = (int(x) for x in snap.chunk_spans[row])
+            first, last = int(snap.chunk_sentence_offsets[row]), int(snap.chunk_sentence_offsets[row + 1])
+            tokens = snap.token_ids[int(snap.token_offsets[row]) : int(snap.token_offsets[row + 1])]
+            page = int(snap.chunk_pages[row])
+            records.append(
+                ChunkRecord(
+                    chunk_id=int(chunk),
+                    doc_id=snap.docs[doc].doc_id,
+                    start=start,
+                    end=end,
+                    page=page if page > 0 else None,
+                    text=snap.text(doc)[start:end],
+                    vector=np.asarray(snap.chunk_vectors[row], np.float32),
+                    sentence_ids=tuple(sentence_id(int(chunk), k) for k in range(last - first)),
+                    terms=frozenset(self._vocab_of_id[t] for t in tokens),
+                )
+            )
+        return records
+
+    def _sentence_row(self, sentence: int) -> int:
+        chunk_row = int(self._rows([chunk_of(sentence)])[0])
+        first, last = int(self.snap.chunk_sentence_offsets[chunk_row]), int(self.snap.chunk_sentence_offsets[chunk_row + 1])
+        row = first + sentence - sentence_id(chunk_of(sentence), 0)
+        if not first <= row < last:
+            raise KeyError(f"sentence {sentence} is not in {self.snap.generation}")
+        return row
+
+    def _sentence_id_at(self, row: int | None) -> int | None:
+        if row is None:
+            return None
+        chunk_row = int(self.snap.sentence_chunk[row])
+        return sentence_id(int(self.snap.chunk_ids[chunk_row]), row - int(self.snap.chunk_sentence_offsets[chunk_row]))
+
+    def sentences(self, sentence_ids: Sequence[int]) -> list[SentenceRecord]:
+        snap = self.snap
+        records = []
+        for sentence in sentence_ids:
+            row = self._sentence_row(int(sentence))
+            doc = snap.sentence_doc(row)
+            start, end = (int(x) for x in snap.sentence_spans[row])
+            records.append(
+                SentenceRecord(
+                    sentence_id=int(sentence),
+                    chunk_id=chunk_of(int(sentence)),
+                    doc_id=snap.docs[doc].doc_id,
+                    start=start,
+                    end=end,
+                    text=snap.text(doc)[start:end],
+                    vector=np.asarray(snap.sentence_vectors[row], np.float32),
+                    previous=self._sentence_id_at(snap.neighbour(row, -1)),
+                    next=self._sentence_id_at(snap.neighbour(row, 1)),
+                )
+            )
+        return records
+
+    def document_frequency(self, terms: Sequence[str]) -> np.ndarray:
+        snap = self.snap
+        return np.array([snap.document_frequency[snap.term_index[t]] if t in snap.term_index else 0 for t in terms], np.int64)
+
+    def document(self, doc_id: str) -> Document:
+        return self.snap.document(self.snap.doc_index[doc_id])
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.snap.infos()
+
+
+def top_k_positive(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k highest positive scores, best first (ties: lower position first).
+
+    Exact without partitioning every chunk's score: the k-th largest score of a strided sample
+    bounds the k-th largest overall from below (the sample's top k are themselves scores), so one
+    vectorised comparison leaves a few thousand candidates (1M chunks: ~1.5 ms instead of ~6).
+    """
+    cut = 0.0
+    if len(scores) > 256 * k:
+        sample = scores[::64]
+        if len(sample) > k:
+            cut = max(0.0, float(np.partition(sample, len(sample) - k)[len(sample) - k]))
+    candidates = np.flatnonzero(scores >= cut) if cut > 0 else np.flatnonzero(scores > 0)
+    if len(candidates) > k:
+        candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+    return candidates[np.lexsort((candidates, -scores[candidates]))]
+
+
 class Store:
     """Opens the live generation and commits new ones; one per index folder and model."""
 
@@ -280,6 +435,16 @@ class Store:
         except (OSError, UnicodeDecodeError) as exc:
             raise IndexError(f"index {self.root} is damaged ({CURRENT}: {exc}): run `qa rebuild`") from exc
         return name or None
+
+    def view(self) -> LocalView:
+        """The live generation through the store protocol."""
+        return LocalView(self.snapshot())
+
+    def is_new(self) -> bool:
+        return self.current_generation() is None
+
+    def check(self) -> dict[str, object]:
+        return self.snapshot().check()
 
     def snapshot(self) -> Snapshot:
         """The live generation, reloaded when another process (or thread) has committed."""
