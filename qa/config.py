@@ -9,6 +9,7 @@ from pathlib import Path
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ABSTENTION_KINDS = ("balanced", "strict")
 READER_RUNTIMES = ("onnx", "torch")
+STORES = ("local", "milvus")
 
 
 def cache_root() -> Path:
@@ -63,6 +64,18 @@ class Config:
     encoder: str = "onnx"
     # `qa add` commits at least this many new chunks at a time (more as the index grows).
     commit_chunks: int = 2000
+    # Where the index lives (README, Scale-out on Milvus): "local" (FAISS + BM25 files in index_dir)
+    # or "milvus" (collections on a Milvus server or cluster, or a Milvus Lite file). $QA_STORE.
+    store: str = "local"
+    # A Milvus Lite file or a server URI (http://host:19530); "" means index_dir/milvus.db.
+    milvus_uri: str = ""
+    # A server's token ("user:password" or an API key); kept out of repr and logs. $QA_MILVUS_TOKEN.
+    milvus_token: str = field(default="", repr=False)
+
+    @property
+    def milvus_target(self) -> str:
+        """The Milvus URI to open: `milvus_uri`, else the Lite file inside the index folder."""
+        return self.milvus_uri or str(self.index_dir / "milvus.db")
 
     @property
     def max_file_bytes(self) -> int:
@@ -73,6 +86,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.reader_runtime not in READER_RUNTIMES:
             raise ValueError(f"reader_runtime must be one of {', '.join(READER_RUNTIMES)}, not '{self.reader_runtime}'")
+        if self.store not in STORES:
+            raise ValueError(f"store must be one of {', '.join(STORES)}, not '{self.store}'")
         if self.abstention not in ABSTENTION_KINDS:
             raise ValueError(f"abstention must be one of {', '.join(ABSTENTION_KINDS)}, not '{self.abstention}'")
 

@@ -1,7 +1,12 @@
 """The index behind one seam (`protocol`): what retrieval and reading need, by id, and a writer.
 
-`local` is the default backend: FAISS + BM25 arrays in atomic generations on disk.
+`local` is the default backend: FAISS + BM25 arrays in atomic generations on disk; `milvus`
+keeps the same records in Milvus collections (`open_store` picks one from the configuration).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from qa.store.local import (
     IndexError,
@@ -14,7 +19,22 @@ from qa.store.local import (
     ivf_lists,
 )
 
+if TYPE_CHECKING:
+    from qa.config import Config
+    from qa.store.protocol import IndexStore
+
+
+def open_store(config: Config) -> IndexStore:
+    """The configured backend over `config.index_dir` (local) or `config.milvus_target` (Milvus)."""
+    if config.store == "milvus":
+        from qa.store.milvus import MilvusStore
+
+        return MilvusStore(config.milvus_target, config.model, token=config.milvus_token, lock_dir=config.index_dir)
+    return Store(config.index_dir, config.model)
+
+
 __all__ = [
+    "open_store",
     "IndexError",
     "KeywordIndex",
     "NewDocument",
