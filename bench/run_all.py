@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="skip 1M chunks, fewer questions")
     parser.add_argument("--max-load", type=float, default=1.0)
     parser.add_argument("--wait-s", type=float, default=300)
-    parser.add_argument("--only", help="comma-separated subset: latency,ann_recall,indexing,onnx,startup,peer,memory")
+    parser.add_argument("--only", help="comma-separated subset: latency,ann_recall,indexing,onnx,startup,peer,memory,pageview")
     args = parser.parse_args(argv)
     c.require_squad()
     load = c.wait_for_quiet(args.max_load, args.wait_s)
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         "startup": ["startup.py", *(["--runs", "3"] if quick else [])],
         "peer": ["peer.py", *(["--questions", "300"] if quick else [])],
         "memory": ["memory.py", *(["--no-1m"] if quick else [])],
+        "pageview": ["pageview.py", *(["--pages", "15"] if quick else [])],
     }
     wanted = args.only.split(",") if args.only else list(steps)
     failed = []
