@@ -66,6 +66,9 @@ OVERFETCH = 4
 BM25_K1 = 1.5
 BM25_B = 0.75
 BM25_SCALE = 1.0 + BM25_K1
+# Milvus Lite (milvus-lite 3.2.2) keeps BM25 statistics (N, avgdl, document frequencies) per
+# flushed segment, deleted rows included until its background compaction merges 4 segments: after
+# several commits its scores and order drift from bm25s's (tests/test_store_contract.py).
 # Milvus Lite (milvus-lite 3.2.2) returns BM25 distances negated (-score: "smaller is closer");
 # Milvus servers return the score. Scores are taken as their absolute value either way.
 # BM25 functions came with Milvus 2.5: older servers (the PyPI `milvus` package is 2.3.5) have no
@@ -542,7 +545,8 @@ class MilvusView:
     def _rows(self, collection: str, ids: Sequence[int], fields: list[str], what: str) -> list[dict]:
         ids = [int(i) for i in ids]
         key = "chunk_id" if collection == "chunks" else "sentence_id"
-        rows = {int(r[key]): r for r in self.store._get(collection, list(dict.fromkeys(ids)), fields)} if ids else {}
+        fetch = self.docs and ids  # an empty view may have no collections yet
+        rows = {int(r[key]): r for r in self.store._get(collection, list(dict.fromkeys(ids)), fields)} if fetch else {}
         missing = [i for i in ids if i not in rows or rows[i]["doc_id"] not in self.docs]
         if missing:
             self._still_whole()
