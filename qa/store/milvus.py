@@ -520,9 +520,11 @@ class MilvusView:
         limit = min(k, MAX_LIMIT)
         while True:
             found = self.store.client.search(self.store._name("chunks"), data=[query], anns_field=field, limit=limit,
-                                             filter=expr, output_fields=["doc_id"], search_params=params,
+                                             filter=expr, output_fields=["chunk_id", "doc_id"], search_params=params,
                                              consistency_level="Strong")[0]
-            hits = [(int(h["chunk_id"]), float(h["distance"])) for h in found if h["entity"]["doc_id"] in self.docs]
+            # The id asked as a field: hits name the primary key "id" (server) or "chunk_id" (Lite).
+            hits = [(int(h["entity"]["chunk_id"]), float(h["distance"])) for h in found
+                    if h["entity"]["doc_id"] in self.docs]
             if len(hits) >= k or len(found) < limit or limit == MAX_LIMIT:
                 break
             limit = min(limit * OVERFETCH, MAX_LIMIT)
