@@ -69,7 +69,7 @@ class Config:
     store: str = "local"
     # A Milvus Lite file or a server URI (http://host:19530); "" means index_dir/milvus.db.
     milvus_uri: str = ""
-    # A server's token ("user:password" or an API key); kept out of repr and logs. $QA_MILVUS_TOKEN.
+    # A server's token: "user:password" or an API key; kept out of repr and logs. $QA_MILVUS_TOKEN.
     milvus_token: str = field(default="", repr=False)
 
     @property

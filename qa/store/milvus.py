@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 PREFIX = "briefqa"
-LITE_DEFAULT = "milvus.db"  # inside the index folder
 # Milvus caps a VARCHAR at 65,535 bytes; UTF-8 spends at most 4 bytes a character.
 VARCHAR_BYTES = 65_535
 TEXT_PART_CHARS = VARCHAR_BYTES // 4
@@ -92,19 +91,6 @@ def decode_term(token: str) -> str:
     return bytes.fromhex(token[1:]).decode("utf-8") if token[:1] == "0" else token
 
 
-def milvus_uri(index_dir: Path) -> str:
-    """QA_MILVUS_URI, or the Milvus Lite folder `milvus.db` inside the index folder."""
-    return os.environ.get("QA_MILVUS_URI") or str(Path(index_dir) / LITE_DEFAULT)
-
-
-def _token_from_environment() -> str:
-    token = os.environ.get("QA_MILVUS_TOKEN", "")
-    user = os.environ.get("QA_MILVUS_USER", "")
-    if not token and user:
-        token = f"{user}:{os.environ.get('QA_MILVUS_PASSWORD', '')}"
-    return token
-
-
 def _is_server(uri: str) -> bool:
     return "://" in uri
 
@@ -125,11 +111,13 @@ class _State:
 class MilvusStore:
     """The store protocol's IndexStore over Milvus; one per collection set and model."""
 
-    def __init__(self, uri: str, model: str, *, prefix: str = PREFIX, token: str | None = None):
+    def __init__(self, uri: str, model: str, *, prefix: str = PREFIX, token: str = ""):
+        """`uri`: a Milvus Lite folder or a server URI (qa.config: QA_MILVUS_URI); `token`: the
+        server's "user:password" or API key (QA_MILVUS_TOKEN), never logged."""
         self.uri = uri
         self.model = model
         self.prefix = prefix
-        self._token = _token_from_environment() if token is None else token
+        self._token = token
         self._client = None
         self._keyword: bool | None = None  # the chunks collection has the BM25 function
         self._thread_lock = threading.Lock()
@@ -137,10 +125,6 @@ class MilvusStore:
 
     def __repr__(self) -> str:  # never the token
         return f"MilvusStore({self.uri!r}, {self.model!r})"
-
-    @classmethod
-    def from_environment(cls, index_dir: Path, model: str) -> "MilvusStore":
-        return cls(milvus_uri(index_dir), model)
 
     # --- connection --------------------------------------------------------------------------
     @property
