@@ -259,22 +259,25 @@ class Snapshot:
 
 class LocalView:
     """A Snapshot read through the store protocol (qa.store.protocol.ReadView): ids in, ids out;
-    chunk ids map to the snapshot's rows through its sorted `chunk_ids`."""
+    chunk ids map to the snapshot's rows through its sorted `chunk_ids`. Records are looked up
+    a batch at a time (one question asks for a few hundred sentences)."""
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
-        self._vocab_of_id: list[str] | None = None
 
     @property
     def chunk_count(self) -> int:
         return self.snap.size
 
-    def _rows(self, chunk_ids: Sequence[int]) -> np.ndarray:
+    def _rows(self, chunk_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The snapshot rows of `chunk_ids` (KeyError naming the first id it does not hold)."""
         ids = np.asarray(chunk_ids, np.int64)
         rows = np.searchsorted(self.snap.chunk_ids, ids)
-        if len(ids) and (rows.max() >= self.snap.size or (self.snap.chunk_ids[rows] != ids).any()):
-            missing = ids[(rows >= self.snap.size) | (self.snap.chunk_ids[np.minimum(rows, self.snap.size - 1)] != ids)]
-            raise KeyError(f"chunk {int(missing[0])} is not in {self.snap.generation}")
+        held = np.zeros(len(ids), bool)
+        inside = rows < self.snap.size
+        held[inside] = self.snap.chunk_ids[rows[inside]] == ids[inside]
+        if not held.all():
+            raise KeyError(f"chunk {int(ids[~held][0])} is not in {self.snap.generation}")
         return rows
 
     def _allowed(self, doc_ids: Collection[str] | None) -> np.ndarray | None:
@@ -321,65 +324,76 @@ class LocalView:
 
     def chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
         snap = self.snap
-        if self._vocab_of_id is None:
-            self._vocab_of_id = list(snap.vocab)
+        ids = np.asarray(chunk_ids, np.int64)
+        rows = self._rows(ids)
+        vectors = np.asarray(snap.chunk_vectors[rows], np.float32)
+        sentence_counts = (snap.chunk_sentence_offsets[rows + 1] - snap.chunk_sentence_offsets[rows]).tolist()
+        token_spans = zip(snap.token_offsets[rows].tolist(), snap.token_offsets[rows + 1].tolist())
+        docs = snap.chunk_doc[rows].tolist()
+        texts = {doc: snap.text(doc) for doc in set(docs)}
         records = []
-        for chunk, row in zip(chunk_ids, self._rows(chunk_ids)):
-            doc = int(snap.chunk_doc[row])
-            start, end = (int(x) for x in snap.chunk_spans[row])
-            first, last = int(snap.chunk_sentence_offsets[row]), int(snap.chunk_sentence_offsets[row + 1])
-            tokens = snap.token_ids[int(snap.token_offsets[row]) : int(snap.token_offsets[row + 1])]
-            page = int(snap.chunk_pages[row])
+        for i, (chunk, doc, (start, end), page, count, (first, last)) in enumerate(zip(
+            ids.tolist(), docs, snap.chunk_spans[rows].tolist(),
+            snap.chunk_pages[rows].tolist(), sentence_counts, token_spans,
+        )):
             records.append(
                 ChunkRecord(
-                    chunk_id=int(chunk),
+                    chunk_id=chunk,
                     doc_id=snap.docs[doc].doc_id,
                     start=start,
                     end=end,
                     page=page if page > 0 else None,
-                    text=snap.text(doc)[start:end],
-                    vector=np.asarray(snap.chunk_vectors[row], np.float32),
-                    sentence_ids=tuple(sentence_id(int(chunk), k) for k in range(last - first)),
-                    terms=frozenset(self._vocab_of_id[t] for t in tokens),
+                    text=texts[doc][start:end],
+                    vector=vectors[i],
+                    sentence_ids=tuple(range(sentence_id(chunk, 0), sentence_id(chunk, count))),
+                    terms=frozenset([snap.vocab[t] for t in snap.token_ids[first:last].tolist()]),
                 )
             )
         return records
-
-    def _sentence_row(self, sentence: int) -> int:
-        chunk_row = int(self._rows([chunk_of(sentence)])[0])
-        first, last = int(self.snap.chunk_sentence_offsets[chunk_row]), int(self.snap.chunk_sentence_offsets[chunk_row + 1])
-        row = first + sentence - sentence_id(chunk_of(sentence), 0)
-        if not first <= row < last:
-            raise KeyError(f"sentence {sentence} is not in {self.snap.generation}")
-        return row
-
-    def _sentence_id_at(self, row: int | None) -> int | None:
-        if row is None:
-            return None
-        chunk_row = int(self.snap.sentence_chunk[row])
-        return sentence_id(int(self.snap.chunk_ids[chunk_row]), row - int(self.snap.chunk_sentence_offsets[chunk_row]))
 
     def sentences(self, sentence_ids: Sequence[int]) -> list[SentenceRecord]:
         snap = self.snap
+        ids = np.asarray(sentence_ids, np.int64)
+        chunk_ids = chunk_of(ids)
+        chunk_rows = self._rows(chunk_ids)
+        rows = snap.chunk_sentence_offsets[chunk_rows] + ids - sentence_id(chunk_ids, 0)
+        outside = rows >= snap.chunk_sentence_offsets[chunk_rows + 1]
+        if outside.any():
+            raise KeyError(f"sentence {int(ids[outside][0])} is not in {snap.generation}")
+        docs = snap.chunk_doc[chunk_rows]
+        vectors = np.asarray(snap.sentence_vectors[rows], np.float32)
+        texts = {doc: snap.text(doc) for doc in set(docs.tolist())}
         records = []
-        for sentence in sentence_ids:
-            row = self._sentence_row(int(sentence))
-            doc = snap.sentence_doc(row)
-            start, end = (int(x) for x in snap.sentence_spans[row])
+        for i, (sentence, chunk, doc, (start, end), previous, following) in enumerate(zip(
+            ids.tolist(), chunk_ids.tolist(), docs.tolist(), snap.sentence_spans[rows].tolist(),
+            self._neighbour_ids(rows, docs, -1), self._neighbour_ids(rows, docs, 1),
+        )):
             records.append(
                 SentenceRecord(
-                    sentence_id=int(sentence),
-                    chunk_id=chunk_of(int(sentence)),
+                    sentence_id=sentence,
+                    chunk_id=chunk,
                     doc_id=snap.docs[doc].doc_id,
                     start=start,
                     end=end,
-                    text=snap.text(doc)[start:end],
-                    vector=np.asarray(snap.sentence_vectors[row], np.float32),
-                    previous=self._sentence_id_at(snap.neighbour(row, -1)),
-                    next=self._sentence_id_at(snap.neighbour(row, 1)),
+                    text=texts[doc][start:end],
+                    vector=vectors[i],
+                    previous=previous,
+                    next=following,
                 )
             )
         return records
+
+    def _neighbour_ids(self, rows: np.ndarray, docs: np.ndarray, step: int) -> list[int | None]:
+        """The ids of the sentences `step` rows away from `rows`, None where that leaves the
+        sentence's document (documents' sentences are contiguous rows: chunk borders are crossed)."""
+        snap = self.snap
+        other = rows + step
+        inside = (other >= 0) & (other < len(snap.sentence_spans))
+        other = np.where(inside, other, rows)
+        owner = snap.sentence_chunk[other]
+        same = inside & (snap.chunk_doc[owner] == docs)
+        ids = sentence_id(snap.chunk_ids[owner], other - snap.chunk_sentence_offsets[owner])
+        return [i if ok else None for i, ok in zip(ids.tolist(), same.tolist())]
 
     def document_frequency(self, terms: Sequence[str]) -> np.ndarray:
         snap = self.snap
