@@ -111,9 +111,9 @@ class Pipeline:
         results: list[FileResult] = []
         with self.store.lock():
             view = self.store.view()
-            indexed = view.chunk_count
-            known = {d.doc_id for d in view.documents()}
-            by_path = {d.path: d.doc_id for d in view.documents()}
+            indexed, documents = view.chunk_count, view.documents()
+            known = {d.doc_id for d in documents}
+            by_path = {d.path: d.doc_id for d in documents}
             staged: list[Staged] = []  # parsed and chunked, waiting to be embedded with the next ones
             reports: list[tuple[int, str]] = []  # progress to report once the staged are embedded
             pending: list[NewDocument] = []
