@@ -259,11 +259,14 @@ class Snapshot:
 
 class LocalView:
     """A Snapshot read through the store protocol (qa.store.protocol.ReadView): ids in, ids out;
-    chunk ids map to the snapshot's rows through its sorted `chunk_ids`. Records are looked up
-    a batch at a time (one question asks for a few hundred sentences)."""
+    chunk ids map to the snapshot's rows through its sorted `chunk_ids`. Records are looked up a
+    batch at a time and kept for the view's life (one question: retrieval, reading and the
+    citation ask for the same chunks and sentences)."""
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
+        self._chunks: dict[int, ChunkRecord] = {}
+        self._sentences: dict[int, SentenceRecord] = {}
 
     @property
     def chunk_count(self) -> int:
@@ -323,37 +326,30 @@ class LocalView:
         return [Scored(int(snap.chunk_ids[r]), float(scores[r])) for r in rows]
 
     def chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
-        snap = self.snap
-        ids = np.asarray(chunk_ids, np.int64)
-        rows = self._rows(ids)
-        vectors = np.asarray(snap.chunk_vectors[rows], np.float32)
-        sentence_counts = (snap.chunk_sentence_offsets[rows + 1] - snap.chunk_sentence_offsets[rows]).tolist()
-        token_spans = zip(snap.token_offsets[rows].tolist(), snap.token_offsets[rows + 1].tolist())
-        docs = snap.chunk_doc[rows].tolist()
-        texts = {doc: snap.text(doc) for doc in set(docs)}
-        records = []
-        for i, (chunk, doc, (start, end), page, count, (first, last)) in enumerate(zip(
-            ids.tolist(), docs, snap.chunk_spans[rows].tolist(),
-            snap.chunk_pages[rows].tolist(), sentence_counts, token_spans,
-        )):
-            records.append(
-                ChunkRecord(
-                    chunk_id=chunk,
-                    doc_id=snap.docs[doc].doc_id,
-                    start=start,
-                    end=end,
-                    page=page if page > 0 else None,
-                    text=texts[doc][start:end],
-                    vector=vectors[i],
-                    sentence_ids=tuple(range(sentence_id(chunk, 0), sentence_id(chunk, count))),
-                    terms=frozenset([snap.vocab[t] for t in snap.token_ids[first:last].tolist()]),
-                )
-            )
-        return records
+        return _cached(self._chunks, chunk_ids, self._chunk_records)
 
     def sentences(self, sentence_ids: Sequence[int]) -> list[SentenceRecord]:
+        return _cached(self._sentences, sentence_ids, self._sentence_records)
+
+    def _chunk_records(self, ids: np.ndarray) -> list[ChunkRecord]:
         snap = self.snap
-        ids = np.asarray(sentence_ids, np.int64)
+        rows = self._rows(ids)
+        docs = snap.chunk_doc[rows].tolist()
+        doc_ids, texts = self._documents(docs)
+        offsets, tokens, vocab = snap.chunk_sentence_offsets, np.asarray(snap.token_ids), snap.vocab
+        return [
+            ChunkRecord(chunk, doc_ids[doc], start, end, page if page > 0 else None, texts[doc][start:end], vector,
+                        tuple(range(sentence_id(chunk, 0), sentence_id(chunk, count))),
+                        frozenset(map(vocab.__getitem__, tokens[first:last].tolist())))
+            for chunk, doc, (start, end), page, vector, count, first, last in zip(
+                ids.tolist(), docs, snap.chunk_spans[rows].tolist(), snap.chunk_pages[rows].tolist(),
+                np.asarray(snap.chunk_vectors[rows], np.float32), (offsets[rows + 1] - offsets[rows]).tolist(),
+                snap.token_offsets[rows].tolist(), snap.token_offsets[rows + 1].tolist(),
+            )
+        ]
+
+    def _sentence_records(self, ids: np.ndarray) -> list[SentenceRecord]:
+        snap = self.snap
         chunk_ids = chunk_of(ids)
         chunk_rows = self._rows(chunk_ids)
         rows = snap.chunk_sentence_offsets[chunk_rows] + ids - sentence_id(chunk_ids, 0)
@@ -361,39 +357,33 @@ class LocalView:
         if outside.any():
             raise KeyError(f"sentence {int(ids[outside][0])} is not in {snap.generation}")
         docs = snap.chunk_doc[chunk_rows]
-        vectors = np.asarray(snap.sentence_vectors[rows], np.float32)
-        texts = {doc: snap.text(doc) for doc in set(docs.tolist())}
-        records = []
-        for i, (sentence, chunk, doc, (start, end), previous, following) in enumerate(zip(
-            ids.tolist(), chunk_ids.tolist(), docs.tolist(), snap.sentence_spans[rows].tolist(),
-            self._neighbour_ids(rows, docs, -1), self._neighbour_ids(rows, docs, 1),
-        )):
-            records.append(
-                SentenceRecord(
-                    sentence_id=sentence,
-                    chunk_id=chunk,
-                    doc_id=snap.docs[doc].doc_id,
-                    start=start,
-                    end=end,
-                    text=texts[doc][start:end],
-                    vector=vectors[i],
-                    previous=previous,
-                    next=following,
-                )
+        doc_ids, texts = self._documents(docs.tolist())
+        previous, following = self._neighbour_ids(rows, docs)
+        return [
+            SentenceRecord(sentence, chunk, doc_ids[doc], start, end, texts[doc][start:end], vector, before, after)
+            for sentence, chunk, doc, (start, end), vector, before, after in zip(
+                ids.tolist(), chunk_ids.tolist(), docs.tolist(), snap.sentence_spans[rows].tolist(),
+                np.asarray(snap.sentence_vectors[rows], np.float32), previous, following,
             )
-        return records
+        ]
 
-    def _neighbour_ids(self, rows: np.ndarray, docs: np.ndarray, step: int) -> list[int | None]:
-        """The ids of the sentences `step` rows away from `rows`, None where that leaves the
-        sentence's document (documents' sentences are contiguous rows: chunk borders are crossed)."""
+    def _documents(self, docs: list[int]) -> tuple[dict[int, str], dict[int, str]]:
+        """The ids and texts of the snapshot's documents `docs` (row numbers), by row."""
+        unique = set(docs)
+        return {d: self.snap.docs[d].doc_id for d in unique}, {d: self.snap.text(d) for d in unique}
+
+    def _neighbour_ids(self, rows: np.ndarray, docs: np.ndarray) -> tuple[list[int | None], list[int | None]]:
+        """The ids of the sentences before and after the sentences at `rows` of documents `docs`,
+        None where that leaves the document (its sentences are contiguous rows across chunks)."""
         snap = self.snap
-        other = rows + step
+        other = np.concatenate([rows - 1, rows + 1])
         inside = (other >= 0) & (other < len(snap.sentence_spans))
-        other = np.where(inside, other, rows)
+        other = np.where(inside, other, 0)
         owner = snap.sentence_chunk[other]
-        same = inside & (snap.chunk_doc[owner] == docs)
-        ids = sentence_id(snap.chunk_ids[owner], other - snap.chunk_sentence_offsets[owner])
-        return [i if ok else None for i, ok in zip(ids.tolist(), same.tolist())]
+        same = (inside & (snap.chunk_doc[owner] == np.tile(docs, 2))).tolist()
+        ids = sentence_id(snap.chunk_ids[owner], other - snap.chunk_sentence_offsets[owner]).tolist()
+        found = [i if ok else None for i, ok in zip(ids, same)]
+        return found[: len(rows)], found[len(rows) :]
 
     def document_frequency(self, terms: Sequence[str]) -> np.ndarray:
         snap = self.snap
@@ -404,6 +394,15 @@ class LocalView:
 
     def documents(self) -> list[DocumentInfo]:
         return self.snap.infos()
+
+
+def _cached(records: dict, ids: Sequence[int], look_up) -> list:
+    """The records of `ids` in order, from `records` or, for ids it lacks, one `look_up` call
+    (given them as an int64 array, in order) whose records it then keeps."""
+    missing = [i for i in dict.fromkeys(map(int, ids)) if i not in records]
+    if missing:
+        records.update(zip(missing, look_up(np.asarray(missing, np.int64))))
+    return [records[int(i)] for i in ids]
 
 
 def top_k_positive(scores: np.ndarray, k: int) -> np.ndarray:
