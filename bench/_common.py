@@ -68,8 +68,7 @@ def squad_pipeline(encoder: str | None = None, index_dir: Path | None = None):
     if encoder is not None:
         overrides["encoder"] = encoder
     pipeline = Pipeline(Config.load(**overrides))
-    snap = pipeline.store.snapshot()
-    if snap.size == 0:
+    if not pipeline.store.view().chunk_count:
         clock = time.perf_counter()
         print(f"indexing {SQUAD_DOCS} into {overrides['index_dir']} (once; cached) ...", file=sys.stderr, flush=True)
         pipeline.add([SQUAD_DOCS])

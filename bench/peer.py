@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         return [d.content for d in out["joiner"]["documents"]]
 
     def run_ours(q: str) -> list[str]:
-        _, hits = ours.retrieve(snap, q, config.top_k)
-        return [ours.passage(snap, h).text for h in hits]
+        view = ours.store.view()
+        _, hits = ours.retrieve(view, q, config.top_k)
+        return [p.text for p in ours.passages(view, hits)]
 
     # Warm both (model load, first-call costs).
     for q in questions[:5]:

@@ -138,7 +138,6 @@ def evaluate(
 ) -> tuple[dict, list[dict]]:
     """Ask every question through the real pipeline; return the summary and per-question rows."""
     rows = []
-    snap = pipeline.store.snapshot()
     depth = max(RECALL_KS)
     for i, question in enumerate(questions, 1):
         clock = time.perf_counter()
@@ -146,8 +145,9 @@ def evaluate(
         latency = (time.perf_counter() - clock) * 1000
         ranked: list[Passage] = []
         if question.get("answers"):
-            _, hits = pipeline.retrieve(snap, question["question"], depth)
-            ranked = [pipeline.passage(snap, h) for h in hits]
+            view = pipeline.store.view()
+            _, hits = pipeline.retrieve(view, question["question"], depth)
+            ranked = list(pipeline.passages(view, hits))
         rows.append(judge(question, answer, ranked, latency))
         if progress:
             progress(i, len(questions))

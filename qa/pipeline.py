@@ -2,6 +2,8 @@
 
 Data flows one way: files -> Document (ingest) -> Chunk (chunk) -> vectors (embed) -> index
 (store) -> passages (retrieve) -> answer (read). The CLI and the chat are thin layers over this.
+Everything reads the index through the store protocol (`qa.store.protocol`): one view per
+question, chunks and sentences by id; the reader gets the sentences it reads as `Evidence`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +23,10 @@ from qa import read as reader
 from qa.chunk import chunk_document
 from qa.config import Config
 from qa.ingest import IngestError, iter_files, load_document, printable
-from qa.retrieve import Hit, best_possible_score, retrieve, tokenize
-from qa.store import NewDocument, Snapshot, StaleSnapshot, Store
+from qa.retrieve import Hit, best_possible_score, idf, retrieve, tokenize
+from qa.store import IndexError as StoreIndexError
+from qa.store import NewDocument, open_store
+from qa.store.protocol import ReadView, SentenceRecord, StaleView
 from qa.types import Answer, Chunk, Citation, Document, DocumentInfo, FileResult, Passage, Span
 
 NOT_FOUND = "I could not find this in the documents."
@@ -55,7 +60,7 @@ class RebuildReport:
 class Pipeline:
     def __init__(self, config: Config | None = None):
         self.config = config or Config.load()
-        self.store = Store(self.config.index_dir, self.config.model)
+        self.store = open_store(self.config)
         self._embedder = None
         self._span_model = None
         self._models_lock = threading.Lock()  # one load of each model, however many threads ask
@@ -87,27 +92,28 @@ class Pipeline:
 
         `qa serve` calls this in a background thread while Gradio starts.
         """
-        snap = self.store.snapshot()
+        view = self.store.view()
         q_vector = self.embedder.encode(["warm up"])[0]
-        if snap.size:
-            hits = retrieve(snap, q_vector, tokenize(["warm up"])[0], top_k=1, depth=1, rrf_k=self.config.rrf_k)
-            reader.read(snap, "warm up", q_vector, hits, span_model=self.span_model)
+        if view.chunk_count:
+            hits = retrieve(view, q_vector, tokenize(["warm up"])[0], top_k=1, depth=1, rrf_k=self.config.rrf_k)
+            reader.read("warm up", q_vector, gather(view, hits), span_model=self.span_model)
         else:
             self.span_model  # noqa: B018 (loads it)
 
     # --- documents -------------------------------------------------------------------------
     def ensure_seeded(self) -> None:
         """Build the index from the seed folder the first time (never after the user emptied it)."""
-        if self.store.current_generation() is None and self.config.seeds_dir.is_dir():
+        if self.store.is_new() and self.config.seeds_dir.is_dir():
             self.add([self.config.seeds_dir])
 
     def add(self, paths: Sequence[Path] | Iterable[Path], progress: Progress | None = None) -> list[FileResult]:
         files = list(iter_files(Path(p) for p in paths))
         results: list[FileResult] = []
         with self.store.lock():
-            snap = self.store.snapshot()
-            known = {m.doc_id for m in snap.docs}
-            by_path = {m.path: m.doc_id for m in snap.docs}
+            view = self.store.view()
+            indexed, documents = view.chunk_count, view.documents()
+            known = {d.doc_id for d in documents}
+            by_path = {d.path: d.doc_id for d in documents}
             staged: list[Staged] = []  # parsed and chunked, waiting to be embedded with the next ones
             reports: list[tuple[int, str]] = []  # progress to report once the staged are embedded
             pending: list[NewDocument] = []
@@ -118,7 +124,7 @@ class Pipeline:
                 reports.append((done, path.name))
                 # Commit in growing batches: a long run keeps its progress, yet rewrites stay rare.
                 chunks = sum(len(d.chunk_spans) for d in pending) + sum(len(c) for _, c, _ in staged)
-                commit = chunks >= max(self.config.commit_chunks, snap.size // 2)
+                commit = chunks >= max(self.config.commit_chunks, indexed // 2)
                 if staged and (commit or done == len(files) or sum(len(t) for _, _, t in staged) >= EMBED_GROUP_TEXTS):
                     pending += self._prepare_all(staged)
                     staged = []
@@ -128,7 +134,8 @@ class Pipeline:
                     progress(n, len(files), name)
                 reports = []
                 if pending and commit:
-                    snap = self.store.commit(pending, replaced)
+                    self.store.commit(pending, replaced)
+                    indexed = self.store.view().chunk_count
                     pending, replaced = [], set()
             if pending or replaced:
                 self.store.commit(pending, replaced)
@@ -192,7 +199,13 @@ class Pipeline:
     def rebuild(self, progress: Progress | None = None) -> RebuildReport:
         """Re-create the index from the stored texts: re-chunk, re-embed with the configured model,
         commit one fresh generation. Works when the live generation cannot be opened (damaged
-        files, another model, another format version); a crash midway leaves the old state."""
+        files, another model, another format version); a crash midway leaves the old state. The
+        local store's alone: another backend raises qa.store.IndexError."""
+        if not hasattr(self.store, "recover_documents"):
+            raise StoreIndexError(
+                f"qa rebuild re-creates the local index from its stored texts; the '{self.config.store}' store "
+                f"keeps no texts to rebuild from: remove its documents and add them again"
+            )
         with self.store.lock():
             docs, problems, source = self.store.recover_documents()
             if source is None and not problems:
@@ -206,23 +219,22 @@ class Pipeline:
         return RebuildReport(len(docs), problems, source, snap.generation)
 
     def check(self) -> dict[str, object]:
-        """The index's deep consistency check (Snapshot.check); raises qa.store.IndexError."""
-        return self.store.snapshot().check()
+        """The index's deep consistency check (the store's `check`); raises qa.store.IndexError."""
+        return self.store.check()
 
     def documents(self) -> list[DocumentInfo]:
-        return self.store.snapshot().infos()
+        return self.store.view().documents()
 
     def document(self, doc_id: str) -> Document:
-        snap = self.store.snapshot()
-        if doc_id not in snap.doc_index:
-            raise KeyError(f"no document with id {doc_id}")
-        return snap.document(snap.doc_index[doc_id])
+        try:
+            return self.store.view().document(doc_id)
+        except KeyError:
+            raise KeyError(f"no document with id {doc_id}") from None
 
     def remove(self, doc_id_or_path: str) -> list[DocumentInfo]:
         """Remove by id (or a unique id prefix), by the path it was added from, or by file name."""
         with self.store.lock():
-            snap = self.store.snapshot()
-            wanted = _match_documents(snap, doc_id_or_path)
+            wanted = _match_documents(self.store.view().documents(), doc_id_or_path)
             if wanted:
                 self.store.commit([], {d.doc_id for d in wanted})
             return wanted
@@ -267,7 +279,7 @@ class Pipeline:
     def _ask_fresh(self, question: str, top_k: int | None, doc_ids: Collection[str] | None, strict: bool) -> Answer:
         try:
             return self._ask(question, top_k, doc_ids, strict)
-        except StaleSnapshot:  # a writer removed documents twice while we read: once more, on the new one
+        except StaleView:  # a writer removed documents twice while we read: once more, on a new view
             return self._ask(question, top_k, doc_ids, strict)
 
     def _ask(self, question: str, top_k: int | None, doc_ids: Collection[str] | None, strict: bool) -> Answer:
@@ -276,29 +288,31 @@ class Pipeline:
         question = printable(" ".join(question.split()))
         if not any(ch.isalnum() for ch in question):
             return Answer(question=question, answered=False, message=EMPTY_QUESTION)
-        snap = self.store.snapshot()
-        if not snap.size:
+        view = self.store.view()
+        if not view.chunk_count:
             return Answer(question=question, answered=False, message=EMPTY_INDEX)
         timings: dict[str, float] = {}
         if top_k is not None and top_k < 1:
             raise ValueError("top_k must be at least 1")
-        q_vector, hits = self.retrieve(snap, question, top_k or self.config.top_k, doc_ids, timings)
+        q_vector, hits = self.retrieve(view, question, top_k or self.config.top_k, doc_ids, timings)
         clock = time.perf_counter()
-        reading = reader.read(snap, question, q_vector, hits, span_model=self.span_model)
+        evidence = gather(view, hits)
+        reading = reader.read(question, q_vector, evidence, span_model=self.span_model)
         timings["read_ms"] = (time.perf_counter() - clock) * 1000
-        passages = tuple(self.passage(snap, h) for h in hits)
+        passages = self.passages(view, hits)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         score = round(reading.confidence, 4)
         bar = self.config.strict_min_confidence if strict else self.config.min_confidence
         if not reading.candidates or reading.confidence < bar:
             return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
-        answer = self._answer(snap, question, reading.candidates[0], score, passages, timings)
+        answer = self._answer(view, evidence, question, reading.candidates[0], score, passages, timings)
         if reader.speaker(question) is None:  # "what did X say?": every statement by X that clears the bar
             bar = max(bar, ALTERNATIVE_MIN_SCORE)
-        return replace(answer, alternatives=self._alternatives(snap, question, reading, answer, bar))
+        return replace(answer, alternatives=self._alternatives(view, evidence, question, reading, answer, bar))
 
     def _alternatives(
-        self, snap: Snapshot, question: str, reading: reader.Reading, answer: Answer, bar: float
+        self, view: ReadView, evidence: reader.Evidence, question: str, reading: reader.Reading, answer: Answer,
+        bar: float,
     ) -> tuple[Answer, ...]:
         """Other read sentences that answer as well, scored like the answer: its calibrated
         confidence times their reranked probability relative to its own (README, Conversations, for
@@ -315,7 +329,7 @@ class Pipeline:
             score = round(min(answer.score, answer.score * candidate.probability / max(best.probability, 1e-9)), 4)
             if score < bar:
                 break  # candidates come best first
-            other = self._answer(snap, question, candidate, score, (), {})
+            other = self._answer(view, evidence, question, candidate, score, (), {})
             cited = other.citations[0]
             if any(c.doc_id == cited.doc_id and c.start < cited.end and cited.start < c.end for c in given):
                 continue
@@ -331,7 +345,7 @@ class Pipeline:
 
     def retrieve(
         self,
-        snap: Snapshot,
+        view: ReadView,
         question: str,
         top_k: int,
         doc_ids: Collection[str] | None = None,
@@ -343,7 +357,7 @@ class Pipeline:
         if timings is not None:
             timings["embed_ms"] = (time.perf_counter() - clock) * 1000
         hits = retrieve(
-            snap,
+            view,
             q_vector,
             tokenize([question])[0],
             top_k=top_k,
@@ -356,25 +370,25 @@ class Pipeline:
 
     def _answer(
         self,
-        snap: Snapshot,
+        view: ReadView,
+        evidence: reader.Evidence,
         question: str,
         best: reader.Candidate,
         score: float,
         passages: tuple[Passage, ...],
         timings: dict,
     ) -> Answer:
-        doc_idx = int(snap.chunk_doc[best.hit.position])
-        meta = snap.docs[doc_idx]
-        text = snap.text(doc_idx)
-        first, last = reader.quote_sentences(snap, best.position, text)
-        start, end = int(snap.sentence_spans[first][0]), int(snap.sentence_spans[last][1])
+        sentence = evidence.sentence(best.sentence_id)
+        first, last = quoted(view, sentence)
+        document = view.document(sentence.doc_id)
+        text = document.text
+        start, end = first.start, last.end
         quote = text[start:end]
-        answer_span = self._short_answer(snap, question, best, text, start, end)
-        document = snap.document(doc_idx)
+        answer_span = self._short_answer(question, best, sentence, text, start, end)
         citation = Citation(
-            doc_id=meta.doc_id,
-            title=meta.title,
-            source=meta.source,
+            doc_id=document.doc_id,
+            title=document.title,
+            source=document.source,
             page=document.page_at(start),
             start=start,
             end=end,
@@ -394,37 +408,53 @@ class Pipeline:
         )
 
     def _short_answer(
-        self, snap: Snapshot, question: str, best: reader.Candidate, text: str, start: int, end: int
+        self, question: str, best: reader.Candidate, sentence: SentenceRecord, text: str, start: int, end: int
     ) -> Span | None:
         """The answer model's span in the chosen sentence; the rules (over the quote `start:end`)
         when it read none, and for "what did X say": the speaker's quoted words whole."""
         rules = reader.short_answer(question, text[start:end])
         if reader.takes_model_span(question, best.span, rules):
-            sentence_start = int(snap.sentence_spans[best.position][0])
-            return Span(sentence_start + best.span.start, sentence_start + best.span.end)
+            return Span(sentence.start + best.span.start, sentence.start + best.span.end)
         return Span(start + rules[0], start + rules[1]) if rules else None
 
-    def passage(self, snap: Snapshot, hit: Hit) -> Passage:
-        doc_idx = int(snap.chunk_doc[hit.position])
-        meta = snap.docs[doc_idx]
-        start, end = (int(x) for x in snap.chunk_spans[hit.position])
-        page = int(snap.chunk_pages[hit.position])
+    def passages(self, view: ReadView, hits: Sequence[Hit]) -> tuple[Passage, ...]:
+        """The hits' chunks as passages, their score relative to the best possible one."""
         best_possible = best_possible_score(self.config.rrf_k)
-        return Passage(
-            chunk_id=int(snap.chunk_ids[hit.position]),
-            doc_id=meta.doc_id,
-            title=meta.title,
-            source=meta.source,
-            page=page if page > 0 else None,
-            start=start,
-            end=end,
-            text=snap.text(doc_idx)[start:end],
-            score=round(min(1.0, hit.score / best_possible), 4),
+        chunks = view.chunks([h.chunk_id for h in hits])
+        documents = {d: view.document(d) for d in {c.doc_id for c in chunks}}
+        return tuple(
+            Passage(
+                chunk_id=chunk.chunk_id,
+                doc_id=chunk.doc_id,
+                title=documents[chunk.doc_id].title,
+                source=documents[chunk.doc_id].source,
+                page=chunk.page,
+                start=chunk.start,
+                end=chunk.end,
+                text=chunk.text,
+                score=round(min(1.0, hit.score / best_possible), 4),
+            )
+            for hit, chunk in zip(hits, chunks)
         )
 
 
-def _match_documents(snap: Snapshot, key: str) -> list[DocumentInfo]:
-    infos = snap.infos()
+def gather(view: ReadView, hits: Sequence[Hit]) -> reader.Evidence:
+    """What the reader reads of `hits`: each hit's sentences, in order, and term IDF over `view`."""
+    chunks = view.chunks([h.chunk_id for h in hits])
+    records = iter(view.sentences([s for c in chunks for s in c.sentence_ids]))
+    sentences = [[next(records) for _ in c.sentence_ids] for c in chunks]
+    return reader.Evidence(list(hits), sentences, partial(idf, view))
+
+
+def quoted(view: ReadView, sentence: SentenceRecord) -> tuple[SentenceRecord, SentenceRecord]:
+    """The first and last sentences of the quote around `sentence`: `reader.quote_sentences` over
+    its neighbours, fetched from the view."""
+    ids = [i for i in (sentence.previous, sentence.next) if i is not None]
+    around = dict(zip(ids, view.sentences(ids)))
+    return reader.quote_sentences(sentence, around.get(sentence.previous), around.get(sentence.next))
+
+
+def _match_documents(infos: list[DocumentInfo], key: str) -> list[DocumentInfo]:
     exact = [d for d in infos if key in (d.doc_id, d.path) or d.path == str(Path(key).resolve())]
     if exact:
         return exact

@@ -1,8 +1,10 @@
 """The extractive reader: pick the sentence that answers, quote it verbatim, or abstain.
 
-Candidates are the sentences of the retrieved chunks; their vectors were computed at indexing
-time, so reading costs no model call. Two small logistic models (weights in `models/reader.json`,
-trained by `scripts/train_reader.py` on public SQuAD data, see its model card) do the judging:
+Candidates are the sentences of the retrieved chunks, handed over by the caller as `Evidence`
+(sentence records by id: the reader never reads the index); their vectors were computed at
+indexing time, so reading costs no model call. Two small logistic models (weights in
+`models/reader.json`, trained by `scripts/train_reader.py` on public SQuAD data, see its model
+card) do the judging:
 - the *ranker* scores each sentence: semantic similarity, how much of the question's rare
   vocabulary it and its neighbours hold, shared phrases, whether it holds the kind of thing asked;
 - the *verifier* looks at the whole candidate list and judges whether the best sentence really
@@ -25,16 +27,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qa.retrieve import Hit, tokenize
-from qa.retrieve import idf as term_idf
+from qa.retrieve import Hit, similarities, tokenize
 from qa.span import SpanModel, SpanResult
-from qa.store import Snapshot
+
+if TYPE_CHECKING:
+    from qa.store.protocol import SentenceRecord
 
 MODEL_FILE = Path(__file__).with_name("models") / "reader.json"
 
@@ -77,8 +82,28 @@ ANSWER_VERIFIER_FEATURES = (*QUESTION_FEATURES, "best_reranked", "reranked_margi
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What the reader reads for one question, gathered from the index by the caller
+    (`qa.pipeline.gather`): the retrieved hits, best first; for each hit, its chunk's sentences in
+    document order; and `idf`, which gives terms' inverse document frequency over the whole index
+    (`qa.retrieve.idf`). The reader never reads the index itself."""
+
+    hits: list[Hit]
+    sentences: list[list[SentenceRecord]]  # sentences[i]: hits[i]'s
+    idf: Callable[[Sequence[str]], np.ndarray]
+
+    def sentence(self, sentence_id: int) -> SentenceRecord:
+        """The record of one of the evidence's sentences (KeyError if it holds no such sentence)."""
+        for records in self.sentences:
+            for record in records:
+                if record.sentence_id == sentence_id:
+                    return record
+        raise KeyError(f"sentence {sentence_id} is not in the evidence")
+
+
+@dataclass(frozen=True)
 class Candidate:
-    position: int  # sentence position in the snapshot
+    sentence_id: int
     hit: Hit
     probability: float  # probability that this sentence holds the answer (reranked when read)
     span: SpanResult | None = None  # the answer model's span, for the sentences it read
@@ -292,16 +317,13 @@ def _trim(sentence: str, start: int, end: int, question_words: set[str]) -> tupl
 _CONTINUATION = re.compile(r"\W*(Instead|However|But|Yet|Rather|Otherwise|Nevertheless|Nonetheless)\b")
 
 
-def quote_sentences(snap: Snapshot, position: int, text: str) -> tuple[int, int]:
-    """First and last sentence positions of the quote around the chosen sentence."""
-
-    def opens_with_continuation(pos: int) -> bool:
-        start, end = snap.sentence_spans[pos]
-        return bool(_CONTINUATION.match(text[int(start) : int(end)]))
-
-    before, after = snap.neighbour(position, -1), snap.neighbour(position, 1)
-    first = before if before is not None and opens_with_continuation(position) else position
-    last = after if after is not None and opens_with_continuation(after) else position
+def quote_sentences(
+    sentence: SentenceRecord, previous: SentenceRecord | None, following: SentenceRecord | None
+) -> tuple[SentenceRecord, SentenceRecord]:
+    """First and last sentences of the quote around the chosen `sentence`, given the sentences
+    before and after it in its document (None at the document's ends)."""
+    first = previous if previous is not None and _CONTINUATION.match(sentence.text) else sentence
+    last = following if following is not None and _CONTINUATION.match(following.text) else sentence
     return first, last
 
 
@@ -315,46 +337,45 @@ def _bigrams(tokens: list[str]) -> set[tuple[str, str]]:
 @dataclass
 class Features:
     sentence: np.ndarray  # (candidates, SENTENCE_FEATURES)
-    positions: list[int]
+    sentence_ids: list[int]
     hits: list[Hit]
     texts: list[str]
     passage_coverage: float
 
 
 def extract(
-    snap: Snapshot, question: str, q_vector: np.ndarray, hits: list[Hit], leave_out: frozenset[int] = frozenset()
+    question: str, q_vector: np.ndarray, evidence: Evidence, leave_out: frozenset[int] = frozenset()
 ) -> Features:
-    """Features of the hits' sentences; `leave_out` positions are read as if absent (training)."""
+    """Features of the evidence's sentences; `leave_out` sentence ids are read as if absent (training)."""
     kind = question_type(question)
     # In "what did X say?" the verb names the kind of answer (a quote), like "who" or "when": the
     # document may say "said", "stressed" or "warned", so it is not a word the answer must hold.
     q_tokens = tokenize([_SAY.sub(" ", question) if kind == "quote" else question])[0]
     q_terms = list(dict.fromkeys(q_tokens))
-    idf = term_idf(snap, q_terms)
+    idf = evidence.idf(q_terms)
     total = float(idf.sum()) or 1.0
     q_bigrams = _bigrams(q_tokens)
     q_words = _words(question)
 
-    positions: list[int] = []
+    sentences: list[SentenceRecord] = []
     owners: list[Hit] = []
-    for hit in hits:
-        for s in snap.sentences_of(hit.position):
-            if s not in leave_out:
-                positions.append(s)
+    for hit, records in zip(evidence.hits, evidence.sentences):
+        for s in records:
+            if s.sentence_id not in leave_out:
+                sentences.append(s)
                 owners.append(hit)
-    if not positions:
+    if not sentences:
         return Features(np.zeros((0, len(SENTENCE_FEATURES))), [], [], [], 0.0)
-    spans = snap.sentence_spans[positions]
-    texts = [snap.text(int(snap.chunk_doc[h.position]))[a:b] for h, (a, b) in zip(owners, spans)]
+    texts = [s.text for s in sentences]
     tokens = tokenize(texts)
     terms = [set(ts) for ts in tokens]
-    cosines = np.asarray(snap.sentence_vectors[positions], dtype=np.float32) @ q_vector
+    cosines = similarities(sentences, q_vector)
 
     def coverage(found: set[str]) -> float:
         return float(sum(w for t, w in zip(q_terms, idf) if t in found)) / total
 
     overlaps = np.array([coverage(t) for t in terms])
-    rank_of = {id(h): r for r, h in enumerate(hits)}
+    rank_of = {id(h): r for r, h in enumerate(evidence.hits)}
     rows = []
     for i, (hit, text) in enumerate(zip(owners, texts)):
         window = terms[i].union(*(terms[j] for j in (i - 1, i + 1) if 0 <= j < len(owners) and owners[j] is hit))
@@ -377,7 +398,7 @@ def extract(
             ]
         )
     passage_coverage = coverage(set().union(*terms))
-    return Features(np.asarray(rows, np.float64), positions, owners, texts, passage_coverage)
+    return Features(np.asarray(rows, np.float64), [s.sentence_id for s in sentences], owners, texts, passage_coverage)
 
 
 def question_row(f: Features, probabilities: np.ndarray) -> np.ndarray:
@@ -461,27 +482,28 @@ def answer_verifier_row(f: Features, probabilities: np.ndarray, reranked: np.nda
 
 
 def read(
-    snap: Snapshot,
     question: str,
     q_vector: np.ndarray,
-    hits: list[Hit],
+    evidence: Evidence,
     model: ReaderModel | None = None,
     span_model: SpanModel | None = None,
 ) -> Reading:
-    f = extract(snap, question, q_vector, hits)
-    if not f.positions:
+    """The evidence's sentences ranked, best first, and the calibrated confidence in the first:
+    by the ranker and verifier alone, or with `span_model` reading the ranker's top RERANK_TOP."""
+    f = extract(question, q_vector, evidence)
+    if not f.sentence_ids:
         return Reading([], 0.0)
     model = model or load_model()
     probabilities = model.ranker.predict(f.sentence)
     order = np.argsort(-probabilities, kind="stable")
     if span_model is None or model.reranker is None or model.answer_verifier is None:
         confidence = model.confidence("verifier", question_row(f, probabilities))
-        return Reading([Candidate(f.positions[i], f.hits[i], float(probabilities[i])) for i in order], confidence)
+        return Reading([Candidate(f.sentence_ids[i], f.hits[i], float(probabilities[i])) for i in order], confidence)
     top = order[:RERANK_TOP]
     spans = span_model.score(question, [f.texts[i] for i in top])
     reranked = model.reranker.predict(rerank_rows(probabilities[top], spans))
     confidence = model.confidence("answer_verifier", judged_answer_row(model, question, f, probabilities, top, reranked, spans))
-    read_first = [Candidate(f.positions[top[j]], f.hits[top[j]], float(reranked[j]), spans[j])
+    read_first = [Candidate(f.sentence_ids[top[j]], f.hits[top[j]], float(reranked[j]), spans[j])
                   for j in np.argsort(-reranked, kind="stable")]
-    rest = [Candidate(f.positions[i], f.hits[i], float(probabilities[i])) for i in order[RERANK_TOP:]]
+    rest = [Candidate(f.sentence_ids[i], f.hits[i], float(probabilities[i])) for i in order[RERANK_TOP:]]
     return Reading(read_first + rest, confidence)

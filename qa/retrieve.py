@@ -1,4 +1,4 @@
-"""Find the chunks that may answer a question: dense FAISS search fused with BM25.
+"""Find the chunks that may answer a question: dense search fused with BM25, over a store's view.
 
 Dense vectors catch paraphrases; BM25 catches names and exact words ("Kallas") that a small
 embedding model blurs. Reciprocal rank fusion combines the two rankings without having to
@@ -15,11 +15,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qa.store import Snapshot
-from qa.store.local import top_k_positive
+if TYPE_CHECKING:
+    from qa.store.protocol import ChunkRecord, ReadView, SentenceRecord
 
 # Measured on SQuAD public (5,696 questions, whole corpus), recall@5: RRF alone 0.946; + best
 # sentence cosine 0.956; + IDF term coverage 0.968 (a plateau for coverage weights 0.05-0.08).
@@ -65,9 +66,9 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved chunk position with its ranking score and each retriever's view of it."""
+    """A retrieved chunk, by id, with its ranking score and each retriever's view of it."""
 
-    position: int
+    chunk_id: int
     score: float  # RRF + SENTENCE_WEIGHT * best sentence cosine + COVERAGE_WEIGHT * term coverage
     dense: float  # cosine similarity to the question (computed for every hit)
     dense_rank: int | None
@@ -80,7 +81,7 @@ def best_possible_score(rrf_k: int) -> float:
 
 
 def retrieve(
-    snap: Snapshot,
+    view: ReadView,
     question_vector: np.ndarray,
     question_tokens: list[str],
     *,
@@ -90,38 +91,39 @@ def retrieve(
     doc_ids: Collection[str] | None = None,
     timings: dict[str, float] | None = None,
 ) -> list[Hit]:
-    if not snap.size:
-        return []
-    allowed = _allowed_positions(snap, doc_ids)
-    if allowed is not None and not len(allowed):
+    """The top_k chunks of `view` for a question, best first (only chunks of `doc_ids` if given).
+
+    Each search returns its `depth` best; reciprocal rank fusion (`rrf_k`) merges them, and the
+    fused top max(top_k, RERANK_POOL) are reordered by the bonus for their best sentence and
+    term coverage. Ties go to the lower chunk id. `timings` receives dense_ms, bm25_ms, fusion_ms.
+    """
+    if not view.chunk_count:
         return []
     clock = time.perf_counter()
-    dense_positions = _dense(snap, question_vector, depth, allowed)
+    dense_ids = [s.chunk_id for s in view.dense_search(question_vector, depth, doc_ids)]
     after_dense = time.perf_counter()
-    bm25_positions = _bm25(snap, question_tokens, depth, allowed)
+    bm25_ids = [s.chunk_id for s in view.keyword_search(question_tokens, depth, doc_ids)]
     after_bm25 = time.perf_counter()
+    if not dense_ids and not bm25_ids:
+        return []  # no chunk of `doc_ids`
 
     fused: dict[int, float] = {}
-    dense_rank = {p: r for r, p in enumerate(dense_positions)}
-    bm25_rank = {p: r for r, p in enumerate(bm25_positions)}
-    for ranking in (dense_positions, bm25_positions):
-        for rank, pos in enumerate(ranking):
-            fused[pos] = fused.get(pos, 0.0) + 1.0 / (rrf_k + rank + 1)
-    pool = sorted(fused, key=lambda p: (-fused[p], p))[: max(top_k, RERANK_POOL)]
-    bonus = SENTENCE_WEIGHT * _best_sentence_cosines(snap, pool, question_vector)
-    bonus += COVERAGE_WEIGHT * _term_coverage(snap, pool, question_tokens)
-    final = {p: fused[p] + float(extra) for p, extra in zip(pool, bonus)}
-    best = sorted(pool, key=lambda p: (-final[p], p))[:top_k]
-    cosines = np.asarray(snap.chunk_vectors[np.asarray(best, dtype=np.int64)], dtype=np.float32) @ question_vector
+    dense_rank = {c: r for r, c in enumerate(dense_ids)}
+    bm25_rank = {c: r for r, c in enumerate(bm25_ids)}
+    for ranking in (dense_ids, bm25_ids):
+        for rank, chunk in enumerate(ranking):
+            fused[chunk] = fused.get(chunk, 0.0) + 1.0 / (rrf_k + rank + 1)
+    pool = sorted(fused, key=lambda c: (-fused[c], c))[: max(top_k, RERANK_POOL)]
+    records = view.chunks(pool)
+    bonus = SENTENCE_WEIGHT * _best_sentence_cosines(view, records, question_vector)
+    bonus += COVERAGE_WEIGHT * _term_coverage(view, records, question_tokens)
+    final = {c: fused[c] + float(extra) for c, extra in zip(pool, bonus)}
+    best = sorted(pool, key=lambda c: (-final[c], c))[:top_k]
+    record = dict(zip(pool, records))
+    dense = similarities([record[c] for c in best], question_vector)
     hits = [
-        Hit(
-            position=int(p),
-            score=final[p],
-            dense=float(c),
-            dense_rank=dense_rank.get(p),
-            bm25_rank=bm25_rank.get(p),
-        )
-        for p, c in zip(best, cosines)
+        Hit(chunk_id=c, score=final[c], dense=float(cosine), dense_rank=dense_rank.get(c), bm25_rank=bm25_rank.get(c))
+        for c, cosine in zip(best, dense)
     ]
     if timings is not None:
         timings["dense_ms"] = (after_dense - clock) * 1000
@@ -130,77 +132,43 @@ def retrieve(
     return hits
 
 
-def idf(snap: Snapshot, terms: Sequence[str]) -> np.ndarray:
-    """BM25's inverse document frequency of each term over the chunks (unknown terms: df 0)."""
-    df = np.array([snap.document_frequency[snap.term_index[t]] if t in snap.term_index else 0 for t in terms], float)
-    return np.log(1.0 + (max(snap.size, 1) - df + 0.5) / (df + 0.5))
+def idf(view: ReadView, terms: Sequence[str]) -> np.ndarray:
+    """BM25's inverse document frequency of each term over the view's chunks (unknown terms: df 0)."""
+    return _idf(view.document_frequency(terms), view.chunk_count)
 
 
-def _best_sentence_cosines(snap: Snapshot, positions: list[int], query: np.ndarray) -> np.ndarray:
+def _idf(document_frequency: np.ndarray, chunk_count: int) -> np.ndarray:
+    df = np.asarray(document_frequency, float)
+    return np.log(1.0 + (max(chunk_count, 1) - df + 0.5) / (df + 0.5))
+
+
+def similarities(records: Sequence[ChunkRecord] | Sequence[SentenceRecord], query: np.ndarray) -> np.ndarray:
+    """Each record's cosine similarity to the normalised `query`: one float32 matrix-vector product."""
+    if not records:
+        return np.zeros(0, np.float32)
+    return np.stack([r.vector for r in records]).astype(np.float32, copy=False) @ query
+
+
+def _best_sentence_cosines(view: ReadView, chunks: list[ChunkRecord], query: np.ndarray) -> np.ndarray:
     """Each chunk's best sentence cosine to the question (0 for a chunk without sentences)."""
-    starts = snap.chunk_sentence_offsets[positions]
-    counts = snap.chunk_sentence_offsets[np.asarray(positions) + 1] - starts
-    rows = np.concatenate([np.zeros(0, np.int64), *(np.arange(s, s + n) for s, n in zip(starts, counts))])
-    if not len(rows):
-        return np.zeros(len(positions))
-    cosines = np.asarray(snap.sentence_vectors[rows], dtype=np.float32) @ query
-    best = np.zeros(len(positions))
+    counts = np.array([len(c.sentence_ids) for c in chunks], np.int64)
+    sentences = view.sentences([s for c in chunks for s in c.sentence_ids])
+    if not sentences:
+        return np.zeros(len(chunks))
+    best = np.zeros(len(chunks))
     has = counts > 0
-    best[has] = np.maximum.reduceat(cosines, np.concatenate([[0], np.cumsum(counts[has])[:-1]]))
+    best[has] = np.maximum.reduceat(similarities(sentences, query), np.concatenate([[0], np.cumsum(counts[has])[:-1]]))
     return best
 
 
-def _term_coverage(snap: Snapshot, positions: list[int], tokens: list[str]) -> np.ndarray:
-    """IDF-weighted share of the question's terms found in each chunk (0 to 1)."""
-    known = [t for t in dict.fromkeys(tokens) if t in snap.term_index]
+def _term_coverage(view: ReadView, chunks: list[ChunkRecord], tokens: list[str]) -> np.ndarray:
+    """IDF-weighted share of the question's terms found in each chunk (0 to 1); terms no chunk
+    holds count for nothing."""
+    terms = list(dict.fromkeys(tokens))
+    df = view.document_frequency(terms)
+    known = [t for t, n in zip(terms, df) if n > 0]
     if not known:
-        return np.zeros(len(positions))
-    ids = [snap.term_index[t] for t in known]
-    weights = idf(snap, known)
-    starts = snap.token_offsets[positions]
-    counts = snap.token_offsets[np.asarray(positions) + 1] - starts
-    tokens_of = np.concatenate([np.zeros(0, np.int64), *(snap.token_ids[s : s + n] for s, n in zip(starts, counts))])
-    owner = np.repeat(np.arange(len(positions)), counts)
-    found = np.zeros((len(positions), len(ids)), bool)
-    for j, term in enumerate(ids):
-        found[owner[tokens_of == term], j] = True
-    return found.astype(np.float64) @ weights / weights.sum()
-
-
-def _allowed_positions(snap: Snapshot, doc_ids: Collection[str] | None) -> np.ndarray | None:
-    if doc_ids is None:
-        return None
-    wanted = [snap.doc_index[d] for d in doc_ids if d in snap.doc_index]
-    return np.flatnonzero(np.isin(snap.chunk_doc, wanted))
-
-
-def _dense(snap: Snapshot, query: np.ndarray, depth: int, allowed: np.ndarray | None) -> list[int]:
-    if allowed is not None:
-        # A filtered search is a small exact one over the chosen documents' vectors.
-        scores = np.asarray(snap.chunk_vectors[allowed], dtype=np.float32) @ query
-        order = np.argsort(-scores, kind="stable")[:depth]
-        return allowed[order].tolist()
-    import faiss
-
-    # One OpenMP thread for one question: extra threads only wait on busy cores (a 10k search went
-    # from ~2 ms to 50-150 ms under load). The setting is per calling thread; builds keep all cores.
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        _, ids = snap.dense.search(query.reshape(1, -1), min(depth, snap.size))
-    finally:
-        faiss.omp_set_num_threads(threads)
-    found = ids[0][ids[0] >= 0]
-    return np.searchsorted(snap.chunk_ids, found).tolist()
-
-
-def _bm25(snap: Snapshot, tokens: list[str], depth: int, allowed: np.ndarray | None) -> list[int]:
-    ids = [snap.term_index[t] for t in tokens if t in snap.term_index]
-    if not ids:
-        return []
-    scores = snap.keyword.scores(ids)
-    if allowed is not None:
-        masked = np.zeros_like(scores)
-        masked[allowed] = scores[allowed]
-        scores = masked
-    return top_k_positive(scores, min(depth, len(scores))).tolist()
+        return np.zeros(len(chunks))
+    weights = _idf(df[df > 0], view.chunk_count)
+    found = np.array([[t in c.terms for t in known] for c in chunks], np.float64).reshape(len(chunks), len(known))
+    return found @ weights / weights.sum()

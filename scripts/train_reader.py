@@ -49,7 +49,7 @@ from qa import read as reader  # noqa: E402
 from qa import span  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.evaluate import article_folds, exact_match, expected_calibration_error, f1_score, reliability  # noqa: E402
-from qa.pipeline import Pipeline  # noqa: E402
+from qa.pipeline import Pipeline, gather  # noqa: E402
 from qa.retrieve import retrieve, tokenize  # noqa: E402
 from qa.store import Store  # noqa: E402
 
@@ -72,30 +72,30 @@ class Example:
         return bool(self.golds)
 
 
-def build_examples(pipeline: Pipeline, snap, questions: list[dict], vectors: np.ndarray, kind: str) -> list[Example]:
+def build_examples(pipeline: Pipeline, view, questions: list[dict], vectors: np.ndarray, kind: str) -> list[Example]:
     examples = []
     for q, v in zip(questions, vectors):
         golds = [] if kind == "absent_article" else q["answers"]
-        f = reader.extract(snap, q["question"], v, retrieve_for(pipeline, snap, q["question"], v))
+        f = reader.extract(q["question"], v, evidence_for(pipeline, view, q["question"], v))
         labels = np.array([holds_answer(t, golds) for t in f.texts], bool)
         examples.append(Example(q["question"], q["doc"], kind, golds, f, labels))
     return examples
 
 
-def build_absent_fact(pipeline: Pipeline, snap, questions: list[dict], vectors: np.ndarray, limit: int) -> list[Example]:
+def build_absent_fact(pipeline: Pipeline, view, questions: list[dict], vectors: np.ndarray, limit: int) -> list[Example]:
     """Up to `limit` answerable questions, read as if the retrieved sentences holding their answer
     were not there (questions whose every or no retrieved sentence holds it are skipped)."""
     examples: list[Example] = []
     for q, v in zip(questions, vectors):
         if len(examples) == limit:
             break
-        hits = retrieve_for(pipeline, snap, q["question"], v)
-        f = reader.extract(snap, q["question"], v, hits)
-        answering = frozenset(p for p, t in zip(f.positions, f.texts) if holds_answer(t, q["answers"]))
-        if not answering or len(answering) == len(f.positions):
+        evidence = evidence_for(pipeline, view, q["question"], v)
+        f = reader.extract(q["question"], v, evidence)
+        answering = frozenset(i for i, t in zip(f.sentence_ids, f.texts) if holds_answer(t, q["answers"]))
+        if not answering or len(answering) == len(f.sentence_ids):
             continue
-        rest = reader.extract(snap, q["question"], v, hits, leave_out=answering)
-        examples.append(Example(q["question"], q["doc"], "absent_fact", [], rest, np.zeros(len(rest.positions), bool)))
+        rest = reader.extract(q["question"], v, evidence, leave_out=answering)
+        examples.append(Example(q["question"], q["doc"], "absent_fact", [], rest, np.zeros(len(rest.sentence_ids), bool)))
     return examples
 
 
@@ -105,9 +105,11 @@ def holds_answer(text: str, golds: list[str]) -> bool:
     return any(g.lower() in lowered for g in golds)
 
 
-def retrieve_for(pipeline: Pipeline, snap, question: str, vector: np.ndarray):
+def evidence_for(pipeline: Pipeline, view, question: str, vector: np.ndarray) -> reader.Evidence:
+    """What the reader reads for the question: the configured retrieval over `view`, gathered."""
     config = pipeline.config
-    return retrieve(snap, vector, tokenize([question])[0], top_k=config.top_k, depth=config.fusion_depth, rrf_k=config.rrf_k)
+    hits = retrieve(view, vector, tokenize([question])[0], top_k=config.top_k, depth=config.fusion_depth, rrf_k=config.rrf_k)
+    return gather(view, hits)
 
 
 def indexed(work: Path, name: str, data: Path) -> tuple[Pipeline, list[dict], np.ndarray]:
@@ -146,8 +148,8 @@ def fit_calibration(raw: np.ndarray, right: np.ndarray) -> reader.Calibration:
 
 
 def stack(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
-    rows = [e.features.sentence for e in examples if e.features.positions]
-    labels = [e.labels for e in examples if e.features.positions]
+    rows = [e.features.sentence for e in examples if e.features.sentence_ids]
+    labels = [e.labels for e in examples if e.features.sentence_ids]
     return np.vstack(rows), np.concatenate(labels)
 
 
@@ -204,7 +206,7 @@ def fit(examples: list[Example], span_reader: FoldReaders | None, read_top: int,
     """Ranker and reranker from the answerable SQuAD v1.1 questions; verifiers from every kind,
     learning `label`: the question is answerable, or ("right") the sentence it would quote holds
     the answer."""
-    usable = [e for e in examples if e.features.positions]
+    usable = [e for e in examples if e.features.sentence_ids]
     answerable = [e for e in usable if e.kind == "answerable"]
     ranker = fit_logistic(*stack(answerable), reader.SENTENCE_FEATURES)
     probabilities = [ranker.predict(e.features.sentence) for e in usable]
@@ -258,7 +260,7 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldR
     """What the pipeline would do with each question, without the pipeline's I/O."""
     out = []
     for e in examples:
-        if not e.features.positions:
+        if not e.features.sentence_ids:
             out.append(Scored(e.kind, e.article, e.answerable, False, 0.0, 0.0, 0.0))
             continue
         if span_reader is None:
@@ -359,18 +361,18 @@ def main() -> None:
     started = time.time()
     args.work.mkdir(parents=True, exist_ok=True)
     pipeline, questions, vectors = indexed(args.work, "all", args.data)
-    snap = pipeline.store.snapshot()
+    view = pipeline.store.view()
     articles = sorted({q["doc"] for q in questions})
     fold_of = article_folds(articles, args.folds)
     squad2, squad2_questions, squad2_vectors = indexed(args.work, "squad2", args.squad2)
     unknown = {q["doc"] for q in squad2_questions} - set(fold_of)
     if unknown:
         raise SystemExit(f"squad2 articles missing from {args.data}: {sorted(unknown)}")
-    print(f"indexes: {snap.size} + {squad2.store.snapshot().size} chunks; questions embedded ({time.time() - started:.0f} s)",
+    print(f"indexes: {view.chunk_count} + {squad2.store.view().chunk_count} chunks; questions embedded ({time.time() - started:.0f} s)",
           flush=True)
 
-    examples = build_examples(pipeline, snap, questions, vectors, "answerable")
-    for e in build_examples(squad2, squad2.store.snapshot(), squad2_questions, squad2_vectors, "squad2"):
+    examples = build_examples(pipeline, view, questions, vectors, "answerable")
+    for e in build_examples(squad2, squad2.store.view(), squad2_questions, squad2_vectors, "squad2"):
         e.kind = "squad2_answerable" if e.answerable else "squad2_unanswerable"
         examples.append(e)
     rng, fact_rng = np.random.default_rng(0), np.random.default_rng(1)
@@ -380,12 +382,12 @@ def main() -> None:
         shutil.copytree(args.work / "all", fold_dir)
         store = Store(fold_dir, pipeline.config.model)
         with store.lock():
-            fold_snap = store.commit([], {m.doc_id for m in snap.docs if fold_of[m.source] == fold})
+            store.commit([], {d.doc_id for d in view.documents() if fold_of[d.source] == fold})
         idx = [i for i, q in enumerate(questions) if fold_of[q["doc"]] == fold]
         sample = sorted(rng.choice(idx, size=min(args.absent_article_per_fold, len(idx)), replace=False))
-        examples += build_examples(pipeline, fold_snap, [questions[i] for i in sample], vectors[sample], "absent_article")
+        examples += build_examples(pipeline, store.view(), [questions[i] for i in sample], vectors[sample], "absent_article")
         shuffled = fact_rng.permutation(idx)  # a random sample across the fold's articles, not its first ones
-        examples += build_absent_fact(pipeline, snap, [questions[i] for i in shuffled], vectors[shuffled], args.absent_fact_per_fold)
+        examples += build_absent_fact(pipeline, view, [questions[i] for i in shuffled], vectors[shuffled], args.absent_fact_per_fold)
     counts = {k: sum(e.kind == k for e in examples) for k in KINDS}
     print(f"features built: {counts} ({time.time() - started:.0f} s)", flush=True)
 
@@ -395,10 +397,10 @@ def main() -> None:
         span_reader = FoldReaders([SpanReader(args.work, f) for f in folders], fold_of)
         wanted: dict[int, list[tuple[str, str]]] = {}  # what any fold's ranker (or the final one) will have read
         for fold in [*range(args.folds), None]:
-            ranker = fit_logistic(*stack([e for e in examples if e.kind == "answerable" and e.features.positions
+            ranker = fit_logistic(*stack([e for e in examples if e.kind == "answerable" and e.features.sentence_ids
                                           and fold_of[e.article] != fold]), reader.SENTENCE_FEATURES)
             for e in examples:
-                if e.features.positions:
+                if e.features.sentence_ids:
                     wanted.setdefault(id(span_reader.reader_for(e)), []).extend(
                         (e.question, e.features.texts[i]) for i in top_candidates(ranker, e, args.read_top)[1])
         for one in span_reader.readers:

@@ -101,15 +101,16 @@ def test_readers_keep_answering_while_a_writer_adds_and_removes(tmp_path: Path) 
 def test_an_old_snapshot_stays_consistent_after_commits(tmp_path: Path) -> None:
     pipeline = fake_pipeline(tmp_path / "index")
     pipeline.add(write_corpus(tmp_path / "a", 10, prefix="a"))
-    old = pipeline.store.snapshot()
+    old_view = pipeline.store.view()
+    old = old_view.snap
     docs, ids, vectors = list(old.docs), old.chunk_ids.copy(), np.array(old.chunk_vectors)
     pipeline.add(write_corpus(tmp_path / "b", 10, prefix="b"))
     pipeline.remove(old.docs[0].doc_id)
     assert pipeline.store.snapshot() is not old
     assert old.docs == docs and np.array_equal(old.chunk_ids, ids) and np.array_equal(old.chunk_vectors, vectors)
     old.verify()
-    q_vector, hits = pipeline.retrieve(old, "What is noted about atok3?", 5)
-    passages = [pipeline.passage(old, h) for h in hits]
+    q_vector, hits = pipeline.retrieve(old_view, "What is noted about atok3?", 5)
+    passages = pipeline.passages(old_view, hits)
     assert passages and passages[0].source == "a-00003.txt"
 
 
@@ -117,6 +118,7 @@ def test_a_question_on_a_snapshot_collected_meanwhile_is_asked_again(tmp_path: P
     """A reader that held a snapshot across two commits (a removal, then an add) finds the removed
     document's text collected: that is a stale snapshot, not damage, so ask() tries once more."""
     from qa.store import StaleSnapshot
+    from qa.store.local import LocalView
 
     pipeline = fake_pipeline(tmp_path / "index")
     pipeline.add(write_corpus(tmp_path / "a", 6, prefix="a"))
@@ -127,9 +129,9 @@ def test_a_question_on_a_snapshot_collected_meanwhile_is_asked_again(tmp_path: P
     with pytest.raises(StaleSnapshot, match="try again"):
         stale.text(victim)
 
-    fresh = pipeline.store.snapshot
-    handed = iter([stale])
-    monkeypatch.setattr(pipeline.store, "snapshot", lambda: next(handed, None) or fresh())
+    fresh = pipeline.store.view
+    handed = iter([LocalView(stale)])
+    monkeypatch.setattr(pipeline.store, "view", lambda: next(handed, None) or fresh())
     answer = pipeline.ask("What is noted about atok2?")  # the removed document's own word
     assert answer.passages and all(p.doc_id in {d.doc_id for d in pipeline.documents()} for p in answer.passages)
 

@@ -2,7 +2,9 @@
 and the ranking and verifying of candidate sentences.
 
 No embedding model: a small store of handmade documents with random unit vectors, where the
-question vector is set equal to a sentence's vector to control similarity.
+question vector is set equal to a sentence's vector to control similarity. The reader reads
+sentence records the pipeline gathers from the store's view (`qa.pipeline.gather`): so do these
+tests, naming sentences by id.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from qa.read import (
     speech_question,
     takes_model_span,
 )
-from qa.retrieve import Hit, retrieve, tokenize
+from qa.pipeline import gather, quoted
+from qa.retrieve import retrieve, tokenize
 from qa.span import SpanResult
-from qa.store import NewDocument, Snapshot, Store
+from qa.store import NewDocument, Store
+from qa.store.protocol import ReadView, SentenceRecord, chunk_of
 from qa.types import Document
 
 DIM = 16
@@ -95,45 +99,52 @@ def new_document(doc_id: str, chunks: list[list[str]], rng: np.random.Generator)
 
 
 @pytest.fixture(scope="module")
-def snap(tmp_path_factory) -> Snapshot:
+def view(tmp_path_factory) -> ReadView:
     rng = np.random.default_rng(3)
     store = Store(tmp_path_factory.mktemp("read") / "index", MODEL)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "fsync", lambda fd: None)  # the disk is not under test here
-        return store.commit([new_document(d, c, rng) for d, c in DOCS.items()], set())
+        store.commit([new_document(d, c, rng) for d, c in DOCS.items()], set())
+    return store.view()
 
 
-def sentence_text(snap: Snapshot, pos: int) -> str:
-    start, end = snap.sentence_spans[pos]
-    return snap.text(int(snap.chunk_doc[snap.sentence_chunk[pos]]))[int(start) : int(end)]
+def evidence_for(view: ReadView, q_vector: np.ndarray, question: str) -> reader.Evidence:
+    """Every chunk of the view retrieved for the question, gathered for the reader."""
+    n = view.chunk_count
+    return gather(view, retrieve(view, q_vector, tokenize([question])[0], top_k=n, depth=n, rrf_k=60))
 
 
-def sentence(snap: Snapshot, text: str) -> int:
-    """The position of the sentence with exactly this text."""
-    found = [p for p in range(len(snap.sentence_spans)) if sentence_text(snap, p) == text]
+def all_sentences(view: ReadView) -> list[SentenceRecord]:
+    return [s for records in evidence_for(view, np.ones(DIM, np.float32), "").sentences for s in records]
+
+
+def sentence(view: ReadView, text: str) -> int:
+    """The id of the sentence with exactly this text."""
+    found = [s.sentence_id for s in all_sentences(view) if s.text == text]
     assert len(found) == 1, text
     return found[0]
 
 
-def doc_text(snap: Snapshot, pos: int) -> str:
-    return snap.text(int(snap.chunk_doc[snap.sentence_chunk[pos]]))
+def sentence_text(view: ReadView, sentence_id: int) -> str:
+    return view.sentences([sentence_id])[0].text
 
 
-def sentence_vector(snap: Snapshot, pos: int) -> np.ndarray:
-    v = np.asarray(snap.sentence_vectors[pos], np.float32)
+def sentence_vector(view: ReadView, sentence_id: int) -> np.ndarray:
+    v = view.sentences([sentence_id])[0].vector
     return v / np.linalg.norm(v)
 
 
-def all_hits(snap: Snapshot, q_vector: np.ndarray, question: str) -> list[Hit]:
-    return retrieve(snap, q_vector, tokenize([question])[0], top_k=snap.size, depth=snap.size, rrf_k=60)
+def quote(view: ReadView, text: str) -> tuple[str, str]:
+    """The first and last sentences the quote around the sentence with this text holds."""
+    first, last = quoted(view, view.sentences([sentence(view, text)])[0])
+    return first.text, last.text
 
 
-def test_builder_matches_the_documents(snap: Snapshot):
-    for chunks in DOCS.values():
-        for sentences in chunks:
-            for s in sentences:
-                assert sentence_text(snap, sentence(snap, s)) == s
-    assert len(snap.sentence_spans) == sum(len(s) for c in DOCS.values() for s in c)
+def test_builder_matches_the_documents(view: ReadView):
+    texts = [s for chunks in DOCS.values() for sentences in chunks for s in sentences]
+    assert sorted(s.text for s in all_sentences(view)) == sorted(texts)
+    for text in texts:
+        assert sentence_text(view, sentence(view, text)) == text
 
 
 # --- question types -------------------------------------------------------------------------------
@@ -336,48 +347,45 @@ def test_every_span_lies_in_the_sentence_without_stray_ends(question: str, sente
 # --- the quote's extent ---------------------------------------------------------------------------
 
 
-def test_quote_extends_forward_to_a_revising_sentence(snap: Snapshot):
-    a = sentence(snap, "A is true.")
-    assert quote_sentences(snap, a, doc_text(snap, a)) == (a, a + 1)
-    assert sentence_text(snap, a + 1) == "Instead, B is true."
+def test_quote_extends_forward_to_a_revising_sentence(view: ReadView):
+    assert quote(view, "A is true.") == ("A is true.", "Instead, B is true.")
 
 
-def test_quote_of_a_revising_sentence_includes_the_previous_one(snap: Snapshot):
-    b = sentence(snap, "Instead, B is true.")
-    assert quote_sentences(snap, b, doc_text(snap, b)) == (b - 1, b)
+def test_quote_of_a_revising_sentence_includes_the_previous_one(view: ReadView):
+    assert quote(view, "Instead, B is true.") == ("A is true.", "Instead, B is true.")
 
 
-def test_quote_of_a_plain_sentence_stays_alone(snap: Snapshot):
-    g = sentence(snap, "G is plain.")
-    assert quote_sentences(snap, g, doc_text(snap, g)) == (g, g)
-    e = sentence(snap, "E ends alpha.")  # the last sentence of a document
-    assert quote_sentences(snap, e, doc_text(snap, e)) == (e, e)
-    first = sentence(snap, "Ministers met in Brussels to discuss a ceasefire.")
-    assert quote_sentences(snap, first, doc_text(snap, first)) == (first, first)
+def test_quote_of_a_plain_sentence_stays_alone(view: ReadView):
+    assert quote(view, "G is plain.") == ("G is plain.", "G is plain.")
+    assert quote(view, "E ends alpha.") == ("E ends alpha.", "E ends alpha.")  # the last sentence of a document
+    first = "Ministers met in Brussels to discuss a ceasefire."
+    assert quote(view, first) == (first, first)
 
 
-def test_quote_crosses_chunks_within_a_document(snap: Snapshot):
-    c = sentence(snap, "C follows.")
-    d = sentence(snap, "But D continues C.")
-    assert d == c + 1 and snap.sentence_chunk[d] != snap.sentence_chunk[c]
-    assert quote_sentences(snap, c, doc_text(snap, c)) == (c, d)
-    assert quote_sentences(snap, d, doc_text(snap, d)) == (c, d)
+def test_quote_crosses_chunks_within_a_document(view: ReadView):
+    [c, d] = view.sentences([sentence(view, "C follows."), sentence(view, "But D continues C.")])
+    assert c.next == d.sentence_id and d.previous == c.sentence_id and c.chunk_id != d.chunk_id
+    assert quote(view, "C follows.") == ("C follows.", "But D continues C.")
+    assert quote(view, "But D continues C.") == ("C follows.", "But D continues C.")
 
 
-def test_quote_never_crosses_into_another_document(snap: Snapshot):
-    last_alpha = sentence(snap, "E ends alpha.")
-    first_beta = sentence(snap, "However, F opens beta.")
-    assert first_beta == last_alpha + 1
-    assert snap.chunk_doc[snap.sentence_chunk[first_beta]] != snap.chunk_doc[snap.sentence_chunk[last_alpha]]
-    assert quote_sentences(snap, last_alpha, doc_text(snap, last_alpha)) == (last_alpha, last_alpha)
-    assert quote_sentences(snap, first_beta, doc_text(snap, first_beta)) == (first_beta, first_beta)
+def test_quote_never_crosses_into_another_document(view: ReadView):
+    [last_alpha, first_beta] = view.sentences([sentence(view, "E ends alpha."), sentence(view, "However, F opens beta.")])
+    assert last_alpha.next is None and first_beta.previous is None
+    assert quote(view, "E ends alpha.") == ("E ends alpha.", "E ends alpha.")
+    assert quote(view, "However, F opens beta.") == ("However, F opens beta.", "However, F opens beta.")
 
 
-def test_quote_at_the_ends_of_the_index(snap: Snapshot):
-    last = len(snap.sentence_spans) - 1
-    assert sentence_text(snap, 0) == "A is true."
-    assert quote_sentences(snap, last, doc_text(snap, last)) == (last, last)
-    assert quote_sentences(snap, 0, doc_text(snap, 0)) == (0, 1)  # "A is true." + "Instead, ..."
+def test_quote_sentences_needs_only_the_records():
+    """The rule itself: a neighbour joins when the later of the two opens with a continuation."""
+
+    def record(sentence_id: int, text: str) -> SentenceRecord:
+        return SentenceRecord(sentence_id, 0, "d", 0, len(text), text, np.zeros(DIM, np.float32), None, None)
+
+    plain, revising, also = record(1, "A is true."), record(2, "However, B is."), record(3, "But C is.")
+    assert quote_sentences(revising, plain, also) == (plain, also)
+    assert quote_sentences(plain, None, revising) == (plain, revising)
+    assert quote_sentences(revising, None, None) == (revising, revising)  # a document's only sentence
 
 
 # --- the logistic models --------------------------------------------------------------------------
@@ -462,16 +470,16 @@ KALLAS = 'Kaja Kallas said: "There is no peace to keep."'
 QUESTION = "What did Kallas say about peace?"
 
 
-def test_extract_features(snap: Snapshot):
-    target = sentence(snap, KALLAS)
-    q = sentence_vector(snap, target)
-    hits = all_hits(snap, q, QUESTION)
-    f = extract(snap, QUESTION, q, hits)
-    assert f.sentence.shape == (len(snap.sentence_spans), len(SENTENCE_FEATURES))
-    assert sorted(f.positions) == list(range(len(snap.sentence_spans)))
-    assert [sentence_text(snap, p) for p in f.positions] == f.texts
+def test_extract_features(view: ReadView):
+    target = sentence(view, KALLAS)
+    q = sentence_vector(view, target)
+    evidence = evidence_for(view, q, QUESTION)
+    f = extract(QUESTION, q, evidence)
+    assert f.sentence.shape == (len(all_sentences(view)), len(SENTENCE_FEATURES))
+    assert sorted(f.sentence_ids) == sorted(s.sentence_id for s in all_sentences(view))
+    assert [sentence_text(view, i) for i in f.sentence_ids] == f.texts
     col = {name: f.sentence[:, i] for i, name in enumerate(SENTENCE_FEATURES)}
-    i = f.positions.index(target)
+    i = f.sentence_ids.index(target)
     assert col["cosine"][i] == pytest.approx(1.0, abs=1e-3)
     assert col["cosine"][i] == pytest.approx(col["cosine"].max())
     assert col["cosine_gap"][i] == pytest.approx(0.0)
@@ -485,30 +493,30 @@ def test_extract_features(snap: Snapshot):
     assert f.passage_coverage == pytest.approx(1.0)
 
 
-def test_question_vector_and_rare_words_rank_their_sentence_first(snap: Snapshot):
-    target = sentence(snap, KALLAS)
-    q = sentence_vector(snap, target)
-    reading = reader.read(snap, QUESTION, q, all_hits(snap, q, QUESTION))
-    assert reading.candidates[0].position == target
+def test_question_vector_and_rare_words_rank_their_sentence_first(view: ReadView):
+    target = sentence(view, KALLAS)
+    q = sentence_vector(view, target)
+    reading = reader.read(QUESTION, q, evidence_for(view, q, QUESTION))
+    assert reading.candidates[0].sentence_id == target
     assert isinstance(reading.candidates[0], Candidate)
     assert 0.0 <= reading.confidence <= 1.0
     probabilities = [c.probability for c in reading.candidates]
     assert probabilities == sorted(probabilities, reverse=True)
     assert all(0.0 <= p <= 1.0 for p in probabilities)
-    positions = [c.position for c in reading.candidates]
-    assert len(positions) == len(set(positions)) == len(snap.sentence_spans)
+    ids = [c.sentence_id for c in reading.candidates]
+    assert len(ids) == len(set(ids)) == len(all_sentences(view))
     for c in reading.candidates:  # each candidate belongs to the hit it came with
-        assert c.position in snap.sentences_of(c.hit.position)
+        assert chunk_of(c.sentence_id) == c.hit.chunk_id
 
 
 FISHERMEN = "Who protested outside the town hall?"
 
 
-def fishermen_question(snap: Snapshot) -> tuple[int, np.ndarray, list[Hit]]:
-    """The answering sentence's position, the question vector and the hits for FISHERMEN."""
-    target = sentence(snap, "Fishermen protested outside the town hall.")
-    q = sentence_vector(snap, target)
-    return target, q, all_hits(snap, q, FISHERMEN)
+def fishermen_question(view: ReadView) -> tuple[int, np.ndarray, reader.Evidence]:
+    """The answering sentence's id, the question vector and the evidence for FISHERMEN."""
+    target = sentence(view, "Fishermen protested outside the town hall.")
+    q = sentence_vector(view, target)
+    return target, q, evidence_for(view, q, FISHERMEN)
 
 
 def constant_verifier(bias: float) -> Logistic:
@@ -517,28 +525,28 @@ def constant_verifier(bias: float) -> Logistic:
     return Logistic(QUESTION_FEATURES, np.zeros(n), bias, np.zeros(n), np.ones(n))
 
 
-def test_read_uses_the_given_model(snap: Snapshot):
-    target, q, hits = fishermen_question(snap)
+def test_read_uses_the_given_model(view: ReadView):
+    target, q, evidence = fishermen_question(view)
     model = load_model()
-    reading = reader.read(snap, FISHERMEN, q, hits, model)
-    f = extract(snap, FISHERMEN, q, hits)
+    reading = reader.read(FISHERMEN, q, evidence, model)
+    f = extract(FISHERMEN, q, evidence)
     probabilities = model.ranker.predict(f.sentence)
     assert [c.probability for c in reading.candidates] == pytest.approx(sorted(probabilities, reverse=True))
-    assert reading.candidates[0].position == target
+    assert reading.candidates[0].sentence_id == target
     raw = float(model.verifier.predict(question_row(f, probabilities)[None, :])[0])
     assert reading.confidence == pytest.approx(model.calibration["verifier"](raw))
     for bias, check in ((50.0, lambda c: c > 0.99), (-50.0, lambda c: c < 0.01)):
         always = ReaderModel(model.ranker, constant_verifier(bias))  # uncalibrated: the raw output
-        assert check(reader.read(snap, FISHERMEN, q, hits, always).confidence)
+        assert check(reader.read(FISHERMEN, q, evidence, always).confidence)
 
 
-def test_calibration_maps_the_verifier_through_its_isotonic_knots(snap: Snapshot):
-    _, q, hits = fishermen_question(snap)
+def test_calibration_maps_the_verifier_through_its_isotonic_knots(view: ReadView):
+    _, q, evidence = fishermen_question(view)
     shipped = load_model()
     squash = Calibration(np.array([0.0, 1.0]), np.array([0.2, 0.3]))  # every output to 0.2-0.3
     for bias, expected in ((50.0, 0.3), (-50.0, 0.2)):
         model = ReaderModel(shipped.ranker, constant_verifier(bias), calibration={"verifier": squash})
-        assert reader.read(snap, FISHERMEN, q, hits, model).confidence == pytest.approx(expected, abs=1e-6)
+        assert reader.read(FISHERMEN, q, evidence, model).confidence == pytest.approx(expected, abs=1e-6)
 
 
 def test_shipped_calibrations_are_monotone_probabilities():
@@ -568,42 +576,42 @@ def test_a_calibration_that_is_not_a_monotone_probability_is_refused(tmp_path: P
         load_model(path)
 
 
-def test_leave_out_reads_as_if_the_sentences_were_absent(snap: Snapshot):
-    target = sentence(snap, KALLAS)
-    q = sentence_vector(snap, target)
-    hits = all_hits(snap, q, QUESTION)
-    without = extract(snap, QUESTION, q, hits, leave_out=frozenset({target}))
-    assert target not in without.positions and KALLAS not in without.texts
-    assert len(without.positions) == len(snap.sentence_spans) - 1
+def test_leave_out_reads_as_if_the_sentences_were_absent(view: ReadView):
+    target = sentence(view, KALLAS)
+    q = sentence_vector(view, target)
+    evidence = evidence_for(view, q, QUESTION)
+    without = extract(QUESTION, q, evidence, leave_out=frozenset({target}))
+    assert target not in without.sentence_ids and KALLAS not in without.texts
+    assert len(without.sentence_ids) == len(all_sentences(view)) - 1
     col = {name: without.sentence[:, i] for i, name in enumerate(SENTENCE_FEATURES)}
     assert col["cosine_gap"].max() == pytest.approx(0.0)  # gaps are to the best sentence left
-    assert without.passage_coverage < extract(snap, QUESTION, q, hits).passage_coverage
+    assert without.passage_coverage < extract(QUESTION, q, evidence).passage_coverage
 
 
-def test_passage_coverage_counts_the_question_words_the_passages_hold(snap: Snapshot):
-    q = sentence_vector(snap, 0)
-    hits = all_hits(snap, q, "")
-    assert hits
-    none_known = extract(snap, "Zorblax quixotic frobnicate?", q, hits)
+def test_passage_coverage_counts_the_question_words_the_passages_hold(view: ReadView):
+    q = sentence_vector(view, sentence(view, "A is true."))
+    evidence = evidence_for(view, q, "")
+    assert evidence.hits
+    none_known = extract("Zorblax quixotic frobnicate?", q, evidence)
     assert none_known.passage_coverage == 0.0
     assert np.all(none_known.sentence[:, SENTENCE_FEATURES.index("overlap")] == 0.0)
-    assert extract(snap, "Kallas peace ceasefire harbour", q, hits).passage_coverage == pytest.approx(1.0)
-    assert 0.0 < extract(snap, "Kallas zorblax", q, hits).passage_coverage < 1.0
+    assert extract("Kallas peace ceasefire harbour", q, evidence).passage_coverage == pytest.approx(1.0)
+    assert 0.0 < extract("Kallas zorblax", q, evidence).passage_coverage < 1.0
 
 
-def test_a_quote_questions_speech_verb_is_not_a_word_to_find(snap: Snapshot):
-    q = sentence_vector(snap, 0)
-    hits = all_hits(snap, q, "")
-    assert extract(snap, "What did Kallas warn?", q, hits).passage_coverage == pytest.approx(1.0)
+def test_a_quote_questions_speech_verb_is_not_a_word_to_find(view: ReadView):
+    q = sentence_vector(view, sentence(view, "A is true."))
+    evidence = evidence_for(view, q, "")
+    assert extract("What did Kallas warn?", q, evidence).passage_coverage == pytest.approx(1.0)
     # Outside a quote question the same verb is content: "warn" is not in these documents.
-    assert extract(snap, "Why did Kallas warn?", q, hits).passage_coverage < 1.0
+    assert extract("Why did Kallas warn?", q, evidence).passage_coverage < 1.0
 
 
-def test_no_hits_read_nothing(snap: Snapshot):
-    q = sentence_vector(snap, 0)
-    assert reader.read(snap, QUESTION, q, []) == Reading([], 0.0)
-    f = extract(snap, QUESTION, q, [])
-    assert f.positions == [] and f.sentence.shape == (0, len(SENTENCE_FEATURES))
+def test_no_hits_read_nothing(view: ReadView):
+    q = sentence_vector(view, sentence(view, "A is true."))
+    assert reader.read(QUESTION, q, gather(view, [])) == Reading([], 0.0)
+    f = extract(QUESTION, q, gather(view, []))
+    assert f.sentence_ids == [] and f.sentence.shape == (0, len(SENTENCE_FEATURES))
 
 
 class StubSpanModel:
@@ -622,21 +630,21 @@ class StubSpanModel:
         return out
 
 
-def test_answer_model_reranks_the_top_sentences_and_carries_its_span(snap: Snapshot):
+def test_answer_model_reranks_the_top_sentences_and_carries_its_span(view: ReadView):
     """The reader reads the ranker's top RERANK_TOP sentences with the answer model; a sentence the
     model is sure of moves to the front, with its span; the rest keep the ranker's order."""
-    q = sentence_vector(snap, sentence(snap, KALLAS))
-    hits = all_hits(snap, q, QUESTION)
-    fast = reader.read(snap, QUESTION, q, hits)
+    q = sentence_vector(view, sentence(view, KALLAS))
+    evidence = evidence_for(view, q, QUESTION)
+    fast = reader.read(QUESTION, q, evidence)
     second = fast.candidates[1]
-    needle = sentence_text(snap, second.position)[:12]
+    needle = sentence_text(view, second.sentence_id)[:12]
     stub = StubSpanModel(needle)
-    read = reader.read(snap, QUESTION, q, hits, span_model=stub)
+    read = reader.read(QUESTION, q, evidence, span_model=stub)
     assert len(stub.calls) == 1 and len(stub.calls[0]) == min(reader.RERANK_TOP, len(fast.candidates))
-    assert read.candidates[0].position == second.position
+    assert read.candidates[0].sentence_id == second.sentence_id
     assert read.candidates[0].span is not None and read.candidates[0].span.score == 20.0
     assert read.candidates[0].probability > second.probability  # the reranker's, not the ranker's
-    assert [c.position for c in read.candidates[reader.RERANK_TOP :]] == [c.position for c in fast.candidates[reader.RERANK_TOP :]]
+    assert [c.sentence_id for c in read.candidates[reader.RERANK_TOP :]] == [c.sentence_id for c in fast.candidates[reader.RERANK_TOP :]]
     assert 0.0 <= read.confidence <= 1.0
 
 

@@ -462,6 +462,14 @@ def test_rebuild_of_a_missing_index_does_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "nothing" / "CURRENT").exists()
 
 
+def test_rebuild_is_for_the_local_store_alone(tmp_path: Path) -> None:
+    """Another backend (qa.store.protocol) keeps no texts on disk to rebuild from: rebuild says so."""
+    pipeline = small_pipeline(tmp_path / "index")
+    pipeline.store = object()  # a backend without `recover_documents`
+    with pytest.raises(StoreIndexError, match="qa rebuild re-creates the local index"):
+        pipeline.rebuild()
+
+
 def test_texts_are_read_back_exactly_even_with_carriage_returns(tmp_path: Path) -> None:
     """Offsets count every character: a stored "\\r\\n" must not come back as "\\n"."""
     import hashlib

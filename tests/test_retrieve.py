@@ -1,7 +1,8 @@
-"""Hybrid retrieval: dense FAISS search fused with BM25 by reciprocal rank, with document filters.
+"""Hybrid retrieval: dense search fused with BM25 by reciprocal rank, with document filters.
 
 A small store of handmade documents (one sentence per chunk) and random unit vectors: the query
-vector is set equal to a chunk's vector to control the dense ranking.
+vector is set equal to a chunk's vector to control the dense ranking. Retrieval reads the store
+through its view (qa.store.protocol), so these tests do too: chunks are named by id.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from qa.retrieve import COVERAGE_WEIGHT, SENTENCE_WEIGHT, Hit, retrieve, tokenize
-from qa.store import NewDocument, Snapshot, Store
+from qa.store import NewDocument, Store
+from qa.store.protocol import ChunkRecord, ReadView
 from qa.types import Document
 
 DIM = 16
@@ -66,56 +68,68 @@ def new_document(doc_id: str, sentences: list[str], rng: np.random.Generator) ->
     )
 
 
-def build(root: Path, docs: dict[str, list[str]], seed: int = 7) -> Store:
+def new_documents(docs: dict[str, list[str]], seed: int) -> dict[str, NewDocument]:
     rng = np.random.default_rng(seed)
+    return {d: new_document(d, sentences, rng) for d, sentences in docs.items()}
+
+
+def build(root: Path, docs: dict[str, list[str]] | list[NewDocument], seed: int = 7) -> Store:
+    items = list(new_documents(docs, seed).values()) if isinstance(docs, dict) else docs
     store = Store(root, MODEL)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "fsync", lambda fd: None)  # the disk is not under test here
-        store.commit([new_document(d, s, rng) for d, s in docs.items()], set())
+        store.commit(items, set())
     return store
 
 
 @pytest.fixture(scope="module")
-def snap(tmp_path_factory) -> Snapshot:
-    return build(tmp_path_factory.mktemp("retrieve") / "index", DOCS).snapshot()
+def view(tmp_path_factory) -> ReadView:
+    return build(tmp_path_factory.mktemp("retrieve") / "index", DOCS).view()
 
 
-def position(snap: Snapshot, doc_id: str, k: int) -> int:
-    """Position of chunk k (0-based) of a document."""
-    return int(np.flatnonzero(snap.chunk_doc == snap.doc_index[doc_id])[k])
+def all_chunks(view: ReadView) -> list[ChunkRecord]:
+    """Every chunk of the view, by id (an exhaustive dense search finds them all)."""
+    found = view.dense_search(np.full(DIM, DIM**-0.5, np.float32), view.chunk_count)
+    return view.chunks(sorted(s.chunk_id for s in found))
 
 
-def chunk_text(snap: Snapshot, pos: int) -> str:
-    start, end = snap.chunk_spans[pos]
-    return snap.text(int(snap.chunk_doc[pos]))[start:end]
+def chunk(view: ReadView, doc_id: str, k: int) -> int:
+    """The id of chunk k (0-based) of a document of DOCS."""
+    [found] = [c.chunk_id for c in all_chunks(view) if c.doc_id == doc_id and c.text == DOCS[doc_id][k]]
+    return found
 
 
-def vector(snap: Snapshot, pos: int) -> np.ndarray:
-    return np.array(snap.chunk_vectors[pos], dtype=np.float32)
+def record(view: ReadView, chunk_id: int) -> ChunkRecord:
+    return view.chunks([chunk_id])[0]
 
 
-def near(snap: Snapshot, pos: int, cosine: float = 0.4) -> np.ndarray:
-    """A question-like vector: cosine `cosine` to chunk `pos`, not equal to any stored vector."""
-    target = vector(snap, pos)
-    other = np.random.default_rng(pos).standard_normal(DIM).astype(np.float32)
+def vector(view: ReadView, chunk_id: int) -> np.ndarray:
+    return record(view, chunk_id).vector
+
+
+def near(view: ReadView, chunk_id: int, cosine: float = 0.4) -> np.ndarray:
+    """A question-like vector: cosine `cosine` to the chunk, not equal to any stored vector."""
+    target = vector(view, chunk_id)
+    other = np.random.default_rng(chunk_id).standard_normal(DIM).astype(np.float32)
     other -= (other @ target) * target
     other /= np.linalg.norm(other)
     return np.asarray(cosine * target + np.sqrt(1 - cosine**2) * other, np.float32)
 
 
-def run(snap: Snapshot, q: np.ndarray, question: str, *, top_k: int = 5, depth: int = 50, **kwargs) -> list[Hit]:
-    return retrieve(snap, q, tokenize([question])[0], top_k=top_k, depth=depth, rrf_k=RRF_K, **kwargs)
+def run(view: ReadView, q: np.ndarray, question: str, *, top_k: int = 5, depth: int = 50, **kwargs) -> list[Hit]:
+    return retrieve(view, q, tokenize([question])[0], top_k=top_k, depth=depth, rrf_k=RRF_K, **kwargs)
 
 
-def dense_order(snap: Snapshot, q: np.ndarray, allowed: np.ndarray | None = None) -> list[int]:
-    scores = np.asarray(snap.chunk_vectors, np.float32) @ q
-    order = [int(p) for p in np.argsort(-scores, kind="stable")]
-    return order if allowed is None else [p for p in order if p in set(allowed.tolist())]
+def dense_order(view: ReadView, q: np.ndarray, doc_ids: set[str] | None = None) -> list[int]:
+    """Chunk ids by exact cosine to q (ties: lower id first), of `doc_ids` only if given."""
+    chunks = [c for c in all_chunks(view) if doc_ids is None or c.doc_id in doc_ids]
+    scores = np.stack([c.vector for c in chunks]) @ q
+    return [chunks[i].chunk_id for i in np.argsort(-scores, kind="stable")]
 
 
-def test_store_layout(snap: Snapshot):
-    assert snap.size == sum(len(v) for v in DOCS.values())
-    assert chunk_text(snap, position(snap, "ukraine", 1)) == DOCS["ukraine"][1]
+def test_store_layout(view: ReadView):
+    assert view.chunk_count == sum(len(v) for v in DOCS.values())
+    assert record(view, chunk(view, "ukraine", 1)).text == DOCS["ukraine"][1]
 
 
 # --- tokenize ------------------------------------------------------------------------------------
@@ -146,21 +160,21 @@ def test_tokenize_matches_inflections():
 # --- dense --------------------------------------------------------------------------------------
 
 
-def test_dense_hit_ranks_first(snap: Snapshot):
+def test_dense_hit_ranks_first(view: ReadView):
     for doc_id, k in [("ukraine", 2), ("harbour", 0), ("budget", 3)]:
-        target = position(snap, doc_id, k)
-        hits = run(snap, vector(snap, target), "zzzunknownword")
-        assert hits[0].position == target
+        target = chunk(view, doc_id, k)
+        hits = run(view, vector(view, target), "zzzunknownword")
+        assert hits[0].chunk_id == target
         assert hits[0].dense_rank == 0
         assert hits[0].bm25_rank is None
         assert hits[0].dense == pytest.approx(1.0, abs=1e-5)
 
 
-def test_dense_only_ranking_follows_cosine(snap: Snapshot):
-    q = vector(snap, position(snap, "budget", 1))
-    hits = run(snap, q, "", top_k=snap.size)
-    assert [h.position for h in hits] == dense_order(snap, q)
-    assert [h.dense_rank for h in hits] == list(range(snap.size))
+def test_dense_only_ranking_follows_cosine(view: ReadView):
+    q = vector(view, chunk(view, "budget", 1))
+    hits = run(view, q, "", top_k=view.chunk_count)
+    assert [h.chunk_id for h in hits] == dense_order(view, q)
+    assert [h.dense_rank for h in hits] == list(range(view.chunk_count))
     assert all(h.bm25_rank is None for h in hits)
     cosines = [h.dense for h in hits]
     assert cosines == sorted(cosines, reverse=True)
@@ -169,33 +183,33 @@ def test_dense_only_ranking_follows_cosine(snap: Snapshot):
 # --- BM25 ---------------------------------------------------------------------------------------
 
 
-def test_rare_name_ranks_its_chunk_first_even_when_the_vector_points_elsewhere(snap: Snapshot):
-    kallas = position(snap, "ukraine", 1)
-    elsewhere = position(snap, "budget", 2)
-    hits = run(snap, near(snap, elsewhere, 0.7), "What did Kallas say about peacekeeping?")
-    assert hits[0].position == kallas
+def test_rare_name_ranks_its_chunk_first_even_when_the_vector_points_elsewhere(view: ReadView):
+    kallas = chunk(view, "ukraine", 1)
+    elsewhere = chunk(view, "budget", 2)
+    hits = run(view, near(view, elsewhere, 0.7), "What did Kallas say about peacekeeping?")
+    assert hits[0].chunk_id == kallas
     assert hits[0].bm25_rank == 0
     assert hits[0].dense_rank not in (None, 0)
-    assert elsewhere in [h.position for h in hits]  # the dense winner is still there, behind
-    assert "Kallas" in chunk_text(snap, hits[0].position)
+    assert elsewhere in [h.chunk_id for h in hits]  # the dense winner is still there, behind
+    assert "Kallas" in record(view, hits[0].chunk_id).text
 
 
-def test_bm25_only_ranks_chunks_holding_the_words(snap: Snapshot):
-    q = vector(snap, position(snap, "ukraine", 0))
-    hits = run(snap, q, "Fishermen protested", top_k=snap.size)
-    by_pos = {h.position: h for h in hits}
-    fishermen = position(snap, "harbour", 1)
-    resigned = position(snap, "budget", 3)  # "in protest": stems to the same token
-    assert by_pos[fishermen].bm25_rank == 0
-    assert by_pos[resigned].bm25_rank == 1
+def test_bm25_only_ranks_chunks_holding_the_words(view: ReadView):
+    q = vector(view, chunk(view, "ukraine", 0))
+    hits = run(view, q, "Fishermen protested", top_k=view.chunk_count)
+    by_id = {h.chunk_id: h for h in hits}
+    fishermen = chunk(view, "harbour", 1)
+    resigned = chunk(view, "budget", 3)  # "in protest": stems to the same token
+    assert by_id[fishermen].bm25_rank == 0
+    assert by_id[resigned].bm25_rank == 1
     assert sum(h.bm25_rank is not None for h in hits) == 2
 
 
-def test_chunk_without_tokens_is_still_found_densely(snap: Snapshot):
-    empty = position(snap, "harbour", 2)
-    assert snap.token_offsets[empty] == snap.token_offsets[empty + 1]
-    hits = run(snap, vector(snap, empty), "what it is")
-    assert hits[0].position == empty
+def test_chunk_without_tokens_is_still_found_densely(view: ReadView):
+    empty = chunk(view, "harbour", 2)
+    assert record(view, empty).terms == frozenset()
+    hits = run(view, vector(view, empty), "what it is")
+    assert hits[0].chunk_id == empty
 
 
 # --- fusion -------------------------------------------------------------------------------------
@@ -209,99 +223,95 @@ def expected_score(h: Hit) -> float:
 
 
 @pytest.mark.parametrize("top_k", [1, 3, 5, 100])
-def test_fusion_returns_top_k_unique_positions_by_score(snap: Snapshot, top_k: int):
-    q = vector(snap, position(snap, "harbour", 0))
+def test_fusion_returns_top_k_unique_chunks_by_score(view: ReadView, top_k: int):
+    q = vector(view, chunk(view, "harbour", 0))
     question = "zzzunknown qqqunknown"
-    hits = run(snap, q, question, top_k=top_k)
-    positions = [h.position for h in hits]
-    assert len(positions) == len(set(positions)) == min(top_k, snap.size)
+    hits = run(view, q, question, top_k=top_k)
+    ids = [h.chunk_id for h in hits]
+    assert len(ids) == len(set(ids)) == min(top_k, view.chunk_count)
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
     for h in hits:
         assert h.score == pytest.approx(expected_score(h), abs=1e-3)  # sentence vectors are float16
-        assert h.dense == pytest.approx(float(vector(snap, h.position) @ q), abs=1e-5)
+        assert h.dense == pytest.approx(float(vector(view, h.chunk_id) @ q), abs=1e-5)
     # Dense ranks agree with an exact numpy ranking.
-    order = dense_order(snap, q)
+    order = dense_order(view, q)
     for h in hits:
-        assert h.dense_rank == order.index(h.position)
-    assert hits[0].position == position(snap, "harbour", 0)
+        assert h.dense_rank == order.index(h.chunk_id)
+    assert hits[0].chunk_id == chunk(view, "harbour", 0)
     assert hits[0].dense_rank == 0
     # Nothing outside the answer beats anything in it.
-    if top_k < snap.size:
-        everything = run(snap, q, question, top_k=snap.size)
-        assert [h.position for h in everything[:top_k]] == positions
+    if top_k < view.chunk_count:
+        everything = run(view, q, question, top_k=view.chunk_count)
+        assert [h.chunk_id for h in everything[:top_k]] == ids
         assert min(scores) >= max(h.score for h in everything[top_k:])
 
 
-def test_fusion_ties_break_by_position(tmp_path: Path):
-    """Equal scores (two chunks with the same vector and text) come in position order."""
+def test_fusion_ties_break_by_chunk_id(tmp_path: Path):
+    """Equal scores (two chunks with the same vector and text) come in chunk id order."""
     twins = {"a": ["The harbour was closed."], "b": ["The harbour was closed."]}
-    store = build(tmp_path / "index", twins)
-    snap = store.snapshot()
-    hits = run(snap, np.zeros(DIM, np.float32), "harbour closed")
-    assert [h.position for h in hits] == [0, 1]
+    view = build(tmp_path / "index", twins).view()
+    hits = run(view, np.zeros(DIM, np.float32), "harbour closed")
+    assert [h.chunk_id for h in hits] == sorted(c.chunk_id for c in all_chunks(view))
     assert hits[0].score == hits[1].score
 
 
-def test_rare_terms_and_the_best_sentence_reorder_the_fused_pool(snap: Snapshot):
+def test_rare_terms_and_the_best_sentence_reorder_the_fused_pool(view: ReadView):
     """Two chunks tied on RRF (dense-only rank 0 and BM25-only rank 0): the one holding the
     question's rare term wins by coverage unless the other is the question's own sentence."""
-    kallas = position(snap, "ukraine", 1)
-    elsewhere = position(snap, "budget", 2)
-    hits = run(snap, vector(snap, elsewhere), "Kallas", depth=1)
-    assert {h.position for h in hits} == {kallas, elsewhere}
-    by_pos = {h.position: h for h in hits}
+    kallas = chunk(view, "ukraine", 1)
+    elsewhere = chunk(view, "budget", 2)
+    hits = run(view, vector(view, elsewhere), "Kallas", depth=1)
+    assert {h.chunk_id for h in hits} == {kallas, elsewhere}
+    by_id = {h.chunk_id: h for h in hits}
     # Same RRF; the dense winner's sentence cosine is 1.0 (0.08), Kallas' coverage is 1.0 (0.05).
-    assert by_pos[elsewhere].score - by_pos[kallas].score == pytest.approx(
-        SENTENCE_WEIGHT * (1.0 - by_pos[kallas].dense) - COVERAGE_WEIGHT, abs=1e-3
+    assert by_id[elsewhere].score - by_id[kallas].score == pytest.approx(
+        SENTENCE_WEIGHT * (1.0 - by_id[kallas].dense) - COVERAGE_WEIGHT, abs=1e-3
     )
 
 
-def test_depth_limits_each_ranking(snap: Snapshot):
-    q = vector(snap, position(snap, "budget", 0))
-    hits = run(snap, q, "", top_k=100, depth=3)
+def test_depth_limits_each_ranking(view: ReadView):
+    q = vector(view, chunk(view, "budget", 0))
+    hits = run(view, q, "", top_k=100, depth=3)
     assert len(hits) == 3
-    assert [h.position for h in hits] == dense_order(snap, q)[:3]
+    assert [h.chunk_id for h in hits] == dense_order(view, q)[:3]
 
 
 # --- filters ------------------------------------------------------------------------------------
 
 
-def test_doc_ids_filter_restricts_results(snap: Snapshot):
-    outside = position(snap, "ukraine", 1)
-    q = vector(snap, outside)
-    hits = run(snap, q, "What did Kallas say?", top_k=100, doc_ids={"budget"})
-    budget = snap.doc_index["budget"]
+def test_doc_ids_filter_restricts_results(view: ReadView):
+    outside = chunk(view, "ukraine", 1)
+    q = vector(view, outside)
+    hits = run(view, q, "What did Kallas say?", top_k=100, doc_ids={"budget"})
     assert hits, "the filtered document's chunks are still ranked densely"
-    assert {int(snap.chunk_doc[h.position]) for h in hits} == {budget}
+    assert {record(view, h.chunk_id).doc_id for h in hits} == {"budget"}
     assert len(hits) == len(DOCS["budget"])
-    allowed = np.flatnonzero(snap.chunk_doc == budget)
-    assert [h.position for h in hits] == dense_order(snap, q, allowed)
+    assert [h.chunk_id for h in hits] == dense_order(view, q, {"budget"})
     assert all(h.bm25_rank is None for h in hits)
 
 
-def test_doc_ids_filter_keeps_bm25_within_the_documents(snap: Snapshot):
-    q = vector(snap, position(snap, "ukraine", 0))
-    hits = run(snap, q, "protest", top_k=100, doc_ids=["budget", "ukraine"])
-    wanted = {snap.doc_index["budget"], snap.doc_index["ukraine"]}
-    assert {int(snap.chunk_doc[h.position]) for h in hits} == wanted
+def test_doc_ids_filter_keeps_bm25_within_the_documents(view: ReadView):
+    q = vector(view, chunk(view, "ukraine", 0))
+    hits = run(view, q, "protest", top_k=100, doc_ids=["budget", "ukraine"])
+    assert {record(view, h.chunk_id).doc_id for h in hits} == {"budget", "ukraine"}
     bm25 = [h for h in hits if h.bm25_rank is not None]
-    assert [h.position for h in bm25] == [position(snap, "budget", 3)]  # not the harbour's protest
+    assert [h.chunk_id for h in bm25] == [chunk(view, "budget", 3)]  # not the harbour's protest
     first_dense = next(h for h in hits if h.dense_rank == 0)
-    assert first_dense.position == position(snap, "ukraine", 0)
+    assert first_dense.chunk_id == chunk(view, "ukraine", 0)
 
 
-def test_unknown_doc_id_gives_nothing(snap: Snapshot):
-    q = vector(snap, 0)
-    assert run(snap, q, "Kallas", doc_ids={"no-such-document"}) == []
-    assert run(snap, q, "Kallas", doc_ids=[]) == []
-    mixed = run(snap, q, "Kallas", top_k=100, doc_ids={"no-such-document", "harbour"})
-    assert {int(snap.chunk_doc[h.position]) for h in mixed} == {snap.doc_index["harbour"]}
+def test_unknown_doc_id_gives_nothing(view: ReadView):
+    q = vector(view, 0)
+    assert run(view, q, "Kallas", doc_ids={"no-such-document"}) == []
+    assert run(view, q, "Kallas", doc_ids=[]) == []
+    mixed = run(view, q, "Kallas", top_k=100, doc_ids={"no-such-document", "harbour"})
+    assert {record(view, h.chunk_id).doc_id for h in mixed} == {"harbour"}
 
 
-def test_timings_are_recorded(snap: Snapshot):
+def test_timings_are_recorded(view: ReadView):
     timings: dict[str, float] = {"embed_ms": 1.0}
-    hits = run(snap, vector(snap, 0), "Kallas", timings=timings)
+    hits = run(view, vector(view, 0), "Kallas", timings=timings)
     assert hits
     assert {"dense_ms", "bm25_ms", "fusion_ms"} <= set(timings)
     assert timings["embed_ms"] == 1.0
@@ -310,9 +320,9 @@ def test_timings_are_recorded(snap: Snapshot):
 
 
 def test_empty_store_gives_nothing(tmp_path: Path):
-    snap = Store(tmp_path / "empty", MODEL).snapshot()
+    view = Store(tmp_path / "empty", MODEL).view()
     timings: dict[str, float] = {}
-    assert retrieve(snap, np.ones(DIM, np.float32), ["kalla"], top_k=5, depth=10, rrf_k=RRF_K, timings=timings) == []
+    assert retrieve(view, np.ones(DIM, np.float32), ["kalla"], top_k=5, depth=10, rrf_k=RRF_K, timings=timings) == []
 
 
 # --- after removal ------------------------------------------------------------------------------
@@ -320,27 +330,48 @@ def test_empty_store_gives_nothing(tmp_path: Path):
 
 def test_retrieval_after_removing_a_document(tmp_path: Path):
     store = build(tmp_path / "index", DOCS, seed=11)
-    before = store.snapshot()
+    before = store.view()
     kept_vectors = {
-        (d, k): vector(before, position(before, d, k)) for d in ("harbour", "budget") for k in range(len(DOCS[d]))
+        (d, k): vector(before, chunk(before, d, k)) for d in ("harbour", "budget") for k in range(len(DOCS[d]))
     }
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "fsync", lambda fd: None)
-        after = store.commit([], {"ukraine"})
-    assert after.size == before.size - len(DOCS["ukraine"])
-    # Each kept chunk is still found by its own vector, at its new position (FAISS ids -> positions).
+        store.commit([], {"ukraine"})
+    after = store.view()
+    assert after.chunk_count == before.chunk_count - len(DOCS["ukraine"])
+    # Each kept chunk is still found by its own vector, under its own id.
     for (doc_id, k), q in kept_vectors.items():
         hits = run(after, q, "")
-        assert chunk_text(after, hits[0].position) == DOCS[doc_id][k]
-    # The removed document's words stay in the vocabulary but match nothing, and do not crash.
+        assert hits[0].chunk_id == chunk(before, doc_id, k)
+        assert record(after, hits[0].chunk_id).text == DOCS[doc_id][k]
+    # The removed document's words stay in the local vocabulary but match nothing, and do not crash.
     q = kept_vectors[("budget", 0)]
     hits = run(after, q, "Kallas Brussels ceasefire", top_k=100)
     assert hits and all(h.bm25_rank is None for h in hits)
-    assert all("Kallas" not in chunk_text(after, h.position) for h in hits)
+    assert all("Kallas" not in record(after, h.chunk_id).text for h in hits)
     # Words of the kept documents still work.
-    hits = run(after, near(after, position(after, "budget", 0)), "Fishermen")
-    assert chunk_text(after, hits[0].position) == DOCS["harbour"][1]
+    hits = run(after, near(after, chunk(after, "budget", 0)), "Fishermen")
+    assert record(after, hits[0].chunk_id).text == DOCS["harbour"][1]
     assert hits[0].bm25_rank == 0
+
+
+def test_a_removed_document_weighs_nothing(tmp_path: Path):
+    """After a removal, retrieval scores exactly as over an index that never held the document:
+    its words (still in the local vocabulary, in no chunk) count for nothing in term coverage."""
+    docs = new_documents(DOCS, seed=11)
+    store = build(tmp_path / "index", list(docs.values()))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fsync", lambda fd: None)
+        store.commit([], {"ukraine"})
+    removed = store.view()
+    never = build(tmp_path / "never", [docs["harbour"], docs["budget"]]).view()
+    for question in ("Kallas closed the harbour", "Brussels budget", "Fishermen protested in Brussels"):
+        q = near(never, chunk(never, "budget", 1))
+        found = [(record(removed, h.chunk_id).text, h.score, h.dense, h.dense_rank, h.bm25_rank)
+                 for h in run(removed, q, question, top_k=100)]
+        expected = [(record(never, h.chunk_id).text, h.score, h.dense, h.dense_rank, h.bm25_rank)
+                    for h in run(never, q, question, top_k=100)]
+        assert found == expected, question
 
 
 @pytest.mark.parametrize("n, k", [(10, 3), (1000, 50), (200_000, 50), (200_000, 5)])

@@ -19,6 +19,7 @@ from qa.chunk import chunk_document
 from qa.retrieve import tokenize
 from qa.store import IndexError as StoreIndexError
 from qa.store import NewDocument, Snapshot, Store
+from qa.store.protocol import sentence_id
 from qa.types import Document
 
 DIM = 16
@@ -658,6 +659,49 @@ def test_any_dimension_works(root: Path):
     assert snap.dim == 8
     assert_consistent(snap)
     assert_doc_matches(Store(root, MODEL).snapshot(), item)
+
+
+# --- the read view (qa.store.protocol) -----------------------------------------------------------
+
+
+def test_view_records_follow_the_snapshot_by_id(filled):
+    """Chunk and sentence records by id hold what the snapshot's rows hold, after a removal too
+    (ids no longer follow rows), and each sentence names its neighbours within its document."""
+    store, _ = filled
+    snap = store.commit([], {"beta"})
+    view = store.view()
+    chunks = view.chunks(snap.chunk_ids[::-1].tolist())  # any order: the order asked for
+    assert [c.chunk_id for c in chunks] == snap.chunk_ids[::-1].tolist()
+    for chunk in chunks:
+        row = int(np.searchsorted(snap.chunk_ids, chunk.chunk_id))
+        doc = snap.docs[snap.chunk_doc[row]]
+        assert (chunk.doc_id, chunk.start, chunk.end) == (doc.doc_id, *snap.chunk_spans[row].tolist())
+        assert chunk.text == snap.text(int(snap.chunk_doc[row]))[chunk.start : chunk.end]
+        np.testing.assert_array_equal(chunk.vector, snap.chunk_vectors[row])
+        tokens = snap.token_ids[snap.token_offsets[row] : snap.token_offsets[row + 1]]
+        assert chunk.terms == {snap.vocab[t] for t in tokens}
+        assert [s.sentence_id for s in view.sentences(chunk.sentence_ids)] == list(chunk.sentence_ids)
+        assert len(chunk.sentence_ids) == len(snap.sentences_of(row))
+    in_order = [s for c in view.chunks(snap.chunk_ids.tolist()) for s in view.sentences(c.sentence_ids)]
+    for row, sentence in enumerate(in_order):
+        assert (sentence.start, sentence.end) == tuple(snap.sentence_spans[row].tolist())
+        np.testing.assert_array_equal(sentence.vector, np.asarray(snap.sentence_vectors[row], np.float32))
+        before, after = snap.neighbour(row, -1), snap.neighbour(row, 1)
+        assert sentence.previous == (None if before is None else in_order[before].sentence_id)
+        assert sentence.next == (None if after is None else in_order[after].sentence_id)
+    firsts = [s for s in in_order if s.previous is None]
+    assert [s.doc_id for s in firsts] == ["alpha", "gamma", "delta"]
+
+
+def test_view_refuses_ids_it_does_not_hold(filled):
+    store, _ = filled
+    view = store.view()
+    top = int(store.snapshot().chunk_ids.max())
+    for lookup, missing in ((view.chunks, top + 1), (view.chunks, -1), (view.sentences, sentence_id(top + 1, 0)),
+                            (view.sentences, sentence_id(0, 1000))):
+        with pytest.raises(KeyError):
+            lookup([missing])
+    assert view.chunks([]) == [] and view.sentences([]) == []
 
 
 # --- verify --------------------------------------------------------------------------------------

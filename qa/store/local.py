@@ -259,22 +259,28 @@ class Snapshot:
 
 class LocalView:
     """A Snapshot read through the store protocol (qa.store.protocol.ReadView): ids in, ids out;
-    chunk ids map to the snapshot's rows through its sorted `chunk_ids`."""
+    chunk ids map to the snapshot's rows through its sorted `chunk_ids`. Records are looked up a
+    batch at a time and kept for the view's life (one question: retrieval, reading and the
+    citation ask for the same chunks and sentences)."""
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
-        self._vocab_of_id: list[str] | None = None
+        self._chunks: dict[int, ChunkRecord] = {}
+        self._sentences: dict[int, SentenceRecord] = {}
 
     @property
     def chunk_count(self) -> int:
         return self.snap.size
 
-    def _rows(self, chunk_ids: Sequence[int]) -> np.ndarray:
+    def _rows(self, chunk_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The snapshot rows of `chunk_ids` (KeyError naming the first id it does not hold)."""
         ids = np.asarray(chunk_ids, np.int64)
         rows = np.searchsorted(self.snap.chunk_ids, ids)
-        if len(ids) and (rows.max() >= self.snap.size or (self.snap.chunk_ids[rows] != ids).any()):
-            missing = ids[(rows >= self.snap.size) | (self.snap.chunk_ids[np.minimum(rows, self.snap.size - 1)] != ids)]
-            raise KeyError(f"chunk {int(missing[0])} is not in {self.snap.generation}")
+        held = np.zeros(len(ids), bool)
+        inside = rows < self.snap.size
+        held[inside] = self.snap.chunk_ids[rows[inside]] == ids[inside]
+        if not held.all():
+            raise KeyError(f"chunk {int(ids[~held][0])} is not in {self.snap.generation}")
         return rows
 
     def _allowed(self, doc_ids: Collection[str] | None) -> np.ndarray | None:
@@ -320,66 +326,64 @@ class LocalView:
         return [Scored(int(snap.chunk_ids[r]), float(scores[r])) for r in rows]
 
     def chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
-        snap = self.snap
-        if self._vocab_of_id is None:
-            self._vocab_of_id = list(snap.vocab)
-        records = []
-        for chunk, row in zip(chunk_ids, self._rows(chunk_ids)):
-            doc = int(snap.chunk_doc[row])
-            start, end = (int(x) for x in snap.chunk_spans[row])
-            first, last = int(snap.chunk_sentence_offsets[row]), int(snap.chunk_sentence_offsets[row + 1])
-            tokens = snap.token_ids[int(snap.token_offsets[row]) : int(snap.token_offsets[row + 1])]
-            page = int(snap.chunk_pages[row])
-            records.append(
-                ChunkRecord(
-                    chunk_id=int(chunk),
-                    doc_id=snap.docs[doc].doc_id,
-                    start=start,
-                    end=end,
-                    page=page if page > 0 else None,
-                    text=snap.text(doc)[start:end],
-                    vector=np.asarray(snap.chunk_vectors[row], np.float32),
-                    sentence_ids=tuple(sentence_id(int(chunk), k) for k in range(last - first)),
-                    terms=frozenset(self._vocab_of_id[t] for t in tokens),
-                )
-            )
-        return records
-
-    def _sentence_row(self, sentence: int) -> int:
-        chunk_row = int(self._rows([chunk_of(sentence)])[0])
-        first, last = int(self.snap.chunk_sentence_offsets[chunk_row]), int(self.snap.chunk_sentence_offsets[chunk_row + 1])
-        row = first + sentence - sentence_id(chunk_of(sentence), 0)
-        if not first <= row < last:
-            raise KeyError(f"sentence {sentence} is not in {self.snap.generation}")
-        return row
-
-    def _sentence_id_at(self, row: int | None) -> int | None:
-        if row is None:
-            return None
-        chunk_row = int(self.snap.sentence_chunk[row])
-        return sentence_id(int(self.snap.chunk_ids[chunk_row]), row - int(self.snap.chunk_sentence_offsets[chunk_row]))
+        return _cached(self._chunks, chunk_ids, self._chunk_records)
 
     def sentences(self, sentence_ids: Sequence[int]) -> list[SentenceRecord]:
+        return _cached(self._sentences, sentence_ids, self._sentence_records)
+
+    def _chunk_records(self, ids: np.ndarray) -> list[ChunkRecord]:
         snap = self.snap
-        records = []
-        for sentence in sentence_ids:
-            row = self._sentence_row(int(sentence))
-            doc = snap.sentence_doc(row)
-            start, end = (int(x) for x in snap.sentence_spans[row])
-            records.append(
-                SentenceRecord(
-                    sentence_id=int(sentence),
-                    chunk_id=chunk_of(int(sentence)),
-                    doc_id=snap.docs[doc].doc_id,
-                    start=start,
-                    end=end,
-                    text=snap.text(doc)[start:end],
-                    vector=np.asarray(snap.sentence_vectors[row], np.float32),
-                    previous=self._sentence_id_at(snap.neighbour(row, -1)),
-                    next=self._sentence_id_at(snap.neighbour(row, 1)),
-                )
+        rows = self._rows(ids)
+        docs = snap.chunk_doc[rows].tolist()
+        doc_ids, texts = self._documents(docs)
+        offsets, tokens, vocab = snap.chunk_sentence_offsets, np.asarray(snap.token_ids), snap.vocab
+        return [
+            ChunkRecord(chunk, doc_ids[doc], start, end, page if page > 0 else None, texts[doc][start:end], vector,
+                        tuple(range(sentence_id(chunk, 0), sentence_id(chunk, count))),
+                        frozenset(map(vocab.__getitem__, tokens[first:last].tolist())))
+            for chunk, doc, (start, end), page, vector, count, first, last in zip(
+                ids.tolist(), docs, snap.chunk_spans[rows].tolist(), snap.chunk_pages[rows].tolist(),
+                np.asarray(snap.chunk_vectors[rows], np.float32), (offsets[rows + 1] - offsets[rows]).tolist(),
+                snap.token_offsets[rows].tolist(), snap.token_offsets[rows + 1].tolist(),
             )
-        return records
+        ]
+
+    def _sentence_records(self, ids: np.ndarray) -> list[SentenceRecord]:
+        snap = self.snap
+        chunk_ids = chunk_of(ids)
+        chunk_rows = self._rows(chunk_ids)
+        rows = snap.chunk_sentence_offsets[chunk_rows] + ids - sentence_id(chunk_ids, 0)
+        outside = rows >= snap.chunk_sentence_offsets[chunk_rows + 1]
+        if outside.any():
+            raise KeyError(f"sentence {int(ids[outside][0])} is not in {snap.generation}")
+        docs = snap.chunk_doc[chunk_rows]
+        doc_ids, texts = self._documents(docs.tolist())
+        previous, following = self._neighbour_ids(rows, docs)
+        return [
+            SentenceRecord(sentence, chunk, doc_ids[doc], start, end, texts[doc][start:end], vector, before, after)
+            for sentence, chunk, doc, (start, end), vector, before, after in zip(
+                ids.tolist(), chunk_ids.tolist(), docs.tolist(), snap.sentence_spans[rows].tolist(),
+                np.asarray(snap.sentence_vectors[rows], np.float32), previous, following,
+            )
+        ]
+
+    def _documents(self, docs: list[int]) -> tuple[dict[int, str], dict[int, str]]:
+        """The ids and texts of the snapshot's documents `docs` (row numbers), by row."""
+        unique = set(docs)
+        return {d: self.snap.docs[d].doc_id for d in unique}, {d: self.snap.text(d) for d in unique}
+
+    def _neighbour_ids(self, rows: np.ndarray, docs: np.ndarray) -> tuple[list[int | None], list[int | None]]:
+        """The ids of the sentences before and after the sentences at `rows` of documents `docs`,
+        None where that leaves the document (its sentences are contiguous rows across chunks)."""
+        snap = self.snap
+        other = np.concatenate([rows - 1, rows + 1])
+        inside = (other >= 0) & (other < len(snap.sentence_spans))
+        other = np.where(inside, other, 0)
+        owner = snap.sentence_chunk[other]
+        same = (inside & (snap.chunk_doc[owner] == np.tile(docs, 2))).tolist()
+        ids = sentence_id(snap.chunk_ids[owner], other - snap.chunk_sentence_offsets[owner]).tolist()
+        found = [i if ok else None for i, ok in zip(ids, same)]
+        return found[: len(rows)], found[len(rows) :]
 
     def document_frequency(self, terms: Sequence[str]) -> np.ndarray:
         snap = self.snap
@@ -390,6 +394,15 @@ class LocalView:
 
     def documents(self) -> list[DocumentInfo]:
         return self.snap.infos()
+
+
+def _cached(records: dict, ids: Sequence[int], look_up) -> list:
+    """The records of `ids` in order, from `records` or, for ids it lacks, one `look_up` call
+    (given them as an int64 array, in order) whose records it then keeps."""
+    missing = [i for i in dict.fromkeys(map(int, ids)) if i not in records]
+    if missing:
+        records.update(zip(missing, look_up(np.asarray(missing, np.int64))))
+    return [records[int(i)] for i in ids]
 
 
 def top_k_positive(scores: np.ndarray, k: int) -> np.ndarray:
