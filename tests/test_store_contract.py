@@ -123,11 +123,7 @@ def test_empty_index_answers_nothing(make_store):
     assert list(view.document_frequency(["harbour"])) == [0]
 
 
-def test_empty_index_has_no_records(make_store, backend, request):
-    if backend == "local":
-        # LocalView._rows indexes chunk_ids[-1] of an empty snapshot: the builtin IndexError.
-        request.applymarker(pytest.mark.xfail(reason="qa.store.local: KeyError expected on an empty index",
-                                              raises=IndexError, strict=True))
+def test_empty_index_has_no_records(make_store):
     view = make_store().view()
     with pytest.raises(KeyError):
         view.chunks([0])
