@@ -203,8 +203,8 @@ class Pipeline:
         local store's alone: another backend raises qa.store.IndexError."""
         if not hasattr(self.store, "recover_documents"):
             raise StoreIndexError(
-                f"qa rebuild re-creates the local index from its stored texts; the '{self.config.store}' store "
-                f"keeps no texts to rebuild from: remove its documents and add them again"
+                f"qa rebuild re-creates the local index from its stored texts; on the '{self.config.store}' store, "
+                "remove the documents and add them again"
             )
         with self.store.lock():
             docs, problems, source = self.store.recover_documents()

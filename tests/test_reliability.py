@@ -463,7 +463,7 @@ def test_rebuild_of_a_missing_index_does_nothing(tmp_path: Path) -> None:
 
 
 def test_rebuild_is_for_the_local_store_alone(tmp_path: Path) -> None:
-    """Another backend (qa.store.protocol) keeps no texts on disk to rebuild from: rebuild says so."""
+    """Rebuilding re-creates the local index from its texts; another backend is refused, saying what to do."""
     pipeline = small_pipeline(tmp_path / "index")
     pipeline.store = object()  # a backend without `recover_documents`
     with pytest.raises(StoreIndexError, match="qa rebuild re-creates the local index"):
