@@ -259,3 +259,25 @@ def test_a_bad_setting_is_named_without_a_traceback(tmp_path: Path, variable: st
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "index").exists()
+
+
+def test_every_command_works_on_milvus_lite(tmp_path: Path, seeds_dir: Path) -> None:
+    """QA_STORE=milvus: the same commands on a Milvus Lite file inside the index folder."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    index, milvus = tmp_path / "index", {"QA_STORE": "milvus"}
+    added = run_qa(index, "add", str(seeds_dir), cwd=tmp_path, settings=milvus)
+    assert added.returncode == 0, added.stderr
+    assert (index / "milvus.db").exists() and not (index / "CURRENT").exists()  # no local generation
+    listed = json.loads(run_qa(index, "list", "--json", cwd=tmp_path, settings=milvus).stdout)
+    assert [d["source"] for d in listed] == [SEED_FILE]
+    answer = json.loads(run_qa(index, "ask", KALLAS_QUESTION, "--json", cwd=tmp_path, settings=milvus).stdout)
+    _check_types(answer)
+    assert KALLAS_QUOTE in answer["quote"] and answer["citations"][0]["source"] == SEED_FILE
+    checked = run_qa(index, "check", cwd=tmp_path, settings=milvus)
+    assert checked.returncode == 0 and "is consistent" in checked.stdout, checked.stderr
+    removed = run_qa(index, "remove", SEED_FILE, cwd=tmp_path, settings=milvus)
+    assert removed.returncode == 0 and SEED_FILE in removed.stdout
+    assert json.loads(run_qa(index, "list", "--json", cwd=tmp_path, settings=milvus).stdout) == []
+    rebuilt = run_qa(index, "rebuild", cwd=tmp_path, settings=milvus)
+    assert rebuilt.returncode == 2 and "remove the documents and add them again" in rebuilt.stderr
