@@ -49,6 +49,18 @@ from qa.types import Document, DocumentInfo
 
 log = logging.getLogger(__name__)
 
+
+class _NoClientTimestampNotice(logging.Filter):
+    """pymilvus's query iterator warns on every call against Milvus Lite that it uses a
+    client-side timestamp (Lite does not serve one); it is expected there, and it would fill every
+    `qa` command's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "failed to get mvccTs" not in record.getMessage()
+
+
+logging.getLogger("pymilvus.client.iterator.query_iterator").addFilter(_NoClientTimestampNotice())
+
 FORMAT_VERSION = 1
 PREFIX = "briefqa"
 # Milvus caps a VARCHAR at 65,535 bytes; UTF-8 spends at most 4 bytes a character.
