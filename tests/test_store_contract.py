@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.chunk import chunk_document
+from test_store import DIM, make_doc, unit
+
 from qa.retrieve import tokenize
 from qa.store import IndexError as StoreIndexError
 from qa.store import NewDocument, Store
 from qa.store.protocol import StaleView, chunk_of
-from qa.types import Document
 
-DIM = 16
 MODEL = "test-model"
 TEXTS = [
     "Alpha report on the harbour. The harbour was closed in March.\n\n"
@@ -71,28 +70,10 @@ def make_store(backend, tmp_path) -> Callable[..., object]:
     return lambda model=MODEL: open_store(backend, tmp_path, model)
 
 
-def unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    v = rng.standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
 def new_document(text: str, *, seed: int = 0, max_words: int = 12, page_starts: tuple[int, ...] = ()) -> NewDocument:
-    doc_id = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    doc = Document(doc_id, f"Title {doc_id[:4]}", f"{doc_id[:4]}.txt", f"/data/{doc_id[:4]}.txt", text,
-                   page_starts, "2024-01-01T00:00:00+00:00")
-    chunks = chunk_document(doc, max_words)
-    sentences = [s for c in chunks for s in c.sentences]
-    rng = np.random.default_rng(seed)
-    return NewDocument(
-        doc=doc,
-        chunk_spans=np.array([(c.start, c.end) for c in chunks], np.int64).reshape(-1, 2),
-        chunk_pages=np.array([c.page or -1 for c in chunks], np.int32),
-        sentence_spans=np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2),
-        sentence_chunks=np.repeat(np.arange(len(chunks), dtype=np.int32), [len(c.sentences) for c in chunks]),
-        chunk_vectors=unit(rng, len(chunks)),
-        sentence_vectors=unit(rng, len(sentences)).astype(np.float16),
-        chunk_tokens=tokenize([c.text for c in chunks]),
-    )
+    """test_store's document builder, its id the text's hash as ingestion makes it."""
+    return make_doc(hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], text, seed=seed, max_words=max_words,
+                    page_starts=page_starts)
 
 
 @pytest.fixture(scope="module")

@@ -224,12 +224,12 @@ class MilvusStore:
         if meta.get("format_version") != FORMAT_VERSION:
             raise IndexError(
                 f"Milvus index {_redacted(self.uri)} has format {meta.get('format_version')}, this version reads "
-                f"{FORMAT_VERSION}: run `qa rebuild`"
+                f"{FORMAT_VERSION}: index the documents into a new one (another QA_MILVUS_URI)"
             )
         if meta.get("model") != self.model:
             raise IndexError(
                 f"Milvus index {_redacted(self.uri)} was built with the model '{meta.get('model')}', not "
-                f"'{self.model}': use --model {meta.get('model')}, or `qa rebuild --model {self.model}` to re-embed"
+                f"'{self.model}': use --model {meta.get('model')}, or index into a new one (another QA_MILVUS_URI)"
             )
         self._keyword = bool(meta.get("keyword", False))
         return int(meta["dim"]) if meta.get("dim") else None
@@ -466,7 +466,7 @@ class MilvusStore:
                 problems.append(f"chunks of {row['source']} ({doc_id}) reach past its text")
         if problems:
             shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise IndexError(f"Milvus index {_redacted(self.uri)} is inconsistent ({shown}): run `qa rebuild`")
+            raise IndexError(f"Milvus index {_redacted(self.uri)} is inconsistent ({shown}): remove those documents and add them again")
         return {"generation": state.generation, "model": self.model, "documents": len(docs),
                 "chunks": chunks, "sentences": sentences}
 
@@ -611,7 +611,7 @@ class MilvusView:
             rows = self.store._get("texts", [f"{doc_id}:{n}" for n in range(parts)], ["part", "text"])
             if len(rows) != parts:
                 self._still_whole()
-                raise IndexError(f"Milvus index: the text of document {doc_id} is incomplete: run `qa rebuild`")
+                raise IndexError(f"Milvus index: the text of document {doc_id} is incomplete: remove it and add it again")
             self._texts[doc_id] = "".join(r["text"] for r in sorted(rows, key=lambda r: r["part"]))
         return self._texts[doc_id]
 
