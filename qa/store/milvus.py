@@ -134,6 +134,7 @@ class MilvusStore:
         self._keyword: bool | None = None  # the chunks collection has the BM25 function
         self._thread_lock = threading.Lock()
         self._docs_cache: tuple[int, dict[str, dict]] | None = None
+        self._existing: set[str] = set()
 
     def __repr__(self) -> str:  # never the token
         return f"MilvusStore({self.uri!r}, {self.model!r})"
@@ -167,7 +168,12 @@ class MilvusStore:
         return f"{self.prefix}_{collection}"
 
     def _has(self, collection: str) -> bool:
-        return self.client.has_collection(self._name(collection))
+        """Whether the collection exists; remembered once it does (briefqa never drops one)."""
+        if collection not in self._existing:
+            if not self.client.has_collection(self._name(collection)):
+                return False
+            self._existing.add(collection)
+        return True
 
     def _get(self, collection: str, ids: Sequence[Any], fields: list[str]) -> list[dict]:
         rows: list[dict] = []
@@ -487,6 +493,10 @@ class MilvusView:
         self.dim = dim
         self.keyword = keyword
         self._texts: dict[str, str] = {}
+        # Records and frequencies read once per view: retrieval, reading and the citation ask for
+        # the same ones (each fetch is a round trip to Milvus).
+        self._records: dict[str, dict[int, dict]] = {"chunks": {}, "sentences": {}}
+        self._frequency: dict[str, int] = {}
 
     @property
     def chunk_count(self) -> int:
@@ -543,13 +553,15 @@ class MilvusView:
     def _rows(self, collection: str, ids: Sequence[int], fields: list[str], what: str) -> list[dict]:
         ids = [int(i) for i in ids]
         key = "chunk_id" if collection == "chunks" else "sentence_id"
-        fetch = self.docs and ids  # an empty view may have no collections yet
-        rows = {int(r[key]): r for r in self.store._get(collection, list(dict.fromkeys(ids)), fields)} if fetch else {}
-        missing = [i for i in ids if i not in rows or rows[i]["doc_id"] not in self.docs]
-        if missing:
+        rows = self._records[collection]
+        wanted = [i for i in dict.fromkeys(ids) if i not in rows]
+        if wanted and self.docs:  # an empty view may have no collections yet
+            fetched = {int(r[key]): r for r in self.store._get(collection, wanted, fields)}
             self._still_whole()
+            rows.update((i, r) for i, r in fetched.items() if r["doc_id"] in self.docs)
+        missing = [i for i in ids if i not in rows]
+        if missing:
             raise KeyError(f"{what} {missing[0]} is not in generation {self.generation}")
-        self._still_whole()
         return [rows[i] for i in ids]
 
     def chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
@@ -592,12 +604,15 @@ class MilvusView:
         out = np.zeros(len(terms), np.int64)
         if not self.keyword or not terms or not self.docs:
             return out
-        counts = self._frequencies(terms, "")
-        state = self.store._state()
-        if state.generation != self.generation or state.pending is not None:
-            counts = self._frequencies(terms, f" and doc_id in {_quoted(list(self.docs))}")
-            self._still_whole()
-        return np.array([counts[t] for t in terms], np.int64)
+        new = [t for t in dict.fromkeys(terms) if t not in self._frequency]
+        if new:
+            counts = self._frequencies(new, "")
+            state = self.store._state()
+            if state.generation != self.generation or state.pending is not None:
+                counts = self._frequencies(new, f" and doc_id in {_quoted(list(self.docs))}")
+                self._still_whole()
+            self._frequency.update(counts)
+        return np.array([self._frequency[t] for t in terms], np.int64)
 
     def _frequencies(self, terms: Sequence[str], restrict: str) -> dict[str, int]:
         return {t: self.store._count("chunks", f"TEXT_MATCH(terms, {json.dumps(encode_term(t))}){restrict}")
