@@ -135,6 +135,10 @@ class MilvusStore:
         self._thread_lock = threading.Lock()
         self._docs_cache: tuple[int, dict[str, dict]] | None = None
         self._existing: set[str] = set()
+        # Term document frequencies counted so far, for one generation (a commit starts afresh):
+        # each count is a TEXT_MATCH query over the chunks, so questions share what they counted.
+        self._frequency_cache: tuple[int, dict[str, int]] = (-1, {})
+        self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the token
         return f"MilvusStore({self.uri!r}, {self.model!r})"
@@ -194,6 +198,13 @@ class MilvusStore:
             return 0
         rows = self.client.query(self._name(collection), filter=expr, output_fields=["count(*)"], consistency_level="Strong")
         return int(rows[0]["count(*)"])
+
+    def _frequencies_at(self, generation: int) -> dict[str, int]:
+        """The frequencies counted so far at `generation` (emptied when it changes)."""
+        with self._cache_lock:
+            if self._frequency_cache[0] != generation:
+                self._frequency_cache = (generation, {})
+            return self._frequency_cache[1]
 
     # --- meta ----------------------------------------------------------------------------------
     def _meta(self, key: str) -> dict | None:
@@ -604,15 +615,18 @@ class MilvusView:
         out = np.zeros(len(terms), np.int64)
         if not self.keyword or not terms or not self.docs:
             return out
-        new = [t for t in dict.fromkeys(terms) if t not in self._frequency]
+        known = self.store._frequencies_at(self.generation)
+        new = [t for t in dict.fromkeys(terms) if t not in self._frequency and t not in known]
         if new:
             counts = self._frequencies(new, "")
             state = self.store._state()
             if state.generation != self.generation or state.pending is not None:
                 counts = self._frequencies(new, f" and doc_id in {_quoted(list(self.docs))}")
                 self._still_whole()
-            self._frequency.update(counts)
-        return np.array([self._frequency[t] for t in terms], np.int64)
+                self._frequency.update(counts)  # this view's alone: the index has moved on
+            else:
+                known.update(counts)
+        return np.array([self._frequency.get(t, known.get(t, 0)) for t in terms], np.int64)
 
     def _frequencies(self, terms: Sequence[str], restrict: str) -> dict[str, int]:
         return {t: self.store._count("chunks", f"TEXT_MATCH(terms, {json.dumps(encode_term(t))}){restrict}")
