@@ -434,11 +434,21 @@ class Store:
         self._load_lock = threading.Lock()
 
     def lock(self):
-        """A cross-process lock that serialises writers (readers never need it)."""
-        from filelock import FileLock
-
+        """A cross-process lock that serialises writers (readers never need it). Taking it also
+        collects what a writer killed after its last commit left behind (generations older than
+        the live one's predecessor, temporary files), so the next writer cleans up even when it
+        has nothing to commit."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root / LOCK))
+        return _writer_lock(self.root / LOCK, self._collect_dead_writers_garbage)
+
+    def _collect_dead_writers_garbage(self) -> None:
+        try:
+            live = self.current_generation()
+        except IndexError:
+            return  # a damaged index: `qa rebuild` decides what to keep
+        if live is not None:
+            older = sorted(p.name for p in self.root.glob("gen-*") if p.name < live)
+            self._collect_garbage(keep={live, older[-1] if older else None})
 
     def current_generation(self) -> str | None:
         try:
@@ -863,6 +873,21 @@ def _meta(doc: Document) -> DocMeta:
         added_at=doc.added_at,
         chars=len(doc.text),
     )
+
+
+def _writer_lock(path: Path, on_acquire):
+    """A filelock.FileLock (same API: context manager, acquire/release) that calls `on_acquire`
+    when this process first takes it. filelock is imported here: readers never need it."""
+    from filelock import FileLock
+
+    class WriterLock(FileLock):
+        def acquire(self, *args, **kwargs):
+            proxy = super().acquire(*args, **kwargs)
+            if self.lock_counter == 1:
+                on_acquire()
+            return proxy
+
+    return WriterLock(str(path))
 
 
 def _next_generation(root: Path) -> str:
