@@ -374,3 +374,16 @@ def test_milvus_lite_second_process_is_refused_clearly(tmp_path, docs):
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert "is open in another process: Milvus Lite allows one; use a Milvus server for several" in done.stdout
     assert store.view().chunk_count == len(docs[0].chunk_spans)  # untouched
+
+
+def test_milvus_secrets_stay_out_of_reprs_and_messages() -> None:
+    """A token or a password in the URI never reaches a repr, a log line or an error message."""
+    from qa.config import Config
+    from qa.store.milvus import MilvusStore, _redacted
+
+    uri = "http://reader:s3cret-pw@milvus.internal:19530"
+    store = MilvusStore(uri, MODEL, token="admin:t0ken-xyz")
+    assert "s3cret-pw" not in repr(store) and "t0ken-xyz" not in repr(store)
+    assert _redacted(uri) == "http://milvus.internal:19530"  # how every message and log line names it
+    config = Config(store="milvus", milvus_uri="http://milvus.internal:19530", milvus_token="admin:t0ken-xyz")
+    assert "t0ken-xyz" not in repr(config)

@@ -141,7 +141,7 @@ class MilvusStore:
         self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the token
-        return f"MilvusStore({self.uri!r}, {self.model!r})"
+        return f"MilvusStore({_redacted(self.uri)!r}, {self.model!r})"
 
     # --- connection --------------------------------------------------------------------------
     @property
