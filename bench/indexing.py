@@ -18,7 +18,6 @@ import shutil
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import _common as c
 

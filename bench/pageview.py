@@ -14,7 +14,6 @@ import argparse
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import _common as c
 

@@ -36,7 +36,6 @@ import os
 import re
 import threading
 from collections.abc import Collection, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
