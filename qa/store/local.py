@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.store.protocol import ChunkRecord, Scored, SentenceRecord, StaleView, chunk_of, sentence_id
+from qa.store.protocol import ChunkRecord, Scored, SentenceRecord, StaleView, chunk_of, records_by_id, sentence_id
 from qa.types import Document, DocumentInfo
 
 FORMAT_VERSION = 1
@@ -326,13 +326,14 @@ class LocalView:
         return [Scored(int(snap.chunk_ids[r]), float(scores[r])) for r in rows]
 
     def chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
-        return _cached(self._chunks, chunk_ids, self._chunk_records)
+        return records_by_id(self._chunks, chunk_ids, self._chunk_records)
 
     def sentences(self, sentence_ids: Sequence[int]) -> list[SentenceRecord]:
-        return _cached(self._sentences, sentence_ids, self._sentence_records)
+        return records_by_id(self._sentences, sentence_ids, self._sentence_records)
 
-    def _chunk_records(self, ids: np.ndarray) -> list[ChunkRecord]:
+    def _chunk_records(self, chunk_ids: list[int]) -> list[ChunkRecord]:
         snap = self.snap
+        ids = np.asarray(chunk_ids, np.int64)
         rows = self._rows(ids)
         docs = snap.chunk_doc[rows].tolist()
         doc_ids, texts = self._documents(docs)
@@ -348,8 +349,9 @@ class LocalView:
             )
         ]
 
-    def _sentence_records(self, ids: np.ndarray) -> list[SentenceRecord]:
+    def _sentence_records(self, sentence_ids: list[int]) -> list[SentenceRecord]:
         snap = self.snap
+        ids = np.asarray(sentence_ids, np.int64)
         chunk_ids = chunk_of(ids)
         chunk_rows = self._rows(chunk_ids)
         rows = snap.chunk_sentence_offsets[chunk_rows] + ids - sentence_id(chunk_ids, 0)
@@ -394,15 +396,6 @@ class LocalView:
 
     def documents(self) -> list[DocumentInfo]:
         return self.snap.infos()
-
-
-def _cached(records: dict, ids: Sequence[int], look_up) -> list:
-    """The records of `ids` in order, from `records` or, for ids it lacks, one `look_up` call
-    (given them as an int64 array, in order) whose records it then keeps."""
-    missing = [i for i in dict.fromkeys(map(int, ids)) if i not in records]
-    if missing:
-        records.update(zip(missing, look_up(np.asarray(missing, np.int64))))
-    return [records[int(i)] for i in ids]
 
 
 def top_k_positive(scores: np.ndarray, k: int) -> np.ndarray:

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from qa.store.local import IndexError, NewDocument
-from qa.store.protocol import ChunkRecord, Scored, SentenceRecord, StaleView, chunk_of, sentence_id
+from qa.store.protocol import ChunkRecord, Scored, SentenceRecord, StaleView, chunk_of, records_by_id, sentence_id
 from qa.types import Document, DocumentInfo
 
 log = logging.getLogger(__name__)
@@ -505,7 +505,8 @@ class MilvusView:
         self._texts: dict[str, str] = {}
         # Records and frequencies read once per view: retrieval, reading and the citation ask for
         # the same ones (each fetch is a round trip to Milvus).
-        self._records: dict[str, dict[int, dict]] = {"chunks": {}, "sentences": {}}
+        self._chunks: dict[int, ChunkRecord] = {}
+        self._sentences: dict[int, SentenceRecord] = {}
         self._frequency: dict[str, int] = {}
 
     @property
@@ -560,21 +561,26 @@ class MilvusView:
         scored = [Scored(chunk, abs(score) / BM25_SCALE) for chunk, score in hits]
         return sorted((s for s in scored if s.score > 0), key=lambda s: -s.score)
 
-    def _rows(self, collection: str, ids: Sequence[int], fields: list[str], what: str) -> list[dict]:
-        ids = [int(i) for i in ids]
+    def _rows(self, collection: str, ids: list[int], fields: list[str], what: str) -> list[dict]:
+        """The rows of `ids` (distinct), in order; KeyError for one the view does not hold."""
         key = "chunk_id" if collection == "chunks" else "sentence_id"
-        rows = self._records[collection]
-        wanted = [i for i in dict.fromkeys(ids) if i not in rows]
-        if wanted and self.docs:  # an empty view may have no collections yet
-            fetched = {int(r[key]): r for r in self.store._get(collection, wanted, fields)}
+        rows: dict[int, dict] = {}
+        if ids and self.docs:  # an empty view may have no collections yet
+            fetched = self.store._get(collection, ids, fields)
             self._still_whole()
-            rows.update((i, r) for i, r in fetched.items() if r["doc_id"] in self.docs)
+            rows = {int(r[key]): r for r in fetched if r["doc_id"] in self.docs}
         missing = [i for i in ids if i not in rows]
         if missing:
             raise KeyError(f"{what} {missing[0]} is not in generation {self.generation}")
         return [rows[i] for i in ids]
 
     def chunks(self, chunk_ids: Sequence[int]) -> list[ChunkRecord]:
+        return records_by_id(self._chunks, chunk_ids, self._chunk_records)
+
+    def sentences(self, sentence_ids: Sequence[int]) -> list[SentenceRecord]:
+        return records_by_id(self._sentences, sentence_ids, self._sentence_records)
+
+    def _chunk_records(self, chunk_ids: list[int]) -> list[ChunkRecord]:
         records = []
         for r in self._rows("chunks", chunk_ids, _CHUNK_FIELDS, "chunk"):
             chunk = int(r["chunk_id"])
@@ -591,7 +597,7 @@ class MilvusView:
             ))
         return records
 
-    def sentences(self, sentence_ids: Sequence[int]) -> list[SentenceRecord]:
+    def _sentence_records(self, sentence_ids: list[int]) -> list[SentenceRecord]:
         return [
             SentenceRecord(
                 sentence_id=int(r["sentence_id"]),

@@ -18,7 +18,7 @@ runs against each. Above this seam, fusion, reranking and reading are the same c
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -81,6 +81,16 @@ class SentenceRecord:
 
 
 NewDocumentLike = Any  # qa.store.local.NewDocument: a parsed, chunked and embedded document
+
+
+def records_by_id(kept: dict[int, Any], ids: Sequence[int], look_up: Callable[[list[int]], list[Any]]) -> list[Any]:
+    """The records of `ids` in order, from `kept` or, for the ids it lacks, from one `look_up`
+    call (given them in order, returning their records in that order, or raising KeyError),
+    whose records `kept` then holds: a view reads each record once, however often it is asked."""
+    missing = [i for i in dict.fromkeys(map(int, ids)) if i not in kept]
+    if missing:
+        kept.update(zip(missing, look_up(missing)))
+    return [kept[int(i)] for i in ids]
 
 
 class StaleView(Exception):
