@@ -306,8 +306,6 @@ class Pipeline:
         if not reading.candidates or reading.confidence < bar:
             return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
         answer = self._answer(view, evidence, question, reading.candidates[0], score, passages, timings)
-        if reader.speaker(question) is None:  # "what did X say?": every statement by X that clears the bar
-            bar = max(bar, ALTERNATIVE_MIN_SCORE)
         return replace(answer, alternatives=self._alternatives(view, evidence, question, reading, answer, bar))
 
     def _alternatives(
@@ -318,9 +316,12 @@ class Pipeline:
         confidence times their reranked probability relative to its own (README, Conversations, for
         how well that score holds). A quote overlapping one already given is skipped; for "what did
         X say?", only sentences that quote speech and name X count, each statement once (the same
-        quoted words in two reports are one statement)."""
+        quoted words in two reports are one statement), and for it the answering `bar` is enough:
+        the others need ALTERNATIVE_MIN_SCORE too."""
         best = reading.candidates[0]
         speaker = reader.speaker(question)
+        if speaker is None:
+            bar = max(bar, ALTERNATIVE_MIN_SCORE)
         given = list(answer.citations)
         found: list[Answer] = []
         for candidate in reading.candidates[1:]:
