@@ -33,6 +33,17 @@ def new_pipeline(index_dir: Path, seeds_dir: Path | None = None) -> Pipeline:
     return Pipeline(Config.load(index_dir=index_dir, seeds_dir=seeds_dir or index_dir.parent / "no-seeds"))
 
 
+def indexed(tmp_path: Path, docs: dict[str, str], seeds_dir: Path | None = None) -> Pipeline:
+    """A new pipeline over the seed folder (if given) and `docs` (file name: text) written to tmp_path."""
+    pipeline = new_pipeline(tmp_path / "index", seeds_dir)
+    if seeds_dir is not None:
+        pipeline.ensure_seeded()
+    for name, text in docs.items():
+        (tmp_path / name).write_text(text)
+    pipeline.add([tmp_path / name for name in docs])
+    return pipeline
+
+
 def assert_verbatim(pipeline: Pipeline, answer: Answer) -> None:
     """Every citation and passage quotes its document exactly at the offsets it gives."""
     for c in answer.citations:
@@ -364,10 +375,7 @@ def test_the_same_fact_in_another_document_is_offered_as_an_alternative(tmp_path
         "great storm. Fishing boats returned soon after.\n",
         "weather.txt": "Weather notes.\nThe spring storms of 1911 damaged several piers along the coast. Repairs took two years.\n",
     }
-    for name, text in docs.items():
-        (tmp_path / name).write_text(text)
-    pipeline = new_pipeline(tmp_path / "index")
-    pipeline.add([tmp_path / name for name in docs])
+    pipeline = indexed(tmp_path, docs)
     answer = pipeline.ask(PDF_QUESTION)
     assert answer.answered and answer.answer == PDF_FACT
     (other,) = answer.alternatives
@@ -386,11 +394,7 @@ def test_what_did_x_say_lists_each_distinct_statement_once(tmp_path: Path, seeds
         'talks." The station broadcast the full interview later.\n',
         "budget.txt": "Budget notes.\nThe defence budget rose by 4 percent. Finance ministers said the increase was affordable.\n",
     }
-    for name, text in docs.items():
-        (tmp_path / name).write_text(text)
-    pipeline = new_pipeline(tmp_path / "index", seeds_dir)
-    pipeline.ensure_seeded()  # the seed briefing quotes the same words of Kallas: one statement, not two
-    pipeline.add([tmp_path / name for name in docs])
+    pipeline = indexed(tmp_path, docs, seeds_dir)  # the seed briefing quotes the same words of Kallas too
     answer = pipeline.ask("What did Kallas say?")
     statements = [answer.answer, *(other.answer for other in answer.alternatives)]
     assert sorted(s.rstrip(".") for s in statements) == [
