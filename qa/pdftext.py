@@ -308,8 +308,8 @@ def _paragraphs(lines: list[str], vocabulary: set[str], notes: set[str]) -> Iter
             _starts_footnote(line, lines[:i]) or (below_rule and _next_note(line, lines[:i], last_note))
         )
         if starts_note:
-            notes.add(_FOOTNOTE.match(line).group(1))
             last_note = _FOOTNOTE.match(line).group(1)
+            notes.add(last_note)
         if paragraph and (starts_note or _BULLET.match(line) or _ends_paragraph(lines[i - 1], line, full)):
             yield paragraph
             paragraph = ""
