@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -81,6 +82,28 @@ def expected_layout(path: Path) -> tuple[str, int, int]:
     doc = load_document(path, max_bytes=50 * 1024 * 1024, parse_timeout_s=30)
     chunks = chunk_document(doc, Config().chunk_words)
     return doc.doc_id, len(chunks), sum(len(c.sentences) for c in chunks)
+
+
+def milvus_layout(index: Path) -> dict:
+    """What a Milvus Lite index shows, read in a child process (Lite admits one process, and the
+    test's own must not hold the file when the next writer starts): {"pending": the journal,
+    "documents": {doc_id: [chunks, sentences]} of the documents a view sees, "rows": the chunk and
+    sentence rows in the collections, orphans of a dead commit included}."""
+    script = (
+        "import json, sys\n"
+        "from qa.store.milvus import MilvusStore\n"
+        "store = MilvusStore(sys.argv[1], sys.argv[2])\n"
+        "view = store.view()\n"
+        "def rows(name, expr=''):\n"
+        "    return store._count(name, expr)\n"
+        "docs = {d: [rows('chunks', f'doc_id == \"{d}\"'), rows('sentences', f'doc_id == \"{d}\"')] for d in view.docs}\n"
+        "print(json.dumps({'pending': store._state().pending, 'documents': docs,\n"
+        "                  'rows': [rows('chunks'), rows('sentences')]}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(index / "milvus.db"), FAKE_MODEL],
+                          env=child_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -163,12 +186,20 @@ KILL_POINTS = (
     "collect_garbage",  # CURRENT points at the new generation; old ones not yet removed
     "rmtree",  # half-way through removing an old generation
 )
+# The same for the Milvus store (QA_STORE=milvus): a commit's calls to Milvus, in order.
+MILVUS_KILL_POINTS = (
+    "milvus_write_state",  # the journal (1st call of a commit) or its clearing (2nd) is about to be written
+    "milvus_delete",  # removed or replaced documents' rows are about to be deleted
+    "milvus_insert",  # a batch of texts, chunks, sentences or a documents row is about to be inserted
+    "milvus_flush",  # every row is written, not yet flushed
+)
 
 
 def _install_kill(point: str, nth: int) -> None:
     import shutil
 
     import qa.store.local as store
+    import qa.store.milvus as milvus
 
     calls = {"n": 0}
 
@@ -211,6 +242,9 @@ def _install_kill(point: str, nth: int) -> None:
             return real_rmtree(path, *args, **kwargs)
 
         store.shutil.rmtree = rmtree
+    elif point in MILVUS_KILL_POINTS:
+        name = "_" + point.removeprefix("milvus_")
+        setattr(milvus.MilvusStore, name, die_on_nth(getattr(milvus.MilvusStore, name)))
     else:
         raise SystemExit(f"unknown kill point {point}")
 

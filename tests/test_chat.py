@@ -993,3 +993,37 @@ def test_e2e_chat_upload_and_abstain(real_server: str, tmp_path: Path) -> None:
 
     off_topic = client.predict("Who won the 1998 football World Cup final?", api_name="/chat")
     assert off_topic.startswith(NOT_FOUND)
+
+
+def test_the_chat_api_on_milvus_lite(tmp_path: Path) -> None:
+    """QA_STORE=milvus under the chat: the real pipeline (hashing embedder, fast reader) over a
+    Milvus Lite file answers, adds an upload, lists and removes through the API."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    from gradio_client import Client, handle_file
+    from reliability_helpers import fake_pipeline
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "brief.txt").write_text("Brief\nThe envoy said peace requires a ceasefire. Talks resume in May.\n")
+    pipeline = fake_pipeline(tmp_path / "index", store="milvus", seeds_dir=seeds)
+    pipeline.ensure_seeded()
+    demo = build_app(pipeline)
+    port = free_port()
+    launch(demo, pipeline.config, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        answer = client.predict("What does the envoy say peace requires?", api_name="/ask_json")
+        assert answer["quote"] == "The envoy said peace requires a ceasefire." and answer["citations"][0]["source"] == "brief.txt"
+        note = tmp_path / "depot.txt"
+        note.write_text("Depot note\nThe depot holds 900 tonnes of grain.\n")
+        added = client.predict([handle_file(str(note))], api_name="/add_documents")
+        assert [(r["file"], r["status"]) for r in added] == [("depot.txt", "added")]
+        within = client.predict("How many tonnes of grain does the depot hold?", [added[0]["doc_id"]], api_name="/ask_json")
+        assert within["answer"] == "900" and within["citations"][0]["source"] == "depot.txt"
+        assert [d["source"] for d in client.predict(api_name="/list_documents")] == ["brief.txt", "depot.txt"]
+        client.predict(added[0]["doc_id"], api_name="/remove_document")
+        assert [d["source"] for d in client.predict(api_name="/list_documents")] == ["brief.txt"]
+    finally:
+        demo.close()
+    assert (tmp_path / "index" / "milvus.db").exists() and not (tmp_path / "index" / "CURRENT").exists()

@@ -276,6 +276,14 @@ def test_every_command_works_on_milvus_lite(tmp_path: Path, seeds_dir: Path) -> 
     assert KALLAS_QUOTE in answer["quote"] and answer["citations"][0]["source"] == SEED_FILE
     checked = run_qa(index, "check", cwd=tmp_path, settings=milvus)
     assert checked.returncode == 0 and "is consistent" in checked.stdout, checked.stderr
+    chat = run_qa(index, "chat", "--json", cwd=tmp_path, settings=milvus, stdin=f"{KALLAS_QUESTION}\nWhat is her position?\n")
+    first, second = map(json.loads, chat.stdout.splitlines())
+    assert KALLAS_QUOTE in first["quote"] and "Kallas" in second["read_as"], chat.stderr
+    questions = Path(__file__).parent / "eval" / "seed_questions.jsonl"
+    evaluated = run_qa(index, "eval", str(questions), "--docs", str(seeds_dir), "--limit", "6", "--json",
+                       cwd=tmp_path, settings=milvus)
+    evaluated = json.loads(evaluated.stdout)
+    assert evaluated["questions"] == 6 and evaluated["quote_hit_at_1"] >= 0.5, evaluated
     removed = run_qa(index, "remove", SEED_FILE, cwd=tmp_path, settings=milvus)
     assert removed.returncode == 0 and SEED_FILE in removed.stdout
     assert json.loads(run_qa(index, "list", "--json", cwd=tmp_path, settings=milvus).stdout) == []

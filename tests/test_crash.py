@@ -19,9 +19,11 @@ import pytest
 from reliability_helpers import (
     FAKE_MODEL,
     KILL_POINTS,
+    MILVUS_KILL_POINTS,
     child_command,
     child_env,
     expected_layout,
+    milvus_layout,
     run_qa,
     write_corpus,
 )
@@ -35,11 +37,11 @@ MIN_KILLS = 15
 SEED = 20240611
 
 
-def _start(index: Path, folders: list[Path], kill_at: str | None = None) -> subprocess.Popen[str]:
+def _start(index: Path, folders: list[Path], kill_at: str | None = None, **env: str) -> subprocess.Popen[str]:
     args = ["add", "--index", str(index), "--model", FAKE_MODEL, *map(str, folders)]
     return subprocess.Popen(
         child_command(*args, kill_at=kill_at),
-        env=child_env(QA_COMMIT_CHUNKS="8"),
+        env=child_env(QA_COMMIT_CHUNKS="8", **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -185,3 +187,63 @@ def test_sigkilled_writer_leaves_whole_documents_or_none(tmp_path: Path) -> None
     print(f"{kills} kills ({kills - random_kills} at commit steps, {random_kills} random), "
           f"{completed} random runs finished first; documents after each kill: {sizes}")
     assert kills >= MIN_KILLS
+
+
+def test_sigkilled_milvus_writer_leaves_whole_documents_or_none(tmp_path: Path) -> None:
+    """The same on Milvus Lite (QA_STORE=milvus), which has no atomic switch: a commit journals
+    what it adds and removes, and a document's row is written after its chunks and sentences.
+    After each kill a view shows whole documents only; the next writer finishes the dead commit
+    (even with nothing of its own to commit), leaving no orphan rows."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    index = tmp_path / "index"
+    expected: dict[str, tuple[int, int]] = {}
+    folders: list[Path] = []
+
+    def new_round() -> list[Path]:
+        folder = tmp_path / f"batch-{len(folders):02d}"
+        for path in write_corpus(folder, 20, seed=len(folders), prefix=f"m{len(folders)}"):
+            doc_id, chunks, sentences = expected_layout(path)
+            expected[doc_id] = (chunks, sentences)
+        folders.append(folder)
+        return [folder]
+
+    def assert_whole() -> dict:
+        shown = milvus_layout(index)
+        for doc_id, (chunks, sentences) in shown["documents"].items():
+            assert doc_id in expected and [chunks, sentences] == list(expected[doc_id]), (doc_id, chunks, sentences)
+        return shown
+
+    child = _start(index, new_round(), QA_STORE="milvus")
+    _wait_ready(child)
+    assert _finish(child, timeout=120)[0] == 0
+    # Each of a commit's calls to Milvus, in a run's first commit (8 chunks: 8 documents here,
+    # 4 inserts each) and in its second; write_state 1 is the journal, or the finishing of the
+    # commit the last kill left.
+    calls = {"milvus_write_state": (1, 2, 3), "milvus_delete": (1, 3), "milvus_insert": (3, 30, 40), "milvus_flush": (1, 2)}
+    plan = [f"{point}:{n}" for point in MILVUS_KILL_POINTS for n in calls[point]]
+    pending_seen = 0
+    for kill_at in plan:
+        child = _start(index, new_round(), kill_at=kill_at, QA_STORE="milvus")
+        _wait_ready(child)
+        code, err = _finish(child, timeout=120)
+        assert code == -signal.SIGKILL, (kill_at, code, err[-2000:])
+        pending_seen += assert_whole()["pending"] is not None
+
+    # A run that has nothing new to add still finishes the last dead commit.
+    child = _start(index, folders[:1], QA_STORE="milvus")
+    _wait_ready(child)
+    assert _finish(child, timeout=120)[0] == 0
+    assert assert_whole()["pending"] is None
+
+    # An undisturbed run over every batch: all documents whole, no orphan rows, `qa check` passes.
+    child = _start(index, folders, QA_STORE="milvus")
+    _wait_ready(child)
+    code, err = _finish(child, timeout=120)
+    assert code == 0, err
+    shown = assert_whole()
+    assert set(shown["documents"]) == set(expected)
+    assert shown["rows"] == [sum(c for c, _ in expected.values()), sum(s for _, s in expected.values())]
+    done = run_qa("--index", str(index), "--model", FAKE_MODEL, "check", QA_STORE="milvus")
+    assert done.returncode == 0 and f"{len(expected)} documents" in done.stdout, done.stderr
+    assert pending_seen >= 4, "the kills should have left journals to finish"

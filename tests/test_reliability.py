@@ -200,6 +200,31 @@ def test_only_bad_files_on_a_new_index_create_nothing(tmp_path: Path, files) -> 
     assert pipeline.store.current_generation() is None
 
 
+def test_only_bad_files_leave_a_milvus_index_as_it_was(tmp_path: Path, files) -> None:
+    """The same refusals on Milvus Lite (QA_STORE=milvus): every bad file is named with its
+    reason, and the collections hold exactly the rows they held, with no commit left pending;
+    on a new index nothing is created."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    good, bad = files
+    fresh = small_pipeline(tmp_path / "new-index", store="milvus")
+    assert all(r.status == "refused" for r in fresh.add(list(bad)))
+    assert not (tmp_path / "new-index" / "milvus.db").exists()
+
+    index = tmp_path / "index"
+    pipeline = small_pipeline(index, store="milvus")
+    pipeline.add(good)
+    before = ([d.__dict__ for d in pipeline.documents()], pipeline.check())
+    results = pipeline.add(list(bad))
+    assert [r.status for r in results] == ["refused"] * len(bad)
+    for result, reason in zip(results, bad.values()):
+        assert reason in result.reason, (result.path, result.reason)
+    assert ([d.__dict__ for d in pipeline.documents()], pipeline.check()) == before
+    store = pipeline.store  # the rows themselves, a dead commit's orphans included
+    assert store._state().pending is None
+    assert [store._count("chunks"), store._count("sentences")] == [before[1]["chunks"], before[1]["sentences"]]
+
+
 def test_cli_add_prints_files_with_undecodable_names(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()

@@ -432,7 +432,7 @@ class Store:
         the live one's predecessor, temporary files), so the next writer cleans up even when it
         has nothing to commit."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return _writer_lock(self.root / LOCK, self._collect_dead_writers_garbage)
+        return writer_lock(self.root / LOCK, self._collect_dead_writers_garbage)
 
     def _collect_dead_writers_garbage(self) -> None:
         try:
@@ -868,7 +868,7 @@ def _meta(doc: Document) -> DocMeta:
     )
 
 
-def _writer_lock(path: Path, on_acquire):
+def writer_lock(path: Path, on_acquire):
     """A filelock.FileLock (same API: context manager, acquire/release) that calls `on_acquire`
     when this process first takes it. filelock is imported here: readers never need it."""
     from filelock import FileLock

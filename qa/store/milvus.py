@@ -24,7 +24,8 @@ documents' rows (their `documents` row last), flushes, and clears the journal. A
 of documents whose row it saw, less any a pending commit is removing: hits of other documents are
 dropped, and a view that finds the index changed under it and one of its documents gone raises
 StaleView. A commit that died is finished (removals) or undone (half-written additions) by the
-next one; until then views do not see its documents.
+next writer, as it takes the lock; until then views do not see its half-written documents. A
+document being replaced or changed when its commit died is gone until added again.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.store.local import IndexError, NewDocument
+from qa.store.local import IndexError, NewDocument, writer_lock
 from qa.store.protocol import ChunkRecord, Scored, SentenceRecord, StaleView, chunk_of, records_by_id, sentence_id
 from qa.types import Document, DocumentInfo
 
@@ -251,8 +252,14 @@ class MilvusStore:
         return int(meta["dim"]) if meta.get("dim") else None
 
     # --- reading -------------------------------------------------------------------------------
+    def _absent(self) -> bool:
+        """A Lite index not created yet: reading it must not create it (nothing was added)."""
+        return not _is_server(self.uri) and not Path(self.uri).exists()
+
     def view(self) -> "MilvusView":
         """The documents committed now, read through the store protocol."""
+        if self._absent():
+            return MilvusView(self, 0, {}, None, False)
         dim = self._check_model()
         state = self._state()
         docs = self._documents(state)
@@ -272,18 +279,29 @@ class MilvusStore:
         return docs
 
     def is_new(self) -> bool:
-        return self._meta("state") is None
+        return self._absent() or self._meta("state") is None
 
     def lock(self):
-        """Serialises writers. A Lite folder: a file lock beside it (Lite is one process anyway).
-        A server: a lock within this process only; Milvus has no transactions to build a
-        cross-process lock on, so a deployment runs one writer (one ingesting process)."""
+        """Serialises writers. Taking it finishes a commit that died half-way (`_finish`), so the
+        next writer repairs the index even when it has nothing to commit. A Lite folder: a file
+        lock beside it (Lite is one process anyway). A server: a lock within this process only;
+        Milvus has no transactions to build a cross-process lock on, so a deployment runs one
+        writer (one ingesting process)."""
         if _is_server(self.uri):
-            return self._thread_lock
-        from filelock import FileLock
-
+            return _ThreadWriterLock(self._thread_lock, self._finish_dead_commit)
         Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(f"{self.uri}.lock")
+        return writer_lock(Path(f"{self.uri}.lock"), self._finish_dead_commit)
+
+    def _finish_dead_commit(self) -> None:
+        """With the writer lock just taken, a journal still pending is a dead writer's."""
+        if self._absent():
+            return  # nothing to finish, and nothing to create yet
+        state = self._state()
+        if state.pending:
+            self._finish(state.pending)
+            self._flush()
+            self._write_state(_State(state.generation + 1, state.next_chunk_id, state.next_doc_seq, None))
+            self._docs_cache = None
 
     # --- writing (call with self.lock() held) ---------------------------------------------------
     def commit(self, add: Sequence[NewDocument], remove: Collection[str]) -> None:
@@ -448,9 +466,12 @@ class MilvusStore:
         """Counts match the documents' rows, texts hash to their ids, no commit is half done."""
         self._check_model()
         state = self._state()
+        if state.pending:  # its rows are not in any view, but they are counted below
+            raise IndexError(
+                f"Milvus index {_redacted(self.uri)}: a commit stopped half-way; the next `qa add` or "
+                "`qa remove` finishes it (its documents are whole or not shown meanwhile)"
+            )
         problems: list[str] = []
-        if state.pending:
-            problems.append("a commit stopped half-way (the next commit finishes it)")
         view = self.view()
         docs = view.docs
         expected_chunks = sum(int(r["chunks"]) for r in docs.values())
@@ -723,6 +744,33 @@ def _document_row(doc: Document, seq: int, chunks: int, parts: int) -> dict:
     return {"doc_id": doc.doc_id, "seq": seq, "title": doc.title, "source": doc.source, "path": doc.path,
             "page_starts": json.dumps(list(doc.page_starts)), "added_at": doc.added_at, "chars": len(doc.text),
             "chunks": chunks, "parts": parts, "unused": _UNUSED}
+
+
+class _ThreadWriterLock:
+    """A process-local writer lock with the API of local.writer_lock (context manager,
+    acquire/release), calling `on_acquire` each time it is taken."""
+
+    def __init__(self, lock: threading.Lock, on_acquire):
+        self._lock, self._on_acquire = lock, on_acquire
+
+    def acquire(self, timeout: float = -1) -> None:
+        if not self._lock.acquire(timeout=timeout):
+            raise TimeoutError("another thread of this process is writing to the index")
+        try:
+            self._on_acquire()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def _lite_locked(folder: Path) -> bool:
