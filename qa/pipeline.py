@@ -422,7 +422,7 @@ class Pipeline:
         """The hits' chunks as passages, their score relative to the best possible one."""
         best_possible = best_possible_score(self.config.rrf_k)
         chunks = view.chunks([h.chunk_id for h in hits])
-        documents = {d: view.document(d) for d in {c.doc_id for c in chunks}}
+        documents = {d.doc_id: d for d in view.documents({c.doc_id for c in chunks})}
         return tuple(
             Passage(
                 chunk_id=chunk.chunk_id,

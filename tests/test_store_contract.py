@@ -213,6 +213,10 @@ def test_pages_and_documents(make_store, docs):
         assert (info.chunks, info.chars, info.source) == (len(item.chunk_spans), len(item.doc.text), item.doc.source)
         assert view.document(item.doc.doc_id) == item.doc
     assert infos[-1].pages == 2 and infos[0].pages is None
+    some = {paged.doc.doc_id, docs[1].doc.doc_id}
+    assert view.documents(some) == [infos[1], infos[-1]]  # in the order added, whatever the set's
+    with pytest.raises(KeyError):
+        view.documents({"no-such-document"})
     pages = [r.page for r in view.chunks(range(view.chunk_count)) if r.doc_id == paged.doc.doc_id]
     assert pages == [1, 2]
 

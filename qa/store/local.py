@@ -97,6 +97,7 @@ class Snapshot:
         self.keyword: KeywordIndex | None = None  # BM25 over chunk positions
         self._texts: dict[str, str] = {}
         self._text_lock = threading.Lock()
+        self._infos: list[DocumentInfo] | None = None
         self.doc_index: dict[str, int] = {}
 
     # --- reading -------------------------------------------------------------------------
@@ -133,6 +134,12 @@ class Snapshot:
         )
 
     def infos(self) -> list[DocumentInfo]:
+        """Every document's info, counted once per snapshot (it never changes)."""
+        if self._infos is None:
+            self._infos = self._count_infos()
+        return self._infos
+
+    def _count_infos(self) -> list[DocumentInfo]:
         counts = np.bincount(self.chunk_doc, minlength=len(self.docs))
         return [
             DocumentInfo(
@@ -394,8 +401,11 @@ class LocalView:
     def document(self, doc_id: str) -> Document:
         return self.snap.document(self.snap.doc_index[doc_id])
 
-    def documents(self) -> list[DocumentInfo]:
-        return self.snap.infos()
+    def documents(self, doc_ids: Collection[str] | None = None) -> list[DocumentInfo]:
+        infos = self.snap.infos()
+        if doc_ids is None:
+            return list(infos)
+        return [infos[self.snap.doc_index[d]] for d in sorted(doc_ids, key=self.snap.doc_index.__getitem__)]
 
 
 def top_k_positive(scores: np.ndarray, k: int) -> np.ndarray:

@@ -676,12 +676,15 @@ class MilvusView:
                         text=self.text(doc_id), page_starts=tuple(json.loads(row["page_starts"])),
                         added_at=row["added_at"])
 
-    def documents(self) -> list[DocumentInfo]:
+    def documents(self, doc_ids: Collection[str] | None = None) -> list[DocumentInfo]:
+        wanted = self.docs if doc_ids is None else {d: self.docs[d] for d in self.docs if d in doc_ids}
+        for doc_id in set(doc_ids or ()) - set(wanted):
+            raise KeyError(f"document {doc_id} is not in generation {self.generation}")
         return [
             DocumentInfo(doc_id=d, title=r["title"], source=r["source"], path=r["path"],
                          pages=len(json.loads(r["page_starts"])) or None, chunks=int(r["chunks"]),
                          chars=int(r["chars"]), added_at=r["added_at"])
-            for d, r in self.docs.items()
+            for d, r in wanted.items()
         ]
 
 

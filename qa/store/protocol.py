@@ -122,8 +122,9 @@ class ReadView(Protocol):
     def document(self, doc_id: str) -> Document:
         """The whole document (KeyError if it is not in the view)."""
 
-    def documents(self) -> list[DocumentInfo]:
-        """Every document in the view, in the order they were added."""
+    def documents(self, doc_ids: Collection[str] | None = None) -> list[DocumentInfo]:
+        """Every document in the view, or those of `doc_ids` (KeyError for one not in it), in the
+        order they were added; no text is read."""
 
 
 class IndexStore(Protocol):
