@@ -8,19 +8,28 @@ the answer shows the question as it was read.
 - **When a question is a follow-up**: a personal pronoun and no name of its own; a pronoun as the
   question's subject ("Does it include...", "What did she say about Turkey?"); "it", "this",
   "there"... and at most two words of its own that carry meaning; or an ellipsis: at most four
-  words, no verb and no name ("Where?", "On what day?", "And in 2007?", "What about France?").
-  Anything else stands on its own and is asked unchanged: history never bends such a question.
+  words, no verb and no name ("Where?", "On what day?", "And in 2007?", "What about France?"); or
+  a reference to someone or something just quoted ("the Dutch one", "the other one"; "the town"
+  when the last answer's sentence said "the town of Orvik"). Anything else stands on its own and
+  is asked unchanged: history never bends such a question.
 - **Who and what it is about**: the person is the short answer of a "who" question ("Who is
   Finland's defence minister?" -> "Antti Häkkänen"), else the first name a standalone question
   mentions; the thing is what the question asks about ("What speed limit was imposed..." -> "speed
   limit"), else its first name, else its "the ..." phrase; a "how many X" question gives the
-  things ("X") that "they" stand for.
-- **How it is rewritten**: a pronoun becomes its person or thing ("her position" -> "Kallas'
-  position"); a question word takes over the previous question ("In which city did the coalition
-  meet?" then "On what day?" -> "On what day did the coalition meet?"); a bare name replaces the
-  previous question's ("How much did Germany pledge?" then "And France?" -> "How much did France
-  pledge?"), and a bare year its year; a new question with words of its own gets what the
-  conversation was about in brackets; any other fragment is added to the last standalone question.
+  things ("X", or "Y's X" for "how many X does Y have") that "they" stand for.
+- **How it is rewritten**: "the Dutch one" becomes the name the last answer's sentence gives
+  just after "Dutch" (a name the conversation already knows, when it is part of that one), "the
+  other one" its first name of two words or more that is not the person the conversation is
+  about, and "the town" "the town of Orvik"; a pronoun becomes its person or thing ("her
+  position" -> "Kallas' position"); a question word takes over the previous question ("In which
+  city did the coalition meet?" then "On what day?" -> "On what day did the coalition meet?
+  (Brussels)"), the previous answer in brackets to say which event, or in place of a "who" that
+  was the subject ("Who rebuilt the lighthouse?" then "In what year?" -> "In what year Ada Lind
+  rebuilt the lighthouse?"); a bare name replaces the previous
+  question's ("How much did Germany pledge?" then "And France?" -> "How much did France
+  pledge?"), and a bare year its year, and then only a sentence that mentions that name or year
+  answers; a new question with words of its own gets what the conversation was about in
+  brackets; any other fragment is added to the last standalone question.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ _OPENING = re.compile(
 )
 _FOCUS = re.compile(rf"^(?:what|which)\s+((?:(?!{_AUX}\b)[\w’'-]+\s+){{0,3}}?(?!{_AUX}\b)[\w’'-]+)\s+{_AUX}\b", re.I)
 _COUNTED = re.compile(rf"^how many\s+((?:(?!{_AUX}\b)[\w’'-]+\s+){{0,3}}?(?!{_AUX}\b)[\w’'-]+)\s+{_AUX}\b", re.I)
+# "How many articles does the encyclopedia have?": "they" are the encyclopedia's articles.
+_OWNED = re.compile(r"^how many\s+.+?\s+(?:does|do|did)\s+(.+?)\s+have\b", re.I)
 _OPENERS = re.compile(r"^(?:and|but|so|also|what about|how about|and what about)\b[\s,]*", re.I)
 _SUBJECT_PRONOUN = re.compile(rf"\b{_AUX}\s+(?:he|she|it|they)\b", re.I)
 _YEAR = re.compile(r"\b1[5-9]\d\d\b|\b20\d\d\b")
@@ -67,14 +78,27 @@ _THE_PHRASE = re.compile(
 # "Who ...?" and "Which/what <noun> ...?": a name in the short answer is whom the question was about.
 _ASKS_WHO = re.compile(r"^\s*(?:who|whom|(?:which|what)\s+(?!" + _AUX + r"\b)[a-z]+)\b", re.I)
 ANSWER_NAME_WORDS = 12  # a "who" answer this long or shorter that holds a name gives the person
+# A previous answer this short is carried into an ellipsis ("When?") to say which event it asks about:
+# the bar of a "who" answer, not tuned on its own.
+CARRIED_ANSWER_WORDS = ANSWER_NAME_WORDS
 ELLIPSIS_WORDS = 4
+# "the French one": "French" and the name it describes are at most this many words apart ("French
+# counterpart Jean Dupont"); set by hand, the dialogues hold two such references.
+ONE_GAP_WORDS = 3
+# "the British one", "the other one": someone the last answer's sentence names.
+_ONE = re.compile(r"\bthe\s+([\w’'-]+)\s+one\b", re.I)
+# "the city" with nothing after it that says which ("the city hall", "the city of ..." are not).
+_DESCRIPTION = re.compile(rf"\bthe\s+([a-z]+)(?=\s*[?.,]|\s+(?:{_AUX}|(?!of\b){_PREPOSITION}|and|or)\b|$)")
+# A question's trailing bracket: what the conversation was about, added when it was read.
+_BRACKET = re.compile(r"\s*\([^()]*\)$")
 
 
 @dataclass(frozen=True)
 class Context:
     """What a conversation carries to its next question: the previous question as it was read,
     the last one that stood on its own, whom and what they were about ("he"/"she", "it",
-    "they"), and the document that answered last (None if none has yet)."""
+    "they"), the previous question's short answer ("" if it abstained or answered at length), the
+    sentence last quoted and the document that answered last (None if none has yet)."""
 
     question: str = ""
     base: str = ""
@@ -82,17 +106,22 @@ class Context:
     thing: str = ""
     things: str = ""
     doc_id: str | None = None
+    answer: str = ""
+    quote: str = ""
 
 
 @dataclass(frozen=True)
 class Reading:
     """A question as it will be asked. `follow_up`: read from the context (`read_as` may still
-    equal the question when nothing could be substituted); `doc_id`: the document to try first."""
+    equal the question when nothing could be substituted); `doc_id`: the document to try first;
+    `mentions`: the bare name or year the follow-up asked about ("And France?"): a quote that does
+    not mention it does not answer."""
 
     question: str
     read_as: str
     follow_up: bool
     doc_id: str | None = None
+    mentions: str = ""
 
 
 def _words(text: str) -> list[str]:
@@ -121,6 +150,59 @@ def _fragment(question: str) -> str:
     return _OPENERS.sub("", question.strip()).strip()
 
 
+def _bare_name(fragment: str) -> str:
+    """The name `fragment` consists of ("France?", "Egypt's?"), else ""."""
+    names = names_in(fragment, first_word=True)
+    return names[0] if names and _own_words(fragment) == _words(names[0]) else ""
+
+
+def _one_referent(word: str, context: Context) -> str:
+    """Whom "the <word> one" stands for in the sentence last quoted: for "other", its first name
+    of two words or more that shares no word with the person the conversation is about; else the
+    name that holds or follows <word> at most ONE_GAP_WORDS words on, cut to the person when that
+    is part of it ("British Defence Secretary John Healey" -> "John Healey"), else to the words
+    after <word>. "" when the sentence has no such name."""
+    names = [m for m in _NAME.finditer(context.quote) if m.start() > 0 and m.group(0).lower() not in _FUNCTION]
+    if word.lower() == "other":
+        known = set(_words(context.person))
+        return next((m.group(0) for m in names if len(_words(m.group(0))) >= 2 and not known & set(_words(m.group(0)))), "")
+    at = re.search(rf"\b{re.escape(word)}\b", context.quote, re.I)
+    if not at:
+        return ""
+    for name in (m for m in names if m.end() > at.end()):
+        if len(_words(context.quote[at.end() : name.start()])) > ONE_GAP_WORDS:
+            return ""
+        after_word = context.quote[max(at.end(), name.start()) : name.end()].strip().rstrip(".")
+        return context.person if context.person and context.person in after_word else after_word
+    return ""
+
+
+def _described(question: str, context: Context) -> str:
+    """`question` with "the city" read as "the city of Kaffa" when the sentence last quoted, or else
+    the previous question, says "city of Kaffa"; unchanged when the question names anything."""
+    if names_in(question):
+        return question
+    for description in _DESCRIPTION.finditer(question):
+        noun = description.group(1)
+        if noun in _FUNCTION:
+            continue
+        for said in (context.quote, context.question):
+            named = re.search(rf"\b{noun}(\s+of\s+(?:the\s+)?{_NAME.pattern})", said)
+            if named:
+                return question[: description.end()] + named.group(1).rstrip(".") + question[description.end() :]
+    return question
+
+
+def _resolve_references(question: str, context: Context) -> str:
+    """`question` with "the British one", "the other one" and "the city" replaced by whom and what
+    they stand for (`_one_referent`, `_described`); unchanged when nothing was found."""
+    one = _ONE.search(question)
+    referent = _one_referent(one.group(1), context) if one else ""
+    if referent:
+        question = question[: one.start()] + referent + question[one.end() :]
+    return _described(question, context)
+
+
 def _elliptical(question: str) -> bool:
     """Short, without a verb of its own and without a name: "On what day?", "And in 2007?"."""
     fragment = _fragment(question)
@@ -132,6 +214,8 @@ def is_follow_up(question: str, context: Context) -> bool:
     """Whether `question` leans on the conversation (module docstring); never without a context."""
     if not context.question:
         return False
+    if _resolve_references(question, context) != question:
+        return True
     words = [w.lower().strip("’'") for w in _words(question)]
     own = _own_words(question)
     has_name = bool(names_in(question))
@@ -198,35 +282,53 @@ def read_question(question: str, context: Context) -> Reading:
     question = " ".join(question.split())
     if not is_follow_up(question, context):
         return Reading(question, question, False)
-    fragment = _fragment(question)
+    resolved = _resolve_references(question, context)
+    fragment = _fragment(resolved)
+    name = _bare_name(fragment)
+    if resolved != question and not name:
+        # "What is the British one's role?": a question of its own once the reference is resolved.
+        return Reading(question, resolved, True, context.doc_id)
     opening = _OPENING.match(fragment)
     own = _own_words(fragment)
-    names = names_in(fragment, first_word=not opening)
     previous_names = names_in(context.question)
     years, base_years = _YEAR.findall(fragment), _YEAR.findall(context.base)
-    replaced = _replace_pronoun(question, context)
-    if replaced != question:
+    replaced = _replace_pronoun(resolved, context)
+    mentions = ""
+    if replaced != resolved:
         read_as = replaced
     elif opening and _elliptical(fragment) and _opening_words(context.question):
-        # "On what day?" after "In which city did the coalition meet?": the new opening, the old rest.
-        rest = context.question[len(_opening_words(context.question)) :].strip()
-        read_as = f"{_capitalised(opening.group(0))} {_without_question_mark(rest)}?"
-    elif names and previous_names and own == _words(names[0]):
+        read_as = _ellipsis(opening.group(0), context)
+    elif name and previous_names:
         # "And France?" after "How much did Germany pledge?": the same question about France.
-        name, previous = names[0], previous_names[0]
+        previous, mentions = previous_names[0], re.sub(r"['’]s?$", "", name)
         if re.search(r"['’]s?$", previous) and not re.search(r"['’]s?$", name):
             name = _possessive(name)
         read_as = context.question.replace(previous, name, 1)
     elif len(years) == 1 and len(base_years) == 1 and len(own) <= 1:
         # "And in 2007?" after "... in 2009?": the same question about 2007.
-        read_as = context.base.replace(base_years[0], years[0], 1)
+        read_as, mentions = context.base.replace(base_years[0], years[0], 1), years[0]
     elif opening:
         # "Which country is excluded?" after a question about the coalition: what it was about.
         about = context.thing or context.person
         read_as = f"{_without_question_mark(fragment)}? ({about})" if about else fragment
     else:
         read_as = f"{_without_question_mark(context.base)}, {_without_question_mark(fragment)}?"
-    return Reading(question, read_as, True, context.doc_id)
+    return Reading(question, read_as, True, context.doc_id, mentions)
+
+
+def _ellipsis(opening: str, context: Context) -> str:
+    """"On what day?" after "In which city did the coalition meet?" (answered "Brussels"): the
+    new opening, the old rest and the old answer in brackets, "On what day did the coalition meet?
+    (Brussels)"; after "Who rebuilt the lighthouse?" (answered "Ada Lind") the answer takes the
+    question word's place, "In what year Ada Lind rebuilt the lighthouse?"."""
+    before = _opening_words(context.question)
+    rest = _without_question_mark(context.question[len(before) :].strip())
+    opening = _capitalised(opening)
+    if not context.answer:
+        return f"{opening} {rest}?"
+    if before.lower() == "who" and not re.match(rf"{_AUX}\b", rest, re.I):
+        return f"{opening} {context.answer} {rest}?"
+    return f"{opening} {rest}? ({context.answer})"
 
 
 def _the_phrase(question: str, phrase: re.Match[str]) -> str:
@@ -240,25 +342,28 @@ def _the_phrase(question: str, phrase: re.Match[str]) -> str:
 
 def after(context: Context, answer: Answer) -> Context:
     """The context for the next question, once `answer` was given (or abstained): a standalone
-    question sets whom and what the conversation is about, a follow-up keeps them (a bare name
-    becomes the new subject), a "who" question answered with a name makes it the person. An
-    abstention keeps the document of the turns before."""
-    asked = answer.read_as or answer.question
+    question sets whom and what the conversation is about, a follow-up keeps them (a bare name or
+    "the other one" becomes the new subject), a "who" question answered with a name makes it the
+    person. A read question's bracket (what it was about) is not carried. An abstention keeps the
+    document and the sentence quoted of the turns before."""
+    asked = _BRACKET.sub("", answer.read_as) or answer.question
     person, thing, things, base = context.person, context.thing, context.things, context.base
     if not answer.read_as:
         base = asked
         names = names_in(asked)
         focus, counted, phrase = _FOCUS.match(asked), _COUNTED.match(asked), _THE_PHRASE.search(asked)
+        owned = _OWNED.match(asked)
         person = names[0] if names else person
         thing = focus.group(1) if focus else names[0] if names else _the_phrase(asked, phrase) if phrase else thing
-        things = counted.group(1) if counted else ""
+        things = f"{_possessive(owned.group(1))} {counted.group(1)}" if counted and owned else counted.group(1) if counted else ""
     else:
-        fragment = _fragment(answer.question)
-        names = names_in(fragment, first_word=True)
-        if names and _own_words(fragment) == _words(names[0]):
-            person = thing = names[0]
+        one = _ONE.search(answer.question)
+        name = (_one_referent(one.group(1), context) if one else "") or _bare_name(_fragment(answer.question))
+        person, thing = (name, name) if name else (person, thing)
     if answer.answered and _ASKS_WHO.match(asked) and len(answer.answer.split()) <= ANSWER_NAME_WORDS:
         named = names_in(answer.answer, first_word=True)
         person = named[0] if named else person
+    carried = answer.answer if answer.answered and len(answer.answer.split()) <= CARRIED_ANSWER_WORDS else ""
+    quote = " ".join(answer.quote.split()) if answer.answered else context.quote
     doc_id = answer.citations[0].doc_id if answer.answered and answer.citations else context.doc_id
-    return Context(asked, base, person, thing, things, doc_id)
+    return Context(asked, base, person, thing, things, doc_id, carried, quote)

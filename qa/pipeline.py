@@ -252,7 +252,8 @@ class Pipeline:
 
         `context`: the conversation so far (qa.followup; `followup.after` gives the next one). A
         follow-up question is asked as rewritten (`Answer.read_as`), first within the document that
-        answered the turn before, then, if that holds no answer, within `doc_ids` as usual.
+        answered the turn before, then, if that holds no answer, within `doc_ids` as usual; one that
+        asked only about a name or year ("And in 2007?") is answered only by a quote mentioning it.
         """
         if strict is None:
             strict = self.config.abstention == "strict"
@@ -261,9 +262,9 @@ class Pipeline:
             return self._ask_fresh(question, top_k, doc_ids, strict)
         answer = None
         if reading.doc_id and (doc_ids is None or reading.doc_id in doc_ids):
-            answer = self._ask_fresh(reading.read_as, top_k, [reading.doc_id], strict)
+            answer = _mentioning(self._ask_fresh(reading.read_as, top_k, [reading.doc_id], strict), reading.mentions)
         if answer is None or not answer.answered:
-            answer = self._ask_fresh(reading.read_as, top_k, doc_ids, strict)
+            answer = _mentioning(self._ask_fresh(reading.read_as, top_k, doc_ids, strict), reading.mentions)
         return replace(answer, question=reading.question, read_as=reading.read_as)
 
     def context_of(
@@ -437,6 +438,14 @@ class Pipeline:
             )
             for hit, chunk in zip(hits, chunks)
         )
+
+
+def _mentioning(answer: Answer, mentions: str) -> Answer:
+    """`answer`, or an abstention when its quote does not mention `mentions` (when that is set)."""
+    if not mentions or not answer.answered or mentions.lower() in answer.quote.lower():
+        return answer
+    return Answer(answer.question, False, score=answer.score, passages=answer.passages, message=NOT_FOUND,
+                  timings_ms=answer.timings_ms)
 
 
 def gather(view: ReadView, hits: Sequence[Hit]) -> reader.Evidence:

@@ -5,25 +5,26 @@ from __future__ import annotations
 import pytest
 
 from qa.followup import Context, after, is_follow_up, names_in, read_question
+from qa.pipeline import _mentioning
 from qa.types import Answer, Citation
 
 SEED = "allies-forge-ahead-on-ukraine-peace-plan.txt"
 
 
-def answered(question: str, answer: str, read_as: str = "", doc_id: str = "d1") -> Answer:
-    citation = Citation(doc_id, "Title", SEED, None, 0, len(answer), answer)
-    return Answer(question, True, answer=answer, quote=answer, score=0.5, citations=(citation,), read_as=read_as)
+def answered(question: str, answer: str, read_as: str = "", doc_id: str = "d1", quote: str = "") -> Answer:
+    quote = quote or answer
+    citation = Citation(doc_id, "Title", SEED, None, 0, len(quote), quote)
+    return Answer(question, True, answer=answer, quote=quote, score=0.5, citations=(citation,), read_as=read_as)
 
 
-def talk(*turns: tuple[str, str]) -> list[str]:
-    """Ask each (question, answer) in turn; the questions as they were read."""
+def talk(*turns: tuple[str, ...]) -> list[str]:
+    """Ask each (question, answer[, quote]) in turn; the questions as they were read."""
     context, read = Context(), []
-    for question, answer in turns:
+    for question, answer, *quote in turns:
         reading = read_question(question, context)
         read.append(reading.read_as)
-        reply = answered(question, answer, reading.read_as if reading.follow_up else "") if answer else Answer(
-            question, False, read_as=reading.read_as if reading.follow_up else ""
-        )
+        as_read = reading.read_as if reading.follow_up else ""
+        reply = answered(question, answer, as_read, quote="".join(quote)) if answer else Answer(question, False, read_as=as_read)
         context = after(context, reply)
     return read
 
@@ -58,17 +59,68 @@ def test_it_stands_for_the_thing_and_he_for_the_person() -> None:
     assert read[1:] == ["Who founded University of Notre Dame?", "Where was Father Edward Sorin born?"]
 
 
-def test_a_bare_question_word_takes_over_the_previous_question() -> None:
-    read = talk(("When will the Ukraine Defense Contact Group meet?", "Friday"), ("Where?", "x"), ("Why?", "x"))
+def test_a_bare_question_word_takes_over_the_previous_question_with_its_answer() -> None:
+    read = talk(("When will the Ukraine Defense Contact Group meet?", "Friday"), ("Where?", "in Oslo"), ("Why?", ""))
     assert read[1:] == [
-        "Where will the Ukraine Defense Contact Group meet?",
-        "Why will the Ukraine Defense Contact Group meet?",
+        "Where will the Ukraine Defense Contact Group meet? (Friday)",
+        "Why will the Ukraine Defense Contact Group meet? (in Oslo)",
     ]
+    read = talk(("Where was the treaty signed?", "Lisbon"), ("When?", ""), ("In what year?", "x"))
+    assert read[1:] == ["When was the treaty signed? (Lisbon)", "In what year was the treaty signed?"]
+
+
+def test_the_answer_to_a_who_question_takes_the_question_words_place() -> None:
+    read = talk(("Who rebuilt the old lighthouse after the storm?", "Ada Lind"), ("In what year?", "x"))
+    assert read[1] == "In what year Ada Lind rebuilt the old lighthouse after the storm?"
+    long = "the harbour master and the two keepers who had stayed on the island all through that winter"
+    read = talk(("Who rebuilt the old lighthouse?", long), ("When?", "x"))
+    assert read[1] == "When rebuilt the old lighthouse?"
+
+
+def test_the_dutch_one_and_the_other_one_are_people_the_last_quote_names() -> None:
+    quote = "The fair was opened by Dutch envoy Pieter Vos and his Danish host Mette Lund on Monday."
+    read = talk(
+        ("Who opened the fair?", "Dutch envoy Pieter Vos and his Danish host Mette Lund", quote),
+        ("What is the Dutch one's job?", "envoy", quote),
+        ("And the other one?", "x"),
+    )
+    assert read[1:] == ["What is Pieter Vos's job?", "What is Mette Lund's job?"]
+
+
+def test_the_one_described_is_cut_to_the_person_the_conversation_knows() -> None:
+    quote = "The talks were chaired by Norwegian Foreign Minister Eva Dahl and her Irish colleague Sean Byrne."
+    read = talk(("Who chaired the talks?", "Eva Dahl", quote), ("What did the Norwegian one propose?", "x", quote))
+    assert read[1] == "What did Eva Dahl propose?"
+    read = talk(("Who chaired the talks?", "Eva Dahl", quote), ("And the Swedish one?", "x"))
+    assert read[1] == "Who chaired the talks, the Swedish one?"  # nobody Swedish was quoted: a plain fragment
+
+
+def test_the_town_is_the_town_the_last_quote_named() -> None:
+    quote = "The ferry sank off the fishing town of Rostelle in 1911."
+    read = talk(("Where did the ferry sink?", "off the fishing town of Rostelle", quote), ("Who rescued the crew near the town?", "x"))
+    assert read[1] == "Who rescued the crew near the town of Rostelle?"
+    for own in ("Who designed the town hall?", "Who was the mayor of the town of Verden?"):
+        assert talk(("Where did the ferry sink?", "x", quote), (own, "x"))[1] == own
 
 
 def test_a_bare_name_asks_the_previous_question_about_it() -> None:
     read = talk(("How much did Germany pledge?", "x"), ("And France?", "y"), ("What about Italy?", "z"))
     assert read[1:] == ["How much did France pledge?", "How much did Italy pledge?"]
+
+
+def test_they_are_the_things_counted_and_whose_they_are() -> None:
+    read = talk(("How many ships does the royal navy have?", "forty"), ("Who commands them?", "x"))
+    assert read[1] == "Who commands the royal navy's ships?"
+
+
+def test_a_bare_name_or_year_must_be_mentioned_by_the_answer() -> None:
+    context = after(Context(), answered("How much did Germany pledge in 2009?", "x"))
+    assert read_question("And France?", context).mentions == "France"
+    assert read_question("And in 2011?", context).mentions == "2011"
+    assert read_question("Where?", context).mentions == ""
+    about_2009 = answered("How much did France pledge in 2011?", "40 million", quote="In 2009 France pledged 40 million.")
+    assert not _mentioning(about_2009, "2011").answered
+    assert _mentioning(about_2009, "france").answered and _mentioning(about_2009, "").answered
 
 
 def test_a_fragment_is_read_with_what_the_conversation_was_about() -> None:
