@@ -69,13 +69,23 @@ class Config:
     store: str = "local"
     # A Milvus Lite file or a server URI (http://host:19530); "" means index_dir/milvus.db.
     milvus_uri: str = ""
-    # A server's token: "user:password" or an API key; kept out of repr and logs. $QA_MILVUS_TOKEN.
+    # A server's token: "user:password" or an API key; kept out of repr and logs. $QA_MILVUS_TOKEN,
+    # or $QA_MILVUS_USER with $QA_MILVUS_PASSWORD (used when no token is set).
     milvus_token: str = field(default="", repr=False)
+    milvus_user: str = ""
+    milvus_password: str = field(default="", repr=False)
 
     @property
     def milvus_target(self) -> str:
         """The Milvus URI to open: `milvus_uri`, else the Lite file inside the index folder."""
         return self.milvus_uri or str(self.index_dir / "milvus.db")
+
+    @property
+    def milvus_credentials(self) -> str:
+        """What the Milvus server gets as its token: `milvus_token`, else "user:password"."""
+        if self.milvus_token or not self.milvus_user:
+            return self.milvus_token
+        return f"{self.milvus_user}:{self.milvus_password}"
 
     @property
     def max_file_bytes(self) -> int:

@@ -390,4 +390,7 @@ def test_milvus_secrets_stay_out_of_reprs_and_messages() -> None:
     assert "s3cret-pw" not in repr(store) and "t0ken-xyz" not in repr(store)
     assert _redacted(uri) == "http://milvus.internal:19530"  # how every message and log line names it
     config = Config(store="milvus", milvus_uri="http://milvus.internal:19530", milvus_token="admin:t0ken-xyz")
-    assert "t0ken-xyz" not in repr(config)
+    assert "t0ken-xyz" not in repr(config) and config.milvus_credentials == "admin:t0ken-xyz"
+    by_user = Config(store="milvus", milvus_user="reader", milvus_password="pa55-word")
+    assert by_user.milvus_credentials == "reader:pa55-word" and "pa55-word" not in repr(by_user)
+    assert Config(milvus_user="reader", milvus_password="pw", milvus_token="key").milvus_credentials == "key"

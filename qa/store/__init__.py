@@ -29,7 +29,7 @@ def open_store(config: Config) -> IndexStore:
     if config.store == "milvus":
         from qa.store.milvus import MilvusStore
 
-        return MilvusStore(config.milvus_target, config.model, token=config.milvus_token)
+        return MilvusStore(config.milvus_target, config.model, token=config.milvus_credentials)
     return Store(config.index_dir, config.model)
 
 
