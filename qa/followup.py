@@ -15,8 +15,11 @@ the answer shows the question as it was read.
 - **Who and what it is about**: the person is the short answer of a "who" question ("Who is
   Finland's defence minister?" -> "Antti Häkkänen"), else the first name a standalone question
   mentions; the thing is what the question asks about ("What speed limit was imposed..." -> "speed
-  limit"), else its first name, else its "the ..." phrase; a "how many X" question gives the
-  things ("X", or "Y's X" for "how many X does Y have") that "they" stand for.
+  limit"), else its first "the ..." phrase, which ends before a clause or a verb ("Who proclaimed
+  the embargo that started the crisis?" -> "the embargo", not the answer's name) and is a name
+  alone when it holds one ("the plague theory of the Black Death" -> "Black Death"), else its
+  first name; a "how many X" question gives the things ("X", or "Y's X" for "how many X does Y
+  have") that "they" stand for.
 - **How it is rewritten**: "the Dutch one" becomes the name the last answer's sentence gives
   just after "Dutch" (a name the conversation already knows, when it is part of that one), "the
   other one" its first name of two words or more that is not the person the conversation is
@@ -71,10 +74,18 @@ _FUNCTION = {
 _WORD = re.compile(r"[^\W_][\w’'.-]*[^\W_]|[^\W_]", re.U)
 # A name: capitalised words in a row (with "'s" and joining words inside).
 _NAME = re.compile(r"\b[A-Z][\w’'.-]*(?:\s+(?:of\s+the\s+|of\s+|de\s+|von\s+)?[A-Z][\w’'.-]*)*", re.U)
-# "the coalition", "this plan": what "it" may stand for when a question names nothing.
-_THE_PHRASE = re.compile(
-    rf"\b(?:the|this|that)\s+((?:[a-z][\w-]*\s+){{0,2}}[a-z](?:[\w.-]*\w)?)(?=\s+(?:{_AUX}|{_PREPOSITION}|and|or)\b|\s*[?.,]|$)"
-)
+# A question's words and punctuation, a dot inside a word kept ("vets.gov").
+_TOKEN = re.compile(r"[\w’'.-]*[\w’']|[^\w\s]", re.U)
+_DETERMINERS = {"the", "a", "an", "this", "that", "these", "those", "its", "their", "his", "her"}
+# Words that end a "the ..." phrase: what follows a noun phrase rather than belongs to it.
+_PHRASE_ENDS = {
+    *_DETERMINERS, "is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will",
+    "would", "should", "may", "might", "in", "on", "at", "by", "under", "for", "from", "with", "of", "to",
+    "during", "since", "until", "after", "before", "through", "about", "and", "or", "which", "who", "whom", "whose",
+}
+# "the oil embargo", "the 1973 oil crisis": at most this many words after "the" in a phrase, "of ..."
+# not counted; set by hand, the longest in the dialogues has three and a verb after them.
+PHRASE_WORDS = 4
 # "Who ...?" and "Which/what <noun> ...?": a name in the short answer is whom the question was about.
 _ASKS_WHO = re.compile(r"^\s*(?:who|whom|(?:which|what)\s+(?!" + _AUX + r"\b)[a-z]+)\b", re.I)
 ANSWER_NAME_WORDS = 12  # a "who" answer this long or shorter that holds a name gives the person
@@ -331,13 +342,69 @@ def _ellipsis(opening: str, context: Context) -> str:
     return f"{opening} {rest}? ({context.answer})"
 
 
-def _the_phrase(question: str, phrase: re.Match[str]) -> str:
-    """"the envoy" from "What did the envoy say?": with do-support the question's last word is its
-    verb, not part of the phrase."""
-    words = phrase.group(1).split()
-    if len(words) > 1 and re.search(rf"\b{_AUX}\s+\S+\s+{re.escape(phrase.group(1))}\s*\?*\s*$", question, re.I):
-        words = words[:-1]
-    return "the " + " ".join(words)
+def _run(tokens: list[str], start: int) -> list[str]:
+    """The words of a noun phrase that starts at `tokens[start]`, after its "the": up to the word
+    that ends it (`_PHRASE_ENDS`, punctuation), a name ending it unless possessive ("the White House
+    issue ..." -> "White House", "the Supreme Court's opinion"); a word followed by "the" is a verb
+    ("the army besieging the city" -> "army"), "that" starts a clause. [] when it does not end within PHRASE_WORDS."""
+    words: list[str] = []
+    for token in [*tokens[start:], "?"]:
+        after_name = words and words[-1][0].isupper() and not re.search(r"['’]s$", words[-1]) and not token[0].isupper()
+        if not token[0].isalnum() or token.lower() in _PHRASE_ENDS or after_name:
+            if token.lower() in _DETERMINERS - {"that"} and len(words) > 1:
+                words.pop()
+            return words
+        if len(words) == PHRASE_WORDS:
+            return []
+        words.append(token)
+    return words
+
+
+def _verb_ends(subject: list[str], after: list[str]) -> bool:
+    """Whether the last of `subject`'s words, a subject after an auxiliary, is its verb: lowercase,
+    not alone, and followed by punctuation, a preposition or nothing (`after`)."""
+    last_of_clause = not after or not after[0][0].isalnum() or re.fullmatch(rf"{_PREPOSITION}|about", after[0], re.I)
+    return len(subject) > 1 and subject[-1].islower() and bool(last_of_clause)
+
+
+def noun_phrases(question: str) -> list[str]:
+    """The "the ..." phrases of `question`, in order (`_run`), with an "of ..." that follows ("the
+    coalition of the willing", "the University of Notre Dame"). A subject just after an auxiliary
+    ends with its verb when the question or a preposition follows: "When was the treaty signed?"
+    -> "the treaty", "What is the panel doing about it?" -> "the panel"."""
+    tokens = _TOKEN.findall(question)
+    phrases = []
+    for at, token in enumerate(tokens):
+        words = _run(tokens, at + 1) if token.lower() in ("the", "this") else []
+        if not words:
+            continue
+        end = at + 1 + len(words)
+        if tokens[end : end + 1] == ["of"]:
+            determiner = tokens[end + 1 : end + 2] if tokens[end + 1 : end + 2] == ["the"] else []
+            of = _run(tokens, end + 1 + len(determiner))
+            words += ["of", *determiner, *of] if of else []
+            end += 1 + len(determiner) + len(of) if of else 0
+        if at > 0 and re.fullmatch(_AUX, tokens[at - 1], re.I) and _verb_ends(words, tokens[end : end + 1]):
+            words = words[:-1]
+        phrases.append(" ".join([token, *words]))
+    return phrases
+
+
+def _is_name(text: str) -> bool:
+    return bool(text) and names_in(text, first_word=True) == [text]
+
+
+def _main_phrase(question: str) -> str:
+    """What a question is about when it asks no "what X": its first "the ..." phrase; a name alone,
+    without its "the" ("the White House" -> "White House"), and so is the name that an "of" part
+    holds ("the plague theory of the Black Death" -> "Black Death": what the theory is about).
+    "" when it has no such phrase."""
+    phrases = noun_phrases(question)
+    if not phrases:
+        return ""
+    words = phrases[0].split(" ", 1)[1]
+    of = words.partition(" of ")[2].removeprefix("the ")
+    return next((name for name in (words, of) if _is_name(name)), phrases[0])
 
 
 def after(context: Context, answer: Answer) -> Context:
@@ -351,10 +418,10 @@ def after(context: Context, answer: Answer) -> Context:
     if not answer.read_as:
         base = asked
         names = names_in(asked)
-        focus, counted, phrase = _FOCUS.match(asked), _COUNTED.match(asked), _THE_PHRASE.search(asked)
+        focus, counted = _FOCUS.match(asked), _COUNTED.match(asked)
         owned = _OWNED.match(asked)
         person = names[0] if names else person
-        thing = focus.group(1) if focus else names[0] if names else _the_phrase(asked, phrase) if phrase else thing
+        thing = focus.group(1) if focus else _main_phrase(asked) or (names[0] if names else thing)
         things = f"{_possessive(owned.group(1))} {counted.group(1)}" if counted and owned else counted.group(1) if counted else ""
     else:
         one = _ONE.search(answer.question)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa.followup import Context, after, is_follow_up, names_in, read_question
+from qa.followup import Context, after, is_follow_up, names_in, noun_phrases, read_question
 from qa.pipeline import _mentioning
 from qa.types import Answer, Citation
 
@@ -164,3 +164,21 @@ def test_the_thing_asked_about_ends_before_the_verb() -> None:
     assert read[1] == "What did the envoy stress?"
     read = talk(("What national maximum speed limit was imposed in 1974?", "55 mph"), ("Who ended it?", "x"))
     assert read[1] == "Who ended national maximum speed limit?"
+
+
+def test_the_noun_phrases_of_a_question_end_where_a_clause_or_verb_begins() -> None:
+    assert noun_phrases("Who signed the trade pact that ended the 1842 tariff war?") == ["the trade pact", "the 1842 tariff war"]
+    assert noun_phrases("Who guarded the convoy crossing the pass?") == ["the convoy", "the pass"]
+    assert noun_phrases("When was the old bridge rebuilt?") == ["the old bridge"]
+    assert noun_phrases("What is the harbour board doing about the silt?") == ["the harbour board", "the silt"]
+    assert noun_phrases("When did the City Council approve the Harbour Plan?") == ["the City Council", "the Harbour Plan"]
+    assert noun_phrases("Who runs the open.data.gov catalogue of the ministry?") == ["the open.data.gov catalogue of the ministry", "the ministry"]
+
+
+def test_it_is_the_questions_first_phrase_not_the_answer_or_a_name_inside_it() -> None:
+    read = talk(("Who signed the trade pact that ended the 1842 tariff war?", "the Northern League (NL)"), ("When did it expire?", "x"))
+    assert read[1] == "When did the trade pact expire?"
+    read = talk(("Who questioned the flood theory of the Great Fire?", "x"), ("And what did Marsh think started it?", "x"))
+    assert read[1] == "And what did Marsh think started Great Fire?"
+    read = talk(("Who maintains the open.data.gov catalogue?", "x"), ("When was it launched?", "x"))
+    assert read[1] == "When was the open.data.gov catalogue launched?"
