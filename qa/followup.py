@@ -28,10 +28,10 @@ the answer shows the question as it was read.
   city did the coalition meet?" then "On what day?" -> "On what day did the coalition meet?
   (Brussels)"), the previous answer in brackets to say which event, or in place of a "who" that
   was the subject ("Who rebuilt the lighthouse?" then "In what year?" -> "In what year Ada Lind
-  rebuilt the lighthouse?"); a bare name replaces the previous
-  question's ("How much did Germany pledge?" then "And France?" -> "How much did France
-  pledge?"), and a bare year its year, and then only a sentence that mentions that name or year
-  answers; a new question with words of its own gets what the conversation was about in
+  rebuilt the lighthouse?"); a bare name or list of names ("And France?", "What about Oslo and
+  Bergen?") replaces the previous question's first ("How much did Germany pledge?" -> "How much
+  did France pledge?"; not one in what a "which" asks for, "Which EU member ..."), and a bare
+  year its year, and then only a sentence that mentions that (first) name or year answers; a new question with words of its own gets what the conversation was about in
   brackets; any other fragment is added to the last standalone question.
 """
 
@@ -96,6 +96,10 @@ ELLIPSIS_WORDS = 4
 # "the French one": "French" and the name it describes are at most this many words apart ("French
 # counterpart Jean Dupont"); set by hand, the dialogues hold two such references.
 ONE_GAP_WORDS = 3
+# "Hamburg and Bremen", "Oslo, Bergen or Tromsø": what joins the names of a list.
+_LIST_JOIN = re.compile(r"\s*,?\s*(?:(?:and|or)\s+)?(?:the\s+)?", re.I)
+# "Which EEC member ...": a name just after this is what the question asks for, not what it is about.
+_ASKED_FOR = re.compile(r"\b(?:which|what)\s+$", re.I)
 # "the British one", "the other one": someone the last answer's sentence names.
 _ONE = re.compile(r"\bthe\s+([\w’'-]+)\s+one\b", re.I)
 # "the city" with nothing after it that says which ("the city hall", "the city of ..." are not).
@@ -161,10 +165,40 @@ def _fragment(question: str) -> str:
     return _OPENERS.sub("", question.strip()).strip()
 
 
+def _name_lists(text: str, first_word: bool = False) -> list[tuple[int, str]]:
+    """The names `text` mentions (`names_in`), those a list joins ("Hamburg and Bremen", "Oslo,
+    Bergen or Tromsø") as one, as written: (where each starts, the names)."""
+    lists: list[list[re.Match[str]]] = []
+    for match in _NAME.finditer(text):
+        if (not first_word and match.start() == 0) or match.group(0).lower() in _FUNCTION:
+            continue
+        if lists and _LIST_JOIN.fullmatch(text[lists[-1][-1].end() : match.start()]):
+            lists[-1].append(match)
+        else:
+            lists.append([match])
+    return [(found[0].start(), text[found[0].start() : found[-1].end()].rstrip(".")) for found in lists]
+
+
 def _bare_name(fragment: str) -> str:
-    """The name `fragment` consists of ("France?", "Egypt's?"), else ""."""
-    names = names_in(fragment, first_word=True)
-    return names[0] if names and _own_words(fragment) == _words(names[0]) else ""
+    """The name or list of names `fragment` consists of ("France?", "Egypt's?", "the UK and
+    France?"), else ""."""
+    lists = _name_lists(fragment, first_word=True)
+    return lists[0][1] if len(lists) == 1 and _own_words(fragment) == _own_words(lists[0][1]) else ""
+
+
+def _named_before(question: str) -> str:
+    """What a bare name replaces in `question`: its first name or list of names that is not part of
+    what a "which" asks for ("Which EEC member ..." names nobody it is about); "" when none."""
+    return next((names for at, names in _name_lists(question) if not _ASKED_FOR.search(question[:at])), "")
+
+
+def _renamed(question: str, previous: str, name: str) -> tuple[str, str]:
+    """`question` about `name` in place of `previous`, possessive if that was ("Egypt's" ->
+    "France's"), and the name a quote must mention: the first of a list."""
+    if re.search(r"['’]s?$", previous) and not re.search(r"['’]s?$", name):
+        name = _possessive(name)
+    first = names_in(name, first_word=True)[0]
+    return question.replace(previous, name, 1), re.sub(r"['’]s?$", "", first)
 
 
 def _one_referent(word: str, context: Context) -> str:
@@ -301,7 +335,7 @@ def read_question(question: str, context: Context) -> Reading:
         return Reading(question, resolved, True, context.doc_id)
     opening = _OPENING.match(fragment)
     own = _own_words(fragment)
-    previous_names = names_in(context.question)
+    previous = _named_before(context.question)
     years, base_years = _YEAR.findall(fragment), _YEAR.findall(context.base)
     replaced = _replace_pronoun(resolved, context)
     mentions = ""
@@ -309,12 +343,9 @@ def read_question(question: str, context: Context) -> Reading:
         read_as = replaced
     elif opening and _elliptical(fragment) and _opening_words(context.question):
         read_as = _ellipsis(opening.group(0), context)
-    elif name and previous_names:
+    elif name and previous:
         # "And France?" after "How much did Germany pledge?": the same question about France.
-        previous, mentions = previous_names[0], re.sub(r"['’]s?$", "", name)
-        if re.search(r"['’]s?$", previous) and not re.search(r"['’]s?$", name):
-            name = _possessive(name)
-        read_as = context.question.replace(previous, name, 1)
+        read_as, mentions = _renamed(context.question, previous, name)
     elif len(years) == 1 and len(base_years) == 1 and len(own) <= 1:
         # "And in 2007?" after "... in 2009?": the same question about 2007.
         read_as, mentions = context.base.replace(base_years[0], years[0], 1), years[0]

@@ -182,3 +182,17 @@ def test_it_is_the_questions_first_phrase_not_the_answer_or_a_name_inside_it() -
     assert read[1] == "And what did Marsh think started Great Fire?"
     read = talk(("Who maintains the open.data.gov catalogue?", "x"), ("When was it launched?", "x"))
     assert read[1] == "When was the open.data.gov catalogue launched?"
+
+
+def test_a_list_of_names_asks_the_previous_question_about_them_all() -> None:
+    read = talk(("How many bridges cross the river in Lyon?", "x"), ("What about Nantes and Tours?", "y"), ("And Brest?", "z"))
+    assert read[1:] == ["How many bridges cross the river in Nantes and Tours?", "How many bridges cross the river in Brest?"]
+    context = after(Context(), answered("What share of Norway's budget went to roads?", "x"))
+    reading = read_question("And Sweden, Finland or Denmark?", context)
+    assert reading.read_as == "What share of Sweden, Finland or Denmark's budget went to roads?"
+    assert reading.mentions == "Sweden"
+
+
+def test_a_name_in_what_a_which_asks_for_is_not_replaced() -> None:
+    read = talk(("Which EFTA country signed the 1992 accord?", "x"), ("What about Austria and Sweden?", "x"))
+    assert read[1] == "Which EFTA country signed the 1992 accord, Austria and Sweden?"
