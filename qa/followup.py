@@ -31,7 +31,11 @@ the answer shows the question as it was read.
   rebuilt the lighthouse?"); a bare name or list of names ("And France?", "What about Oslo and
   Bergen?") replaces the previous question's first ("How much did Germany pledge?" -> "How much
   did France pledge?"; not one in what a "which" asks for, "Which EU member ..."), and a bare
-  year its year, and then only a sentence that mentions that (first) name or year answers; a new question with words of its own gets what the conversation was about in
+  year its year, and then only a sentence that mentions that (first) name or year answers; a
+  bare phrase replaces the previous question's phrase with the same head noun (and preposition):
+  "... of the 4-year-old cohort ...?" then "And of the 3-year-old cohort?", or else its one phrase
+  of as many words after that preposition ("in the north" for "What about in the south?"), and
+  the quote must mention the new word ("3-year-old", "south"); a new question with words of its own gets what the conversation was about in
   brackets; any other fragment is added to the last standalone question.
 """
 
@@ -338,6 +342,7 @@ def read_question(question: str, context: Context) -> Reading:
     previous = _named_before(context.question)
     years, base_years = _YEAR.findall(fragment), _YEAR.findall(context.base)
     replaced = _replace_pronoun(resolved, context)
+    swapped = None if opening else _swapped_phrase(fragment, context.question)
     mentions = ""
     if replaced != resolved:
         read_as = replaced
@@ -349,6 +354,9 @@ def read_question(question: str, context: Context) -> Reading:
     elif len(years) == 1 and len(base_years) == 1 and len(own) <= 1:
         # "And in 2007?" after "... in 2009?": the same question about 2007.
         read_as, mentions = context.base.replace(base_years[0], years[0], 1), years[0]
+    elif swapped:
+        # "And of the 3-year-old cohort?" after "... of the 4-year-old cohort ...?": that cohort.
+        read_as, mentions = swapped
     elif opening:
         # "Which country is excluded?" after a question about the coalition: what it was about.
         about = context.thing or context.person
@@ -356,6 +364,29 @@ def read_question(question: str, context: Context) -> Reading:
     else:
         read_as = f"{_without_question_mark(context.base)}, {_without_question_mark(fragment)}?"
     return Reading(question, read_as, True, context.doc_id, mentions)
+
+
+def _swapped_phrase(fragment: str, question: str) -> tuple[str, str] | None:
+    """`question` with the phrase `fragment` is ("of the 3-year-old cohort?", "in the south?") in
+    place of its own phrase with the same head noun, and the same preposition when the fragment
+    has one ("of the 4-year-old cohort"), else with the one phrase after that preposition when it
+    has as many words ("in the north"); and the fragment's first word the old phrase lacks, which a quote must mention. None
+    when the fragment is not such a phrase or the question has none to replace."""
+    shape = re.fullmatch(rf"(?:({_PREPOSITION}|about)\s+)?(the\s+[^?]+?)\s*\?*", fragment, re.I)
+    if not shape or noun_phrases(shape.group(2))[:1] != [shape.group(2)]:
+        return None
+    preposition, phrase = shape.group(1) or "", shape.group(2)
+    lead = rf"\b{preposition}\s+" if preposition else r"\b"
+    found = [m for p in noun_phrases(question) if (m := re.search(lead + re.escape(p) + r"\b", question, re.I))]
+    same_head = [m for m in found if m.group(0).split()[-1].lower() == phrase.split()[-1].lower()]
+    same_shape = [m for m in found if len(m.group(0).split()) == len(f"{preposition} {phrase}".split())]
+    chosen = same_head or (same_shape if preposition and len(found) == 1 else [])
+    if not chosen:
+        return None
+    old = chosen[0]
+    new = f"{preposition} {phrase}".strip() if preposition else phrase
+    mentions = next((w for w in phrase.split()[1:] if w.lower() not in old.group(0).lower().split()), "")
+    return question[: old.start()] + new + question[old.end() :], mentions
 
 
 def _ellipsis(opening: str, context: Context) -> str:

@@ -196,3 +196,20 @@ def test_a_list_of_names_asks_the_previous_question_about_them_all() -> None:
 def test_a_name_in_what_a_which_asks_for_is_not_replaced() -> None:
     read = talk(("Which EFTA country signed the 1992 accord?", "x"), ("What about Austria and Sweden?", "x"))
     assert read[1] == "Which EFTA country signed the 1992 accord, Austria and Sweden?"
+
+
+def test_a_phrase_replaces_the_previous_questions_phrase_with_its_head_noun() -> None:
+    read = talk(("What share of the night shift was unionised in the Leeds plant?", "x"), ("And of the day shift?", "x"))
+    assert read[1] == "What share of the day shift was unionised in the Leeds plant?"
+    context = after(Context(), answered("How many trains ran on the coastal line?", "x"))
+    reading = read_question("And the inland line?", context)
+    assert (reading.read_as, reading.mentions) == ("How many trains ran on the inland line?", "inland")
+
+
+def test_a_phrase_replaces_the_one_phrase_after_its_preposition() -> None:
+    read = talk(("How much snow fell in the valley?", "x"), ("What about in the mountains?", "x"))
+    assert read[1] == "How much snow fell in the mountains?"
+    read = talk(("How much snow fell in the valley during the storm?", "x"), ("And in the mountains?", "x"))
+    assert read[1] == "How much snow fell in the mountains during the storm?"
+    read = talk(("How many roofs fell in the village in the storm?", "x"), ("And in the town?", "x"))
+    assert read[1] == "How many roofs fell in the village in the storm, in the town?"  # which of the two: not said
