@@ -7,8 +7,10 @@ the answer shows the question as it was read.
 
 - **When a question is a follow-up**: a personal pronoun and no name of its own; a pronoun as the
   question's subject ("Does it include...", "What did she say about Turkey?"); "it", "this",
-  "there"... and at most two words of its own that carry meaning; or an ellipsis: at most four
-  words, no verb and no name ("Where?", "On what day?", "And in 2007?", "What about France?"); or
+  "there"... and at most two words of its own that carry meaning; no name and a word that points
+  back ("that draft", "this report", "those two", "by then"; not "this year", not "ruled that
+  the ...") or "it" as an object ("part of it", "who opposed it?") or "its"; or an ellipsis: at
+  most four words, no verb and no name ("Where?", "On what day?", "And in 2007?", "What about France?"); or
   a reference to someone or something just quoted ("the Dutch one", "the other one"; "the town"
   when the last answer's sentence said "the town of Orvik"). Anything else stands on its own and
   is asked unchanged: history never bends such a question.
@@ -86,6 +88,7 @@ _PHRASE_ENDS = {
     *_DETERMINERS, "is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will",
     "would", "should", "may", "might", "in", "on", "at", "by", "under", "for", "from", "with", "of", "to",
     "during", "since", "until", "after", "before", "through", "about", "and", "or", "which", "who", "whom", "whose",
+    "up", "down", "out", "off", "over", "back",
 }
 # "the oil embargo", "the 1973 oil crisis": at most this many words after "the" in a phrase, "of ..."
 # not counted; set by hand, the longest in the dialogues has three and a verb after them.
@@ -104,6 +107,12 @@ ONE_GAP_WORDS = 3
 _LIST_JOIN = re.compile(r"\s*,?\s*(?:(?:and|or)\s+)?(?:the\s+)?", re.I)
 # "Which EEC member ...": a name just after this is what the question asks for, not what it is about.
 _ASKED_FOR = re.compile(r"\b(?:which|what)\s+$", re.I)
+# "this report", "that draft", "those two", "these?": what the conversation was about.
+_POINTING = re.compile(r"\b(this|that|these|those)\b\s*([\w’']*)", re.I)
+# "this year", "that time": a time, not something said before; the dialogues hold "this year".
+_NOT_POINTING = re.compile(r"(?:year|week|month|day|morning|evening|time|season|quarter|century)s?$")
+# "part of it", "who opposed it?", "its budget": "it" as an object, or "its", names what was said before.
+_OBJECT_IT = re.compile(rf"\b(?:{_PREPOSITION}|about)\s+it\b|\bit\s*\?*\s*$|\bits\b", re.I)
 # "the British one", "the other one": someone the last answer's sentence names.
 _ONE = re.compile(r"\bthe\s+([\w’'-]+)\s+one\b", re.I)
 # "the city" with nothing after it that says which ("the city hall", "the city of ..." are not).
@@ -276,7 +285,27 @@ def is_follow_up(question: str, context: Context) -> bool:
         return True
     if any(w in _THING for w in words) and len(own) <= 2 and not has_name:
         return True
+    if (_demonstrative(question) or _OBJECT_IT.search(question)) and not has_name:
+        return True
     return _elliptical(question)
+
+
+def _demonstrative(question: str) -> bool:
+    """Whether `question` points back with "this", "these", "those" ("this report", "those two",
+    "these?", not "this year": `_NOT_POINTING`), with "that" before a word of meaning or at the end
+    after an auxiliary, a preposition or a question word ("When is that draft dated?", "Is that
+    so?", not "ruled that the block ..."), or with "by then"."""
+    for match in _POINTING.finditer(question):
+        word, following = match.group(1).lower(), match.group(2).lower().strip("’'")
+        if _NOT_POINTING.match(following):
+            continue
+        if word != "that":
+            return True
+        before = question[: match.start()].split()[-1:]
+        pointing_word = not before or re.fullmatch(rf"{_AUX}|{_PREPOSITION}|about|{'|'.join(_WH)}", before[0], re.I)
+        if pointing_word and (not following or following not in _FUNCTION):
+            return True
+    return bool(re.search(r"\b(?:by|since|until)\s+then\b", question, re.I))
 
 
 def _possessive(name: str) -> str:
@@ -406,13 +435,12 @@ def _ellipsis(opening: str, context: Context) -> str:
 
 def _run(tokens: list[str], start: int) -> list[str]:
     """The words of a noun phrase that starts at `tokens[start]`, after its "the": up to the word
-    that ends it (`_PHRASE_ENDS`, punctuation), a name ending it unless possessive ("the White House
-    issue ..." -> "White House", "the Supreme Court's opinion"); a word followed by "the" is a verb
-    ("the army besieging the city" -> "army"), "that" starts a clause. [] when it does not end within PHRASE_WORDS."""
+    that ends it (`_PHRASE_ENDS`, punctuation); a word followed by "the" is a verb ("the army
+    besieging the city" -> "army", "the White House issue the ..." -> "White House"), "that" starts
+    a clause. [] when it does not end within PHRASE_WORDS."""
     words: list[str] = []
     for token in [*tokens[start:], "?"]:
-        after_name = words and words[-1][0].isupper() and not re.search(r"['’]s$", words[-1]) and not token[0].isupper()
-        if not token[0].isalnum() or token.lower() in _PHRASE_ENDS or after_name:
+        if not token[0].isalnum() or token.lower() in _PHRASE_ENDS:
             if token.lower() in _DETERMINERS - {"that"} and len(words) > 1:
                 words.pop()
             return words
@@ -424,9 +452,10 @@ def _run(tokens: list[str], start: int) -> list[str]:
 
 def _verb_ends(subject: list[str], after: list[str]) -> bool:
     """Whether the last of `subject`'s words, a subject after an auxiliary, is its verb: lowercase,
-    not alone, and followed by punctuation, a preposition or nothing (`after`)."""
-    last_of_clause = not after or not after[0][0].isalnum() or re.fullmatch(rf"{_PREPOSITION}|about", after[0], re.I)
-    return len(subject) > 1 and subject[-1].islower() and bool(last_of_clause)
+    not alone, and followed by punctuation, a word that ends a phrase (a preposition, a particle:
+    "strike down") or nothing (`after`)."""
+    last_of_clause = not after or not after[0][0].isalnum() or after[0].lower() in _PHRASE_ENDS
+    return len(subject) > 1 and subject[-1].islower() and last_of_clause
 
 
 def noun_phrases(question: str) -> list[str]:

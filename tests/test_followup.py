@@ -213,3 +213,28 @@ def test_a_phrase_replaces_the_one_phrase_after_its_preposition() -> None:
     assert read[1] == "How much snow fell in the mountains during the storm?"
     read = talk(("How many roofs fell in the village in the storm?", "x"), ("And in the town?", "x"))
     assert read[1] == "How many roofs fell in the village in the storm, in the town?"  # which of the two: not said
+
+
+def test_a_question_that_points_back_with_this_that_or_those_is_a_follow_up() -> None:
+    context = after(Context(), answered("Who drafted the harbour dredging plan?", "x"))
+    for question in ("When was that version approved by the council?", "Who paid for this survey of the harbour?",
+                     "Where were those two trained as engineers?", "How deep was the channel by then?"):
+        assert is_follow_up(question, context), question
+    assert read_question("When was that version approved by the council?", context).read_as == (
+        "When was that version approved by the council? (the harbour dredging plan)"
+    )
+    for question in ("Which court ruled that the harbour tax was unlawful?", "How much silt was dredged this year?"):
+        assert not is_follow_up(question, context), question
+
+
+def test_it_as_an_object_or_its_with_no_name_is_a_follow_up() -> None:
+    read = talk(("How many towns are in the league of the northern ports?", "x"), ("Which large port stayed out of it?", "x"))
+    assert read[1] == "Which large port stayed out of the league of the northern ports?"
+    context = after(Context(), answered("Who drafted the harbour dredging plan?", "x"))
+    assert is_follow_up("Which engineers on the board later opposed it?", context)
+    assert not is_follow_up("What makes it hard to dredge a tidal harbour?", context)
+
+
+def test_a_name_before_a_noun_is_part_of_the_phrase_and_a_verb_after_the_subject_is_not() -> None:
+    assert noun_phrases("When did the court rule that the Oslo toll rule was unlawful?") == ["the court", "the Oslo toll rule"]
+    assert noun_phrases("When did the appeals court strike down the toll?") == ["the appeals court", "the toll"]
