@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa.followup import Context, after, is_follow_up, names_in, read_question
+from qa.followup import Context, after, is_follow_up, names_in, noun_phrases, read_question
 from qa.pipeline import _mentioning
 from qa.types import Answer, Citation
 
@@ -164,3 +164,77 @@ def test_the_thing_asked_about_ends_before_the_verb() -> None:
     assert read[1] == "What did the envoy stress?"
     read = talk(("What national maximum speed limit was imposed in 1974?", "55 mph"), ("Who ended it?", "x"))
     assert read[1] == "Who ended national maximum speed limit?"
+
+
+def test_the_noun_phrases_of_a_question_end_where_a_clause_or_verb_begins() -> None:
+    assert noun_phrases("Who signed the trade pact that ended the 1842 tariff war?") == ["the trade pact", "the 1842 tariff war"]
+    assert noun_phrases("Who guarded the convoy crossing the pass?") == ["the convoy", "the pass"]
+    assert noun_phrases("When was the old bridge rebuilt?") == ["the old bridge"]
+    assert noun_phrases("What is the harbour board doing about the silt?") == ["the harbour board", "the silt"]
+    assert noun_phrases("When did the City Council approve the Harbour Plan?") == ["the City Council", "the Harbour Plan"]
+    assert noun_phrases("Who runs the open.data.gov catalogue of the ministry?") == ["the open.data.gov catalogue of the ministry", "the ministry"]
+
+
+def test_it_is_the_questions_first_phrase_not_the_answer_or_a_name_inside_it() -> None:
+    read = talk(("Who signed the trade pact that ended the 1842 tariff war?", "the Northern League (NL)"), ("When did it expire?", "x"))
+    assert read[1] == "When did the trade pact expire?"
+    read = talk(("Who questioned the flood theory of the Great Fire?", "x"), ("And what did Marsh think started it?", "x"))
+    assert read[1] == "And what did Marsh think started Great Fire?"
+    read = talk(("Who maintains the open.data.gov catalogue?", "x"), ("When was it launched?", "x"))
+    assert read[1] == "When was the open.data.gov catalogue launched?"
+
+
+def test_a_list_of_names_asks_the_previous_question_about_them_all() -> None:
+    read = talk(("How many bridges cross the river in Lyon?", "x"), ("What about Nantes and Tours?", "y"), ("And Brest?", "z"))
+    assert read[1:] == ["How many bridges cross the river in Nantes and Tours?", "How many bridges cross the river in Brest?"]
+    context = after(Context(), answered("What share of Norway's budget went to roads?", "x"))
+    reading = read_question("And Sweden, Finland or Denmark?", context)
+    assert reading.read_as == "What share of Sweden, Finland or Denmark's budget went to roads?"
+    assert reading.mentions == "Sweden"
+
+
+def test_a_name_in_what_a_which_asks_for_is_not_replaced() -> None:
+    read = talk(("Which EFTA country signed the 1992 accord?", "x"), ("What about Austria and Sweden?", "x"))
+    assert read[1] == "Which EFTA country signed the 1992 accord, Austria and Sweden?"
+
+
+def test_a_phrase_replaces_the_previous_questions_phrase_with_its_head_noun() -> None:
+    read = talk(("What share of the night shift was unionised in the Leeds plant?", "x"), ("And of the day shift?", "x"))
+    assert read[1] == "What share of the day shift was unionised in the Leeds plant?"
+    context = after(Context(), answered("How many trains ran on the coastal line?", "x"))
+    reading = read_question("And the inland line?", context)
+    assert (reading.read_as, reading.mentions) == ("How many trains ran on the inland line?", "inland")
+
+
+def test_a_phrase_replaces_the_one_phrase_after_its_preposition() -> None:
+    read = talk(("How much snow fell in the valley?", "x"), ("What about in the mountains?", "x"))
+    assert read[1] == "How much snow fell in the mountains?"
+    read = talk(("How much snow fell in the valley during the storm?", "x"), ("And in the mountains?", "x"))
+    assert read[1] == "How much snow fell in the mountains during the storm?"
+    read = talk(("How many roofs fell in the village in the storm?", "x"), ("And in the town?", "x"))
+    assert read[1] == "How many roofs fell in the village in the storm, in the town?"  # which of the two: not said
+
+
+def test_a_question_that_points_back_with_this_that_or_those_is_a_follow_up() -> None:
+    context = after(Context(), answered("Who drafted the harbour dredging plan?", "x"))
+    for question in ("When was that version approved by the council?", "Who paid for this survey of the harbour?",
+                     "Where were those two trained as engineers?", "How deep was the channel by then?"):
+        assert is_follow_up(question, context), question
+    assert read_question("When was that version approved by the council?", context).read_as == (
+        "When was that version approved by the council? (the harbour dredging plan)"
+    )
+    for question in ("Which court ruled that the harbour tax was unlawful?", "How much silt was dredged this year?"):
+        assert not is_follow_up(question, context), question
+
+
+def test_it_as_an_object_or_its_with_no_name_is_a_follow_up() -> None:
+    read = talk(("How many towns are in the league of the northern ports?", "x"), ("Which large port stayed out of it?", "x"))
+    assert read[1] == "Which large port stayed out of the league of the northern ports?"
+    context = after(Context(), answered("Who drafted the harbour dredging plan?", "x"))
+    assert is_follow_up("Which engineers on the board later opposed it?", context)
+    assert not is_follow_up("What makes it hard to dredge a tidal harbour?", context)
+
+
+def test_a_name_before_a_noun_is_part_of_the_phrase_and_a_verb_after_the_subject_is_not() -> None:
+    assert noun_phrases("When did the court rule that the Oslo toll rule was unlawful?") == ["the court", "the Oslo toll rule"]
+    assert noun_phrases("When did the appeals court strike down the toll?") == ["the appeals court", "the toll"]
