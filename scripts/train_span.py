@@ -67,6 +67,12 @@ class Example:
     article: str
     kind: str  # "answer", or why it is a negative: "paragraph" / "article" (closest sentence of the
     # same paragraph / other paragraphs), "squad2_unanswerable", "squad2_closest" (see build_squad2_examples)
+    context: str = ""  # the sentences before and after it in its paragraph (read with --context)
+
+    def passage(self, with_context: bool) -> str:
+        """What the model reads after the question: the sentence, then (`with_context`) "[SEP]" and
+        its neighbours. The answer's offsets stay inside the sentence, which comes first."""
+        return f"{self.sentence} [SEP] {self.context}" if with_context and self.context else self.sentence
 
 
 class ArticleSentences:
@@ -82,6 +88,12 @@ class ArticleSentences:
             for w in t:
                 df[w] = df.get(w, 0) + 1
         self.idf = {w: math.log(1 + len(self.terms) / n) for w, n in df.items()}
+
+    def context(self, i: int) -> str:
+        """Sentence i's neighbours in its paragraph (the one before, the one after), joined."""
+        paragraph = self.sentences[i][0]
+        return " ".join(self.sentences[j][1] for j in (i - 1, i + 1)
+                        if 0 <= j < len(self.sentences) and self.sentences[j][0] == paragraph)
 
     def closest(self, question_terms: list[str], pool, avoid: list[str], count: int = 1) -> list[int]:
         """The `count` sentences of `pool` sharing the most IDF-weighted question terms, among those
@@ -115,10 +127,11 @@ def build_examples(data: dict, seed: int) -> list[list[Example]]:
                     continue
                 k = holding[0]
                 a = spans[k].start
-                group = [Example(qa["question"], context[a : spans[k].end], (start - a, end - a), title, "answer")]
+                group = [Example(qa["question"], context[a : spans[k].end], (start - a, end - a), title, "answer",
+                                 text.context(own[k]))]
                 for kind, pool in (("paragraph", [i for i in own if i != own[k]]),
                                    ("article", [i for i in range(len(text.sentences)) if text.sentences[i][0] != p])):
-                    group += [Example(qa["question"], text.sentences[i][1], None, title, kind)
+                    group += [Example(qa["question"], text.sentences[i][1], None, title, kind, text.context(i))
                               for i in text.closest(q_terms, pool, [needle])]
                 per_question.append(group)
     random.Random(seed).shuffle(per_question)
@@ -166,12 +179,17 @@ def build_squad2_examples(folder: Path, keep) -> list[list[Example]]:
 Row = tuple[list[int], list[int], int, int]
 
 
-def encode(tokenizer, examples: list[Example]) -> list[Row]:
+# Question + sentence + its neighbours (--context): about 2.5x a sentence's tokens; the
+# neighbours are cut first (the passage's end).
+CONTEXT_MAX_TOKENS = 384
+
+
+def encode(tokenizer, examples: list[Example], with_context: bool = False) -> list[Row]:
     """(input ids, token types, start token, end token); [CLS] (0, 0) for no answer."""
     if not examples:
         return []
-    enc = tokenizer([e.question for e in examples], [e.sentence for e in examples], truncation="only_second",
-                    max_length=span.MAX_TOKENS, return_offsets_mapping=True)
+    enc = tokenizer([e.question for e in examples], [e.passage(with_context) for e in examples], truncation="only_second",
+                    max_length=CONTEXT_MAX_TOKENS if with_context else span.MAX_TOKENS, return_offsets_mapping=True)
     rows = []
     for n, e in enumerate(examples):
         start_tok = end_tok = 0
@@ -218,7 +236,23 @@ def collate(rows: list[Row], batch: list[int], device):
                                               start_positions=starts, end_positions=ends).items()}
 
 
-def evaluate(model, tokenizer, examples: list[Example]) -> dict:
+def scored_with_context(model, tokenizer, question: str, group: list[Example]) -> list[span.SpanResult]:
+    """The answer model's results for sentences read with their neighbours (--context): the span
+    is looked for in the sentence alone, as the product would quote it."""
+    import torch
+
+    passages = [e.passage(True) for e in group]
+    enc = tokenizer([question] * len(group), passages, truncation="only_second", max_length=CONTEXT_MAX_TOKENS,
+                    padding=True, return_offsets_mapping=True, return_tensors="pt")
+    offsets = enc.pop("offset_mapping").tolist()
+    with torch.inference_mode():
+        out = model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+    sequence_ids = [[s if s != 1 or offsets[n][t][0] < len(e.sentence) else None
+                     for t, s in enumerate(enc.sequence_ids(n))] for n, e in enumerate(group)]
+    return span._best_spans(out.start_logits.float().numpy(), out.end_logits.float().numpy(), sequence_ids, offsets)
+
+
+def evaluate(model, tokenizer, examples: list[Example], with_context: bool = False) -> dict:
     """Held-out sentence-level numbers: span F1/EM on answer sentences, answer-vs-not accuracy
     on all, and how often the answer sentence outscores both of its question's negatives."""
     from qa.evaluate import exact_match, f1_score
@@ -229,7 +263,10 @@ def evaluate(model, tokenizer, examples: list[Example]) -> dict:
     for e in examples:
         by_question.setdefault(e.question + "\0" + e.article, []).append(e)
     for group in by_question.values():
-        results = scorer.score(group[0].question, [e.sentence for e in group])
+        if with_context:
+            results = scored_with_context(model, tokenizer, group[0].question, group)
+        else:
+            results = scorer.score(group[0].question, [e.sentence for e in group])
         for e, r in zip(group, results):
             correct.append((r.score > 0) == (e.answer is not None))
             if e.answer is not None:
@@ -275,6 +312,8 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AVX512-BF16/AMX, GPUs)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--context", action="store_true",
+                        help="read each sentence with its neighbours (an experiment: the product reads sentences alone)")
     args = parser.parse_args()
 
     import torch
@@ -299,7 +338,7 @@ def main() -> None:
         random.Random(args.seed).shuffle(train_groups)
     holdout = [e for g in groups if g[0].article in held for e in g][:3000]
     tokenizer = span.bundled_tokenizer()
-    rows = encode(tokenizer, [e for g in train_groups for e in g])
+    rows = encode(tokenizer, [e for g in train_groups for e in g], args.context)
     kinds = {k: sum(e.kind == k for g in train_groups for e in g)
              for k in ("answer", "paragraph", "article", "squad2_unanswerable", "squad2_closest")}
     print(f"{len(train_groups)} of {available} questions, {len(rows)} pairs {kinds}; holdout {len(holdout)} pairs from "
@@ -348,7 +387,7 @@ def main() -> None:
         if questions_seen >= next_curve or step == total:
             model.eval()
             point = {"questions": min(questions_seen, len(train_groups)), "pairs": seen,
-                     "seconds": round(trained_seconds + time.time() - since), **evaluate(model, tokenizer, holdout)}
+                     "seconds": round(trained_seconds + time.time() - since), **evaluate(model, tokenizer, holdout, args.context)}
             model.train()
             curve.append(point)
             print(f"curve: {json.dumps(point)}", flush=True)
@@ -375,6 +414,7 @@ def main() -> None:
         "protocol": f"one answer sentence + two hard negatives per question (the paragraph's and the article's "
         f"other sentence sharing the most IDF-weighted question terms); {args.epochs} epoch(s), AdamW lr {args.lr}, "
         f"linear warm-up/decay, batch {args.batch_size}, word embeddings frozen, bf16 autocast {args.bf16}; "
+        f"{'each sentence read with its neighbours after a [SEP]; ' if args.context else ''}"
         f"{args.holdout} train articles held out for the learning curve (sentence-level numbers)",
         "learning_curve": curve,
         "held_out_max_answer_tokens": span.MAX_ANSWER_TOKENS,
