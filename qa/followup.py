@@ -37,8 +37,9 @@ the answer shows the question as it was read.
   bare phrase replaces the previous question's phrase with the same head noun (and preposition):
   "... of the 4-year-old cohort ...?" then "And of the 3-year-old cohort?", or else its one phrase
   of as many words after that preposition ("in the north" for "What about in the south?"), and
-  the quote must mention the new word ("3-year-old", "south"); a new question with words of its own gets what the conversation was about in
-  brackets; any other fragment is added to the last standalone question.
+  the quote must mention the new word ("3-year-old", "south"); a new question with words of its
+  own gets what the conversation was about in brackets; any other fragment is added to the last
+  standalone question.
 """
 
 from __future__ import annotations
@@ -399,8 +400,9 @@ def _swapped_phrase(fragment: str, question: str) -> tuple[str, str] | None:
     """`question` with the phrase `fragment` is ("of the 3-year-old cohort?", "in the south?") in
     place of its own phrase with the same head noun, and the same preposition when the fragment
     has one ("of the 4-year-old cohort"), else with the one phrase after that preposition when it
-    has as many words ("in the north"); and the fragment's first word the old phrase lacks, which a quote must mention. None
-    when the fragment is not such a phrase or the question has none to replace."""
+    has as many words ("in the north"); and the fragment's first word the old phrase lacks, which
+    a quote must mention. None when the fragment is not such a phrase or the question has none to
+    replace."""
     shape = re.fullmatch(rf"(?:({_PREPOSITION}|about)\s+)?(the\s+[^?]+?)\s*\?*", fragment, re.I)
     if not shape or noun_phrases(shape.group(2))[:1] != [shape.group(2)]:
         return None
