@@ -400,7 +400,7 @@ def test_follow_up_and_also_in_the_documents(page: sync_api.Page, real_server: s
         expect(page.locator("#doc-viewer #doc-focus")).to_contain_text("Marta Lindqvist")
 
         second = ask(page, "When was it rebuilt?")
-        expect(second.locator(".qa-read-as")).to_contain_text("Read as: “When was Orvik rebuilt?”")
+        expect(second.locator(".qa-read-as")).to_contain_text("Read as: “When was the Orvik lighthouse rebuilt?”")
         assert short_answer(second) == "1911"
         expect(second).to_contain_text(answered_from)
         expect(page.locator("#evidence #ev-2-1")).to_contain_text(answered_from)
