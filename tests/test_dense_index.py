@@ -104,7 +104,6 @@ def test_a_commit_above_the_threshold_serves_retrieval(data, tmp_path, monkeypat
     """Through the real Store and retriever: ids map back to chunk positions, removal rebuilds."""
     vectors, _, queries = data
     monkeypatch.setattr(store_module, "DENSE_EXACT_MAX", 500)
-    rng = np.random.default_rng(3)
     items = []
     for d in range(40):  # 40 documents of 50 one-sentence chunks: 2000 chunks
         words = [f"w{d}x{i} common." for i in range(50)]

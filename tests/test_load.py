@@ -14,7 +14,6 @@ import importlib.util
 import sys
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from test_chat import ROOT, seeded_app
