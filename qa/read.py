@@ -206,8 +206,30 @@ def load_model(path: Path = MODEL_FILE) -> ReaderModel:
 
 # --- question types and short answers --------------------------------------------------------
 
+# Reporting verbs: base form -> the forms documents write ("said", "says"), one list for the
+# reader and the chat's example questions (qa.chat.examples, which finds reported speech with all
+# of them). Only ASKING_VERBS make a question ask for someone's words ("What did Kallas say?":
+# type "quote"); the reader's models were trained with exactly those.
+REPORTING_VERBS: dict[str, tuple[str, ...]] = {
+    "say": ("said", "says"),
+    "tell": ("told",),
+    "state": ("stated", "states"),
+    "quote": ("quoted", "quotes"),
+    "warn": ("warned",),
+    "emphasize": ("emphasized", "emphasizes"),
+    "emphasise": ("emphasised", "emphasises"),
+    "stress": ("stressed",),
+    "claim": ("claimed",),
+    "announce": ("announced", "announces"),
+    "note": ("noted",),
+    "clarify": ("clarified",),
+    "argue": ("argued",),
+    "insist": ("insisted",),
+    "add": ("added",),
+}
+ASKING_VERBS = ("say", "tell", "state", "quote", "warn", "emphasize", "emphasise", "stress", "claim", "announce")
 _SAY = re.compile(
-    r"\b(say|said|says|tell|told|state[sd]?|quote[sd]?|warn(?:ed)?|emphasi[sz]e[sd]?|stress(?:ed)?|claim(?:ed)?|announce[sd]?)\b",
+    r"\b(" + "|".join(sorted({w for v in ASKING_VERBS for w in (v, *REPORTING_VERBS[v])}, key=len, reverse=True)) + r")\b",
     re.I,
 )
 _MONTHS = r"(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan\.?|Feb\.?|Mar\.?|Apr\.?|Jun\.?|Jul\.?|Aug\.?|Sept?\.?|Oct\.?|Nov\.?|Dec\.?)"

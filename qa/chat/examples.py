@@ -10,6 +10,7 @@ from itertools import zip_longest
 
 from qa.chat.backend import PipelineLike
 from qa.chat.render import MEDIUM_CONFIDENCE
+from qa.read import REPORTING_VERBS
 from qa.types import DocumentInfo
 
 # At most this many are shown, from this many candidates checked against the index.
@@ -18,25 +19,10 @@ EXAMPLE_CANDIDATES = 8
 EXAMPLE_MIN_SCORE = MEDIUM_CONFIDENCE
 
 _NAME = r"[A-Z][\w’'-]+"
-# Reporting verbs as documents write them, with the base form a question uses. Not qa.read's _SAY,
-# the verbs that make a question ask for someone's words: that one lacks note, clarify, argue,
-# insist and add (so those examples are read as ordinary questions) and is part of what the reader
-# was trained on, so the two are kept apart.
-_VERBS = {
-    "said": "say",
-    "says": "say",
-    "stressed": "stress",
-    "emphasized": "emphasize",
-    "emphasised": "emphasise",
-    "warned": "warn",
-    "noted": "note",
-    "clarified": "clarify",
-    "argued": "argue",
-    "announced": "announce",
-    "insisted": "insist",
-    "told": "tell",
-    "added": "add",
-}
+# Reporting verbs as documents write them ("stressed"), with the base form a question uses
+# ("What did Healey stress?"): qa.read's one list. Some ("note", "argue") are not verbs that make
+# the reader take a question as asking for someone's words; those examples are ordinary questions.
+_VERBS = {form: verb for verb, forms in REPORTING_VERBS.items() for form in forms}
 # "Kaja Kallas, emphasized" / "Healey clarified": a named person reporting something.
 _SPEECH = re.compile(rf"\b((?:{_NAME} ){{0,2}}{_NAME}),? ({'|'.join(_VERBS)})\b")
 # "Finland’s Defense Minister Antti Häkkänen": a role followed by the name of who holds it.
