@@ -98,6 +98,7 @@ class Snapshot:
         self._texts: dict[str, str] = {}
         self._text_lock = threading.Lock()
         self._infos: list[DocumentInfo] | None = None
+        self._whole_documents: dict[str, Document] = {}
         self.doc_index: dict[str, int] = {}
 
     # --- reading -------------------------------------------------------------------------
@@ -122,16 +123,22 @@ class Snapshot:
             return cached
 
     def document(self, doc_idx: int) -> Document:
+        """The document, built once per snapshot: its sections (headings found in the whole text,
+        for every citation of a Word file or web page) are then found once too."""
         meta = self.docs[doc_idx]
-        return Document(
-            doc_id=meta.doc_id,
-            title=meta.title,
-            source=meta.source,
-            path=meta.path,
-            text=self.text(doc_idx),
-            page_starts=meta.page_starts,
-            added_at=meta.added_at,
-        )
+        document = self._whole_documents.get(meta.doc_id)
+        if document is None:
+            document = Document(
+                doc_id=meta.doc_id,
+                title=meta.title,
+                source=meta.source,
+                path=meta.path,
+                text=self.text(doc_idx),
+                page_starts=meta.page_starts,
+                added_at=meta.added_at,
+            )
+            self._whole_documents[meta.doc_id] = document
+        return document
 
     def infos(self) -> list[DocumentInfo]:
         """Every document's info, counted once per snapshot (it never changes)."""
