@@ -380,6 +380,56 @@ def test_milvus_lite_second_process_is_refused_clearly(tmp_path, docs):
     assert store.view().chunk_count == len(docs[0].chunk_spans)  # untouched
 
 
+def test_milvus_commit_that_died_is_finished_when_the_lock_is_taken(tmp_path, docs):
+    """A journal left by a commit that died (removing one document, half-way through adding
+    another): views hide both meanwhile, `check` says what will finish it, and taking the writer
+    lock (with nothing to commit) completes the removal and undoes the half-written addition."""
+    store = open_store("milvus", tmp_path)
+    with store.lock():
+        store.commit(docs[:2], set())
+    kept, removed, half = docs[0].doc.doc_id, docs[1].doc.doc_id, docs[2].doc.doc_id
+    state = store._state()
+    from qa.store.milvus import _State, _rows_of
+
+    store._write_state(_State(state.generation + 1, state.next_chunk_id + 10, state.next_doc_seq + 1,
+                              {"add": [half], "remove": [removed]}))
+    texts, chunks, _ = _rows_of(docs[2])
+    store._insert("texts", texts)
+    store._insert("chunks", [{k: v for k, v in c.items() if k != "number"} | {"chunk_id": state.next_chunk_id + n}
+                             for n, c in enumerate(chunks)])
+    assert [i.doc_id for i in store.view().documents()] == [kept]
+    with pytest.raises(StoreIndexError, match="a commit stopped half-way; the next `qa add` or `qa remove` finishes it"):
+        store.check()
+    with store.lock():
+        pass
+    assert store._state().pending is None and [i.doc_id for i in store.view().documents()] == [kept]
+    summary = store.check()
+    assert summary["chunks"] == len(docs[0].chunk_spans) and store._count("texts", f'doc_id == "{half}"') == 0
+
+
+def test_milvus_server_writer_lock_is_per_process_and_releases_on_failure() -> None:
+    """A server's writer lock (a thread lock: Milvus has nothing to lock across processes) runs the
+    dead-commit check on each acquisition and is released again when that check fails."""
+    import threading
+
+    from qa.store.milvus import _ThreadWriterLock
+
+    calls = []
+    lock = _ThreadWriterLock(threading.Lock(), lambda: calls.append("checked"))
+    with lock:
+        with pytest.raises(TimeoutError):
+            _ThreadWriterLock(lock._lock, lambda: None).acquire(timeout=0.05)
+    assert calls == ["checked"]
+
+    def unreachable():
+        raise ConnectionError("no server")
+
+    failing = _ThreadWriterLock(threading.Lock(), unreachable)
+    with pytest.raises(ConnectionError):
+        failing.acquire()
+    assert failing._lock.acquire(timeout=0.05)  # not left held
+
+
 def test_milvus_secrets_stay_out_of_reprs_and_messages() -> None:
     """A token or a password in the URI never reaches a repr, a log line or an error message."""
     from qa.config import Config
