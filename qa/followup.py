@@ -166,12 +166,14 @@ def names_in(text: str, first_word: bool = False) -> list[str]:
     """The names `text` mentions ("Finland's Defense Minister", "Kallas"), in order. A question's
     first word is capitalised as a sentence start, so it counts only with `first_word` (fragments
     such as "France?")."""
-    text = text.strip()
-    return [
-        m.group(0).rstrip(".")
-        for m in _NAME.finditer(text)
-        if (first_word or m.start() > 0) and m.group(0).lower() not in _FUNCTION
-    ]
+    return [m.group(0).rstrip(".") for m in _name_matches(text.strip(), first_word)]
+
+
+def _name_matches(text: str, first_word: bool) -> list[re.Match[str]]:
+    """`_NAME`'s matches in `text` that are names: not function words, nor the first word unless
+    `first_word` (see `names_in`)."""
+    return [m for m in _NAME.finditer(text)
+            if (first_word or m.start() > 0) and m.group(0).lower() not in _FUNCTION]
 
 
 def _fragment(question: str) -> str:
@@ -183,9 +185,7 @@ def _name_lists(text: str, first_word: bool = False) -> list[tuple[int, str]]:
     """The names `text` mentions (`names_in`), those a list joins ("Hamburg and Bremen", "Oslo,
     Bergen or Tromsø") as one, as written: (where each starts, the names)."""
     lists: list[list[re.Match[str]]] = []
-    for match in _NAME.finditer(text):
-        if (not first_word and match.start() == 0) or match.group(0).lower() in _FUNCTION:
-            continue
+    for match in _name_matches(text, first_word):
         if lists and _LIST_JOIN.fullmatch(text[lists[-1][-1].end() : match.start()]):
             lists[-1].append(match)
         else:

@@ -313,11 +313,10 @@ class MilvusStore:
         if dim is not None and new_dim != dim:
             raise IndexError(f"vectors of dimension {new_dim} cannot join an index of dimension {dim}")
         rows = [_rows_of(item) for item in add]  # refuses what Milvus cannot hold before writing
+        self._finish_dead_commit()  # taking the lock did, unless a commit failed under this hold
         state = self._state()
         if not self._has("meta"):
             self._create_meta()
-        if state.pending:
-            self._finish(state.pending)
         if new_dim is not None and dim is None:
             self._create_collections(new_dim)
         adding = [item.doc.doc_id for item in add]
