@@ -119,6 +119,39 @@ def test_short_answer_is_capped_at_max_answer_tokens() -> None:
     assert result.start == 0 or result.end == len(sentence)  # it kept one of the model's two ends
 
 
+def test_candidates_are_read_in_groups_of_similar_length() -> None:
+    """Every row is read once; no group pads beyond PADDING_WASTE times its real tokens; similar
+    lengths share a batch."""
+    from qa.span import PADDING_WASTE, length_groups
+
+    lengths = [40, 160, 42, 38, 90, 41, 12]
+    groups = length_groups(lengths)
+    assert sorted(r for g in groups for r in g) == list(range(len(lengths)))
+    for group in groups:
+        assert max(lengths[r] for r in group) * len(group) <= PADDING_WASTE * sum(lengths[r] for r in group)
+    assert [sorted(g) for g in groups] == [[6], [0, 2, 3, 5], [1, 4]]
+    assert length_groups([]) == []
+
+
+@pytest.mark.e2e
+def test_a_batch_of_candidates_reads_like_each_candidate_alone() -> None:
+    """Grouping a question's candidates by length changes nothing but the time: the same spans,
+    and scores a quantisation step apart (int8 activations are scaled per batch)."""
+    from qa.span import SpanModel
+
+    model = SpanModel(runtime="onnx")
+    question = "On what day will the Ukraine Defense Contact Group meet?"
+    sentences = ["The Ukraine Defense Contact Group is set to meet at NATO headquarters in Brussels on Friday.",
+                 "It met on Monday.",
+                 "The allies met in Brussels " + "and talked about harbours, ships and storms " * 12 + "on Tuesday.",
+                 "Finland's Defense Minister Antti Häkkänen stressed the necessity of U.S. involvement."]
+    together = model.score(question, sentences)
+    for sentence, batched in zip(sentences, together):
+        [alone] = model.score(question, [sentence])
+        assert (batched.start, batched.end) == (alone.start, alone.end)
+        assert abs(batched.score - alone.score) < 0.5, (batched, alone)
+
+
 @pytest.mark.e2e
 def test_the_int8_graph_reads_like_the_fp32_model_it_was_exported_from() -> None:
     """The default runtime (int8 ONNX, `tokenizers`) and the fp32 torch reference pick the same
