@@ -125,7 +125,7 @@ class _OnnxRunner:
         self._lock = threading.Lock()
 
     def __call__(self, questions: list[str], sentences: list[str]):
-        shortened = {q: self._shortened(q) for q in questions}
+        shortened = {q: self._shortened(q) for q in dict.fromkeys(questions)}  # a question once, not per sentence
         encodings = self._tokenizer.encode_batch([(shortened[q], s) for q, s in zip(questions, sentences)])
         width = max(len(e.ids) for e in encodings)
         starts = np.zeros((len(encodings), width), np.float32)
@@ -159,7 +159,7 @@ class _TorchRunner:
     def __call__(self, questions: list[str], sentences: list[str]):
         import torch
 
-        shortened = {q: self._shortened(q) for q in questions}
+        shortened = {q: self._shortened(q) for q in dict.fromkeys(questions)}  # a question once, not per sentence
         encoded = self._tokenizer(
             [shortened[q] for q in questions],
             sentences,
