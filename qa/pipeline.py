@@ -40,13 +40,13 @@ EMPTY_QUESTION = "Please type a question."
 MAX_ALTERNATIVES = 3
 ALTERNATIVE_MIN_SCORE = 0.3
 Progress = Callable[[int, int, str], None]
-# Documents are embedded together until they hold this many texts (chunks + sentences): one
-# encoder call over several documents sorts more texts by length, so it pads less and fills its
-# batches. bench/indexing.py, SQuAD corpus, 2026-12-01: `qa add` took 1.03x the time of one bare
-# encoder call over all its texts with groups of 2,048 texts, 1.27x with 512, and the bare
-# encoder document by document 1.14x.
-EMBED_GROUP_TEXTS = 2048
-Staged = tuple[Document, list[Chunk], list[str]]  # a document, its chunks, the texts to embed
+# Documents are embedded together until they hold this many chunks: one encoder call over
+# several documents sorts more chunks by length, so it pads less and fills its batches.
+# bench/indexing.py, SQuAD corpus, 2026-12-01, when chunks and sentences were embedded apart:
+# `qa add` took 1.03x the time of one bare encoder call over all its texts with groups of 2,048
+# texts (~460 chunks), 1.27x with 512, and the bare encoder document by document 1.14x.
+EMBED_GROUP_CHUNKS = 512
+Staged = tuple[Document, list[Chunk]]  # a document and its chunks, waiting to be embedded
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,9 @@ class Pipeline:
                 results.append(self._add_one(path, stamp, known, by_path, staged, replaced))
                 reports.append((done, path.name))
                 # Commit in growing batches: a long run keeps its progress, yet rewrites stay rare.
-                chunks = sum(len(d.chunk_spans) for d in pending) + sum(len(c) for _, c, _ in staged)
-                commit = chunks >= max(self.config.commit_chunks, indexed // 2)
-                if staged and (commit or done == len(files) or sum(len(t) for _, _, t in staged) >= EMBED_GROUP_TEXTS):
+                waiting = sum(len(c) for _, c in staged)
+                commit = sum(len(d.chunk_spans) for d in pending) + waiting >= max(self.config.commit_chunks, indexed // 2)
+                if staged and (commit or done == len(files) or waiting >= EMBED_GROUP_CHUNKS):
                     pending += self._prepare_all(staged)
                     staged = []
                 if staged:
@@ -173,25 +173,27 @@ class Pipeline:
         return FileResult(str(path), status, "", doc.doc_id, doc.title)
 
     def _chunked(self, doc: Document) -> Staged:
-        """The document, its chunks, and the texts to embed: every chunk, then every sentence."""
-        chunks = chunk_document(doc, self.config.chunk_words)
-        return doc, chunks, [c.text for c in chunks] + [doc.text[s.start : s.end] for c in chunks for s in c.sentences]
+        return doc, chunk_document(doc, self.config.chunk_words)
 
     def _prepare_all(self, staged: list[Staged]) -> list[NewDocument]:
-        """The staged documents with their vectors, from one encoder call over all their texts."""
-        vectors = self.embedder.encode([t for _, _, texts in staged for t in texts])
-        prepared, at = [], 0
-        for doc, chunks, texts in staged:
-            mine, at = vectors[at : at + len(texts)], at + len(texts)
+        """The staged documents with their vectors, from one encoder call over all their chunks
+        (each sentence's vector read from its chunk's pass)."""
+        chunk_vectors, sentence_vectors = self.embedder.encode_passages(
+            [(c.text, [(s.start - c.start, s.end - c.start) for s in c.sentences]) for _, chunks in staged for c in chunks])
+        prepared, at_chunk, at_sentence = [], 0, 0
+        for doc, chunks in staged:
             sentences = [s for c in chunks for s in c.sentences]
+            mine_chunks = chunk_vectors[at_chunk : at_chunk + len(chunks)]
+            mine_sentences = sentence_vectors[at_sentence : at_sentence + len(sentences)]
+            at_chunk, at_sentence = at_chunk + len(chunks), at_sentence + len(sentences)
             prepared.append(NewDocument(
                 doc=doc,
                 chunk_spans=np.array([(c.start, c.end) for c in chunks], np.int64).reshape(-1, 2),
                 chunk_pages=np.array([c.page or -1 for c in chunks], np.int32),
                 sentence_spans=np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2),
                 sentence_chunks=np.repeat(np.arange(len(chunks), dtype=np.int32), [len(c.sentences) for c in chunks]),
-                chunk_vectors=mine[: len(chunks)],
-                sentence_vectors=mine[len(chunks) :].astype(np.float16),
+                chunk_vectors=mine_chunks,
+                sentence_vectors=mine_sentences.astype(np.float16),
                 chunk_tokens=tokenize([c.text for c in chunks]),
             ))
         return prepared

@@ -58,8 +58,10 @@ def test_the_tokenizer_matches_transformers(encoders):
 
     _, onnx_encoder = encoders
     reference = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
-    expected = reference(SENTENCES, truncation=True, max_length=256)["input_ids"]
-    assert onnx_encoder._model.tokenizer(SENTENCES) == expected
+    expected = reference(SENTENCES, truncation=True, max_length=256, return_offsets_mapping=True)
+    ours = onnx_encoder._model.tokenizer(SENTENCES)
+    assert [t.ids for t in ours] == expected["input_ids"]
+    assert [[tuple(o) for o in t.offsets] for t in ours] == [[tuple(o) for o in row] for row in expected["offset_mapping"]]
 
 
 def test_the_encoder_is_chosen_by_config_and_environment(monkeypatch):
@@ -73,3 +75,42 @@ def test_the_encoder_is_chosen_by_config_and_environment(monkeypatch):
     assert _choose_encoder("onnx") == "onnx"
     with pytest.raises(ValueError, match="unknown encoder"):
         _choose_encoder("tensorflow")
+
+
+PASSAGE = ("The Ukraine Defense Contact Group will meet at NATO headquarters on Friday. "
+           "Kaja Kallas said Europe must keep supporting Ukraine. "
+           "Rainfall in Brussels doubled in autumn.")
+FAR = "The harbour reopened after the storms."
+LONG_PASSAGE = "A very long passage " + "about harbours, ships and storms " * 60 + FAR
+
+
+def _spans(text: str, sentences: list[str]) -> list[tuple[int, int]]:
+    return [(text.index(s), text.index(s) + len(s)) for s in sentences]
+
+
+@pytest.mark.parametrize("backend", [0, 1], ids=["torch", "onnx"])
+def test_a_chunk_pass_gives_the_chunk_and_its_sentences(encoders, backend):
+    """The chunk's vector is the one `encode` gives it; each sentence read in its chunk is nearest
+    to the question it answers; a sentence past the chunk's token window is embedded alone."""
+    encoder = encoders[backend]
+    sentences = ["The Ukraine Defense Contact Group will meet at NATO headquarters on Friday.",
+                 "Kaja Kallas said Europe must keep supporting Ukraine.", "Rainfall in Brussels doubled in autumn."]
+    passages = [(PASSAGE, _spans(PASSAGE, sentences)), (LONG_PASSAGE, _spans(LONG_PASSAGE, [FAR]))]
+    chunks, in_context = encoder.encode_passages(passages)
+    assert chunks.shape == (2, encoder.dim) and in_context.shape == (4, encoder.dim)
+    assert np.allclose(np.linalg.norm(in_context, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(chunks, encoder.encode([PASSAGE, LONG_PASSAGE]), atol=1e-4)
+    questions = encoder.encode(["When will the contact group meet?", "What did Kallas say?", "How much did it rain?"])
+    assert ((questions @ in_context[:3].T).argmax(axis=1) == [0, 1, 2]).all()
+    assert np.allclose(in_context[3], encoder.encode([FAR])[0], atol=1e-4)  # cut off by the window: alone
+    empty_chunks, empty_sentences = encoder.encode_passages([])
+    assert empty_chunks.shape == (0, encoder.dim) and empty_sentences.shape == (0, encoder.dim)
+
+
+def test_the_two_backends_read_sentences_in_context_alike(encoders):
+    torch_encoder, onnx_encoder = encoders
+    sentences = ["The Ukraine Defense Contact Group will meet at NATO headquarters on Friday.",
+                 "Kaja Kallas said Europe must keep supporting Ukraine."]
+    passages = [(PASSAGE, _spans(PASSAGE, sentences))]
+    a, b = torch_encoder.encode_passages(passages)[1], onnx_encoder.encode_passages(passages)[1]
+    assert ((a * b).sum(axis=1) > 0.97).all()
