@@ -17,15 +17,17 @@ pytestmark = pytest.mark.e2e
 SAMPLE = Path(__file__).parent / "squad-sample"
 MARGIN = 0.03
 # Measured on this sample (320 answerable + 108 unanswerable questions), default settings
-# (answer model on, int8 runtime), 2026-12-01, with the answer model trained on SQuAD train and
-# the reader refit on its int8 scores (fp32 torch, 2026-11-30: quote hit 0.819, F1 0.708).
+# (answer model on, int8 runtime), 2026-12-02, after the reader was refit on sentence vectors
+# read in their chunks (README, Evaluation). The refit moved the bar along its trade-off: before
+# it, 0.834 quote hit, 6.25% of answerable questions refused and all 108 out-of-corpus ones; now
+# 3.4% refused and 103 of 108 (the five answered score 0.101, at the bar's edge).
 MEASURED = {
-    "recall_at_5": 0.9812,
-    "quote_hit_at_1": 0.8344,
-    "answer_f1": 0.7191,
-    "abstain_rate_unanswerable": 1.0,
+    "recall_at_5": 0.9781,
+    "quote_hit_at_1": 0.8406,
+    "answer_f1": 0.7291,
+    "abstain_rate_unanswerable": 0.9537,
 }
-# 0.0625 measured: the calibrated bar refuses answerable questions the reader is unsure of.
+# 0.0344 measured: the calibrated bar refuses answerable questions the reader is unsure of.
 MAX_FALSE_ABSTAIN = 0.10
 
 
