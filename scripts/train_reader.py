@@ -55,7 +55,7 @@ from qa.store import Store  # noqa: E402
 
 EVAL = ROOT.parent / "shared/eval"
 KINDS = ("answerable", "absent_article", "absent_fact", "squad2_unanswerable", "squad2_answerable")
-THRESHOLDS = (0.03, 0.05, 0.07, 0.09, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8)
+THRESHOLDS = (0.03, 0.05, 0.07, 0.09, 0.1, 0.11, 0.12, 0.13, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 @dataclass

@@ -18,16 +18,15 @@ SAMPLE = Path(__file__).parent / "squad-sample"
 MARGIN = 0.03
 # Measured on this sample (320 answerable + 108 unanswerable questions), default settings
 # (answer model on, int8 runtime), 2026-12-02, after the reader was refit on sentence vectors
-# read in their chunks (README, Evaluation). The refit moved the bar along its trade-off: before
-# it, 0.834 quote hit, 6.25% of answerable questions refused and all 108 out-of-corpus ones; now
-# 3.4% refused and 103 of 108 (the five answered score 0.101, at the bar's edge).
+# read in their chunks, retrieval's rerank weights re-tuned and the bar set at 0.11 (README,
+# Evaluation); before: recall@5 0.981, quote hit 0.834, F1 0.719, all 108 refused, 6.25% false.
 MEASURED = {
     "recall_at_5": 0.9781,
-    "quote_hit_at_1": 0.8406,
-    "answer_f1": 0.7291,
-    "abstain_rate_unanswerable": 0.9537,
+    "quote_hit_at_1": 0.8375,
+    "answer_f1": 0.7254,
+    "abstain_rate_unanswerable": 0.9907,
 }
-# 0.0344 measured: the calibrated bar refuses answerable questions the reader is unsure of.
+# 0.0563 measured: the calibrated bar refuses answerable questions the reader is unsure of.
 MAX_FALSE_ABSTAIN = 0.10
 
 
