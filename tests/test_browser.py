@@ -334,7 +334,7 @@ def test_off_topic_question_abstains_visibly(page: sync_api.Page) -> None:
 
 
 def test_strict_box_refuses_an_in_topic_question_the_briefing_does_not_answer(page: sync_api.Page) -> None:
-    """The default answers this one with Häkkänen's sentence (confidence 0.14, above its 0.1 bar);
+    """The default answers this one with Häkkänen's sentence (confidence 0.15, above its 0.11 bar);
     strict (0.3) refuses it, and still answers a question the briefing does answer (0.77)."""
     page.locator("#strict input[type=checkbox]").check()
     reply = ask(page, "Who is Germany's defence minister?")
