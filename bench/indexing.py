@@ -4,7 +4,7 @@ bare encoder over the same chunks.
     .venv/bin/python bench/indexing.py [--encoder onnx|torch] [--docs N]
 
 `qa add` embeds each chunk once and reads its sentences' vectors from that pass
-(`Embedder.encode_passages`). Rows: the bare `encode_passages` over all chunks in one call (run
+(`Embedder.encode_chunks`). Rows: the bare `encode_chunks` over all chunks in one call (run
 before and after the pipeline, the mean evening out a machine whose load drifts) and document by
 document; `Pipeline.add`; and, for comparison, the bare encoder over chunks and sentences as
 separate texts, as indexing did until 2026-12-02. Where the pipeline's time goes is measured by
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     def bare(passage_lists: list[list]) -> float:
         clock = time.perf_counter()
         for passages in passage_lists:
-            embedder.encode_passages(passages)
+            embedder.encode_chunks(passages)
         return time.perf_counter() - clock
 
     def bare_apart() -> float:
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         embedder._model.encode(apart, config.batch_size)
         return time.perf_counter() - clock
 
-    print(f"bare encode_passages of {len(all_passages):,} chunks ...", file=sys.stderr, flush=True)
+    print(f"bare encode_chunks of {len(all_passages):,} chunks ...", file=sys.stderr, flush=True)
     bare_1 = bare([all_passages])
 
     stages: dict[str, float] = defaultdict(float)
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     for mod, name, label in patches:
         if hasattr(mod, name):
             setattr(mod, name, timed(stages, label, getattr(mod, name)))
-    original_encode = embedder.encode_passages
-    embedder.encode_passages = timed(stages, "embedding (Embedder.encode_passages)", original_encode)
+    original_encode = embedder.encode_chunks
+    embedder.encode_chunks = timed(stages, "embedding (Embedder.encode_chunks)", original_encode)
     original_commit = pipeline.store.commit
     pipeline.store.commit = timed(stages, "commit (total)", original_commit)
     print("Pipeline.add ...", file=sys.stderr, flush=True)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     add_s = time.perf_counter() - clock
     for mod, name, fn in originals:
         setattr(mod, name, fn)
-    embedder.encode_passages = original_encode
+    embedder.encode_chunks = original_encode
     pipeline.store.commit = original_commit
 
     print("bare encode again, then document by document ...", file=sys.stderr, flush=True)
@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             ["run", "seconds", "documents/s", "chunks/s", "sentences/s", "vs bare encode"],
             [
                 ["Pipeline.add", add_s, n_docs / add_s, n_chunks / add_s, n_sent / add_s, f"{add_s / bare_s:.2f}x"],
-                ["bare encode_passages, one call (mean of 2)", bare_s, n_docs / bare_s, n_chunks / bare_s, n_sent / bare_s, "1.00x"],
+                ["bare encode_chunks, one call (mean of 2)", bare_s, n_docs / bare_s, n_chunks / bare_s, n_sent / bare_s, "1.00x"],
                 ["  first / second run", f"{bare_1:.1f} / {bare_2:.1f}", "", "", "", ""],
-                ["bare encode_passages, per document", bare_per_doc, n_docs / bare_per_doc, n_chunks / bare_per_doc, n_sent / bare_per_doc,
+                ["bare encode_chunks, per document", bare_per_doc, n_docs / bare_per_doc, n_chunks / bare_per_doc, n_sent / bare_per_doc,
                  f"{bare_per_doc / bare_s:.2f}x"],
                 ["bare encode, chunks and sentences apart (before)", bare_old, n_docs / bare_old, n_chunks / bare_old, n_sent / bare_old,
                  f"{bare_old / bare_s:.2f}x"],

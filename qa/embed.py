@@ -12,7 +12,7 @@ Two backends give the same interface (`encode`, `dim`):
 - "torch" (`QA_ENCODER=torch`): the sentence-transformers model itself, for models the ONNX
   path does not handle (pooling other than mean).
 
-Indexing embeds a chunk and its sentences in one pass (`encode_passages`): the chunk's vector is
+Indexing embeds a chunk and its sentences in one pass (`encode_chunks`): the chunk's vector is
 its mean-pooled embedding, each sentence's the mean of its own tokens' states inside the chunk.
 That halves what `qa add` runs through the model (a chunk's tokens are its sentences' tokens),
 and the sentences read in context serve retrieval and reading as well as sentences embedded
@@ -77,7 +77,7 @@ class Embedder:
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def encode_passages(self, passages: Sequence[Passage]) -> tuple[np.ndarray, np.ndarray]:
+    def encode_chunks(self, passages: Sequence[ChunkText]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of chunks and of their sentences, from one model pass per chunk.
 
         `passages`: (chunk text, its sentences' (start, end) character offsets in that text).
@@ -110,7 +110,7 @@ class Embedder:
         else:
             chunks[:] = self._torch_token_states(texts, pooled)
         if alone:
-            sentences[alone] = self.encode([passages_sentence(passages, firsts, i) for i in alone])
+            sentences[alone] = self.encode([_sentence_text(passages, firsts, i) for i in alone])
         return chunks, sentences
 
     def _torch_token_states(self, texts: list[str], on_tokens) -> np.ndarray:
@@ -136,11 +136,11 @@ class Embedder:
         return vectors
 
 
-Passage = tuple[str, Sequence[tuple[int, int]]]  # a chunk's text and its sentences' character spans in it
+ChunkText = tuple[str, Sequence[tuple[int, int]]]  # a chunk's text and its sentences' character spans in it
 TORCH_SLICE = 256  # texts per sentence-transformers call: token states of 256 chunks are ~100 MB
 
 
-def passages_sentence(passages: Sequence[Passage], firsts: np.ndarray, index: int) -> str:
+def _sentence_text(passages: Sequence[ChunkText], firsts: np.ndarray, index: int) -> str:
     """The text of the `index`-th sentence over all passages (`firsts`: each passage's first)."""
     row = int(np.searchsorted(firsts, index, side="right")) - 1
     text, spans = passages[row]

@@ -178,7 +178,7 @@ class Pipeline:
     def _prepare_all(self, staged: list[Staged]) -> list[NewDocument]:
         """The staged documents with their vectors, from one encoder call over all their chunks
         (each sentence's vector read from its chunk's pass)."""
-        chunk_vectors, sentence_vectors = self.embedder.encode_passages(
+        chunk_vectors, sentence_vectors = self.embedder.encode_chunks(
             [(c.text, [(s.start - c.start, s.end - c.start) for s in c.sentences]) for _, chunks in staged for c in chunks])
         prepared, at_chunk, at_sentence = [], 0, 0
         for doc, chunks in staged:

@@ -56,7 +56,7 @@ class HashEmbedder:
                 out[row, 1 + h % (self.dim - 1)] += 1.0 if h & 0x10000 else -1.0
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-    def encode_passages(self, passages) -> tuple[np.ndarray, np.ndarray]:
+    def encode_chunks(self, passages) -> tuple[np.ndarray, np.ndarray]:
         """Chunks and their sentences, each hashed alone, in one `encode` call."""
         sentences = [text[a:b] for text, spans in passages for a, b in spans]
         vectors = self.encode([text for text, _ in passages] + sentences)

@@ -96,14 +96,14 @@ def test_a_chunk_pass_gives_the_chunk_and_its_sentences(encoders, backend):
     sentences = ["The Ukraine Defense Contact Group will meet at NATO headquarters on Friday.",
                  "Kaja Kallas said Europe must keep supporting Ukraine.", "Rainfall in Brussels doubled in autumn."]
     passages = [(PASSAGE, _spans(PASSAGE, sentences)), (LONG_PASSAGE, _spans(LONG_PASSAGE, [FAR]))]
-    chunks, in_context = encoder.encode_passages(passages)
+    chunks, in_context = encoder.encode_chunks(passages)
     assert chunks.shape == (2, encoder.dim) and in_context.shape == (4, encoder.dim)
     assert np.allclose(np.linalg.norm(in_context, axis=1), 1.0, atol=1e-4)
     assert np.allclose(chunks, encoder.encode([PASSAGE, LONG_PASSAGE]), atol=1e-4)
     questions = encoder.encode(["When will the contact group meet?", "What did Kallas say?", "How much did it rain?"])
     assert ((questions @ in_context[:3].T).argmax(axis=1) == [0, 1, 2]).all()
     assert np.allclose(in_context[3], encoder.encode([FAR])[0], atol=1e-4)  # cut off by the window: alone
-    empty_chunks, empty_sentences = encoder.encode_passages([])
+    empty_chunks, empty_sentences = encoder.encode_chunks([])
     assert empty_chunks.shape == (0, encoder.dim) and empty_sentences.shape == (0, encoder.dim)
 
 
@@ -112,5 +112,5 @@ def test_the_two_backends_read_sentences_in_context_alike(encoders):
     sentences = ["The Ukraine Defense Contact Group will meet at NATO headquarters on Friday.",
                  "Kaja Kallas said Europe must keep supporting Ukraine."]
     passages = [(PASSAGE, _spans(PASSAGE, sentences))]
-    a, b = torch_encoder.encode_passages(passages)[1], onnx_encoder.encode_passages(passages)[1]
+    a, b = torch_encoder.encode_chunks(passages)[1], onnx_encoder.encode_chunks(passages)[1]
     assert ((a * b).sum(axis=1) > 0.97).all()
