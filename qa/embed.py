@@ -95,10 +95,10 @@ class Embedder:
 
         def pooled(row: int, states: np.ndarray, offsets: np.ndarray) -> None:
             """`states` and character `offsets` of chunk `row`'s tokens, special tokens excluded."""
-            at = firsts[row]
+            at, window_end = firsts[row], offsets[:, 1].max(initial=0)
             for k, (start, end) in enumerate(passages[row][1]):
                 inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
-                if not inside.any() or offsets[:, 1].max(initial=0) < end:
+                if not inside.any() or window_end < end:
                     alone.append(at + k)
                     continue
                 vector = states[inside].mean(axis=0)
@@ -226,17 +226,9 @@ class OnnxEncoder:
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
-            width = max(len(encodings[i].ids) for i in rows)
-            ids = np.zeros((len(rows), width), np.int64)
-            mask = np.zeros((len(rows), width), np.int64)
-            for r, i in enumerate(rows):
-                ids[r, : len(encodings[i].ids)] = encodings[i].ids
-                mask[r, : len(encodings[i].ids)] = 1
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            hidden = session.run(None, feed)[0]
-            weights = mask[:, :, None].astype(np.float32)
+            feed = runtime.padded_inputs(encodings, rows, token_types=False)
+            hidden = session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+            weights = feed["attention_mask"][:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
             out[rows] = pooled

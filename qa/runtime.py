@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from qa.config import cache_root
@@ -123,6 +123,23 @@ def session(onnx_file: Path, threads: int):
     if threads == 1:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+
+def padded_inputs(encodings: Sequence, rows: Sequence[int], token_types: bool) -> dict:
+    """A BERT graph's int64 inputs for `encodings[rows]`, each padded with 0 to the longest and
+    masked: input_ids, attention_mask, token_type_ids (each encoding's `type_ids` when
+    `token_types`, else zeros). Encodings are `tokenizers` encodings or alike (`.ids`)."""
+    import numpy as np
+
+    width = max(len(encodings[i].ids) for i in rows)
+    feed = {name: np.zeros((len(rows), width), np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    for r, i in enumerate(rows):
+        e = encodings[i]
+        feed["input_ids"][r, : len(e.ids)] = e.ids
+        feed["attention_mask"][r, : len(e.ids)] = 1
+        if token_types:
+            feed["token_type_ids"][r, : len(e.ids)] = e.type_ids
+    return feed
 
 
 def fast_tokenizer(model_dir: Path, max_tokens: int | None, strategy: str = "longest_first"):

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qa import runtime
+
 BUNDLED = "bundled"
 BUNDLED_DIR = Path(__file__).with_name("models") / "span"
 MAX_TOKENS = 160  # question + one sentence; longer sentences are truncated
@@ -116,8 +118,6 @@ class _OnnxRunner:
     runtime = "onnx-int8"
 
     def __init__(self, folder: Path, threads: int):
-        from qa import runtime
-
         folder_of_tokenizer = Path(_sentence_model_dir())
         self._tokenizer = runtime.fast_tokenizer(folder_of_tokenizer, MAX_TOKENS, strategy="only_second")
         self._question_tokenizer = runtime.fast_tokenizer(folder_of_tokenizer, None)  # to cut long questions
@@ -132,15 +132,8 @@ class _OnnxRunner:
         ends = np.zeros((len(encodings), width), np.float32)
         with self._lock:
             for rows in length_groups([len(e.ids) for e in encodings]):
-                group_width = max(len(encodings[r].ids) for r in rows)
-                feed = {name: np.zeros((len(rows), group_width), np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
-                for i, r in enumerate(rows):
-                    e = encodings[r]
-                    feed["input_ids"][i, : len(e.ids)] = e.ids
-                    feed["attention_mask"][i, : len(e.ids)] = 1
-                    feed["token_type_ids"][i, : len(e.ids)] = e.type_ids
-                group_starts, group_ends = self._session.run(None, feed)
-                starts[rows, :group_width], ends[rows, :group_width] = group_starts, group_ends
+                group_starts, group_ends = self._session.run(None, runtime.padded_inputs(encodings, rows, token_types=True))
+                starts[rows, : group_starts.shape[1]], ends[rows, : group_ends.shape[1]] = group_starts, group_ends
         return starts, ends, [e.sequence_ids for e in encodings], [e.offsets for e in encodings]
 
     def _shortened(self, question: str) -> str:
@@ -195,8 +188,6 @@ def _cut_question(question: str, offsets) -> str:
 def export_onnx(folder: Path) -> Path:
     """The int8 ONNX file of our answer model in `folder`: exported and quantised once per
     weights (re-run automatically when they change), then read from the cache."""
-    from qa import runtime
-
     shared = Path(_sentence_model_dir()) / "model.safetensors"
     return runtime.export(runtime.export_key(f"span-{folder.name}", [folder / _WEIGHTS, folder / "config.json", shared]),
                           lambda: _load_ours(folder), ["input_ids", "attention_mask", "token_type_ids"],
