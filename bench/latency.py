@@ -93,7 +93,7 @@ def child_measure(root: str, n_questions: int, mode: str) -> None:
     rss_index = c.rss_mb()
     clock = time.perf_counter()
     pipeline.embedder.encode(["warm up"])
-    pipeline.span_model  # noqa: B018 (loads the answer model in the answer-model mode)
+    pipeline.reader.span_model  # noqa: B018 (loads the answer model in the answer-model mode)
     model_s = time.perf_counter() - clock
     rss_loaded = c.rss_mb()
     for q in c.load_questions(n_questions + 5)[-5:]:

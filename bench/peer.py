@@ -100,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return [d.content for d in out["joiner"]["documents"]]
 
     def run_ours(q: str) -> list[str]:
-        view = ours.store.view()
-        _, hits = ours.retrieve(view, q, config.top_k)
-        return [p.text for p in ours.passages(view, hits)]
+        return [p.text for p in ours.ranked(q, config.top_k)]
 
     # Warm both (model load, first-call costs).
     for q in questions[:5]:

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the index's own errors carry a user-facing message
-        from qa.store import IndexError
+        from qa.pipeline import StoreIndexError as IndexError
 
         if isinstance(exc, IndexError):
             print(f"qa: {exc}", file=sys.stderr)

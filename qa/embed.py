@@ -8,7 +8,7 @@ Two backends give the same interface (`encode`, `dim`):
   (`qa.runtime`: cached in ~/.cache/briefqa/onnx, never in site-packages), run by onnxruntime
   with mean pooling and L2 normalisation. Once the export is cached this path imports neither
   torch nor transformers, so a fresh `qa ask` starts in a fraction of a second; vectors are
-  within cosine ~0.99 of the torch ones (retrieval numbers in the README's Performance).
+  within cosine ~0.99 of the torch ones (retrieval numbers in docs/performance.md).
 - "torch" (`QA_ENCODER=torch`): the sentence-transformers model itself, for models the ONNX
   path does not handle (pooling other than mean).
 
@@ -16,7 +16,7 @@ Indexing embeds a chunk and its sentences in one pass (`encode_chunks`): the chu
 its mean-pooled embedding, each sentence's the mean of its own tokens' states inside the chunk.
 That halves what `qa add` runs through the model (a chunk's tokens are its sentences' tokens),
 and the sentences read in context serve retrieval and reading as well as sentences embedded
-alone (measured on squad-dev-public, README Performance).
+alone (measured on squad-dev-public, docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import numpy as np
 
 from qa import runtime
 from qa.config import DEFAULT_MODEL
+from qa.retrieve import tokenize
+from qa.types import Chunk, Document, NewDocument
 
 ENCODERS = ("torch", "onnx")
 MAX_TOKENS_DEFAULT = 256  # all-MiniLM-L6-v2's window (sentence_bert_config.json says the same)
@@ -138,6 +140,39 @@ class Embedder:
 
 ChunkText = tuple[str, Sequence[tuple[int, int]]]  # a chunk's text and its sentences' character spans in it
 TORCH_SLICE = 256  # texts per sentence-transformers call: token states of 256 chunks are ~100 MB
+
+
+Staged = tuple[Document, list[Chunk]]  # a document and its chunks, waiting to be embedded
+# `qa add` embeds documents together until they hold this many chunks: one encoder call over
+# several documents sorts more chunks by length, so it pads less and fills its batches.
+# bench/indexing.py, SQuAD corpus, 2026-12-01, when chunks and sentences were embedded apart:
+# `qa add` took 1.03x the time of one bare encoder call over all its texts with groups of 2,048
+# texts (~460 chunks), 1.27x with 512, and the bare encoder document by document 1.14x.
+EMBED_GROUP_CHUNKS = 512
+
+
+def embed_documents(embedder: Embedder, staged: Sequence[Staged]) -> list[NewDocument]:
+    """The staged documents as the store takes them: vectors from one encoder call over all their
+    chunks (each sentence's vector read from its chunk's pass) and each chunk's BM25 terms."""
+    chunk_vectors, sentence_vectors = embedder.encode_chunks(
+        [(c.text, [(s.start - c.start, s.end - c.start) for s in c.sentences]) for _, chunks in staged for c in chunks])
+    prepared, at_chunk, at_sentence = [], 0, 0
+    for doc, chunks in staged:
+        sentences = [s for c in chunks for s in c.sentences]
+        mine_chunks = chunk_vectors[at_chunk : at_chunk + len(chunks)]
+        mine_sentences = sentence_vectors[at_sentence : at_sentence + len(sentences)]
+        at_chunk, at_sentence = at_chunk + len(chunks), at_sentence + len(sentences)
+        prepared.append(NewDocument(
+            doc=doc,
+            chunk_spans=np.array([(c.start, c.end) for c in chunks], np.int64).reshape(-1, 2),
+            chunk_pages=np.array([c.page or -1 for c in chunks], np.int32),
+            sentence_spans=np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2),
+            sentence_chunks=np.repeat(np.arange(len(chunks), dtype=np.int32), [len(c.sentences) for c in chunks]),
+            chunk_vectors=mine_chunks,
+            sentence_vectors=mine_sentences.astype(np.float16),
+            chunk_tokens=tokenize([c.text for c in chunks]),
+        ))
+    return prepared
 
 
 def _sentence_text(passages: Sequence[ChunkText], firsts: np.ndarray, index: int) -> str:

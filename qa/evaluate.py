@@ -143,11 +143,7 @@ def evaluate(
         clock = time.perf_counter()
         answer = pipeline.ask(question["question"])
         latency = (time.perf_counter() - clock) * 1000
-        ranked: list[Passage] = []
-        if question.get("answers"):
-            view = pipeline.store.view()
-            _, hits = pipeline.retrieve(view, question["question"], depth)
-            ranked = list(pipeline.passages(view, hits))
+        ranked = pipeline.ranked(question["question"], depth) if question.get("answers") else []
         rows.append(judge(question, answer, ranked, latency))
         if progress:
             progress(i, len(questions))

@@ -1,9 +1,11 @@
 """The whole product behind one object: add files, ask questions, list and remove documents.
 
-Data flows one way: files -> Document (ingest) -> Chunk (chunk) -> vectors (embed) -> index
-(store) -> passages (retrieve) -> answer (read). The CLI and the chat are thin layers over this.
-Everything reads the index through the store protocol (`qa.store.protocol`): one view per
-question, chunks and sentences by id; the reader gets the sentences it reads as `Evidence`.
+It composes the stages and does none of their work. Data flows one way: files -> Document
+(ingest) -> Chunk (chunk) -> vectors (embed) -> index (store) -> hits (retrieve) -> evidence ->
+verdict (read) -> Answer. The CLI and the chat are thin layers over this, and reach the store's
+errors through it (`StoreIndexError`), never the store itself. A question reads the index through
+one view of the store protocol (`qa.store.protocol`): chunks and sentences by id; the reader gets
+the sentences it reads as `Evidence` and returns its `Verdict`.
 """
 
 from __future__ import annotations
@@ -13,40 +15,26 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from qa import followup
-from qa import read as reader
 from qa.chunk import chunk_document
 from qa.config import Config
+from qa.embed import EMBED_GROUP_CHUNKS, Embedder, Staged, embed_documents
 from qa.ingest import IngestError, iter_files, load_document, printable
-from qa.retrieve import Hit, best_possible_score, idf, retrieve, tokenize
+from qa.read import NOT_FOUND, Reader, gather
+from qa.retrieve import Hit, passages, retrieve, tokenize
 from qa.store import IndexError as StoreIndexError
-from qa.store import NewDocument, open_store
-from qa.store.protocol import ReadView, SentenceRecord, StaleView
-from qa.types import Answer, Chunk, Citation, Document, DocumentInfo, FileResult, Passage, Span
+from qa.store import open_store
+from qa.store.protocol import ReadView, StaleView
+from qa.types import Answer, Document, DocumentInfo, FileResult, NewDocument, Passage
 
-NOT_FOUND = "I could not find this in the documents."
+__all__ = ["NOT_FOUND", "AmbiguousDocument", "Pipeline", "RebuildReport", "StoreIndexError"]
 EMPTY_INDEX = "The index is empty: add documents with `qa add PATH` or the upload box, then ask again."
 EMPTY_QUESTION = "Please type a question."
-# "Also in the documents": at most this many other sentences that answer, each scored at least
-# ALTERNATIVE_MIN_SCORE. Only sentences the answer model read are considered (reader.RERANK_TOP).
-# squad-dev-public, 1,500 questions, 2026-12-02: alternatives' scores are calibrated within 0.063
-# (ECE); at 0.1-0.2 a fifth of them hold the answer, at 0.3 and above 42% (134 alternatives), so
-# only those are offered (the chat's "medium" label and up).
-MAX_ALTERNATIVES = 3
-ALTERNATIVE_MIN_SCORE = 0.3
 Progress = Callable[[int, int, str], None]
-# Documents are embedded together until they hold this many chunks: one encoder call over
-# several documents sorts more chunks by length, so it pads less and fills its batches.
-# bench/indexing.py, SQuAD corpus, 2026-12-01, when chunks and sentences were embedded apart:
-# `qa add` took 1.03x the time of one bare encoder call over all its texts with groups of 2,048
-# texts (~460 chunks), 1.27x with 512, and the bare encoder document by document 1.14x.
-EMBED_GROUP_CHUNKS = 512
-Staged = tuple[Document, list[Chunk]]  # a document and its chunks, waiting to be embedded
 
 
 @dataclass(frozen=True)
@@ -61,31 +49,17 @@ class Pipeline:
     def __init__(self, config: Config | None = None):
         self.config = config or Config.load()
         self.store = open_store(self.config)
+        self.reader = Reader(self.config)
         self._embedder = None
-        self._span_model = None
-        self._models_lock = threading.Lock()  # one load of each model, however many threads ask
+        self._embedder_lock = threading.Lock()  # one load of the model, however many threads ask
 
     @property
     def embedder(self):
         """Loaded on first use: listing documents should not cost a model load."""
-        with self._models_lock:
+        with self._embedder_lock:
             if self._embedder is None:
-                from qa.embed import Embedder
-
                 self._embedder = Embedder(self.config.model, self.config.batch_size, self.config.encoder)
             return self._embedder
-
-    @property
-    def span_model(self):
-        """The answer model, loaded on first question; None in the fast mode."""
-        if self.config.reader_model.strip().lower() in ("", "none", "fast"):
-            return None
-        with self._models_lock:
-            if self._span_model is None:
-                from qa.span import SpanModel
-
-                self._span_model = SpanModel(self.config.reader_model, runtime=self.config.reader_runtime)
-            return self._span_model
 
     def warm_up(self) -> None:
         """Load the models and run one question's worth of work, so the first user waits less.
@@ -96,9 +70,9 @@ class Pipeline:
         q_vector = self.embedder.encode(["warm up"])[0]
         if view.chunk_count:
             hits = retrieve(view, q_vector, tokenize(["warm up"])[0], top_k=1, depth=1, rrf_k=self.config.rrf_k)
-            reader.read("warm up", q_vector, gather(view, hits), span_model=self.span_model)
+            self.reader.answer("warm up", q_vector, gather(view, hits))
         else:
-            self.span_model  # noqa: B018 (loads it)
+            self.reader.span_model  # noqa: B018 (loads it)
 
     # --- documents -------------------------------------------------------------------------
     def ensure_seeded(self) -> None:
@@ -126,7 +100,7 @@ class Pipeline:
                 waiting = sum(len(c) for _, c in staged)
                 commit = sum(len(d.chunk_spans) for d in pending) + waiting >= max(self.config.commit_chunks, indexed // 2)
                 if staged and (commit or done == len(files) or waiting >= EMBED_GROUP_CHUNKS):
-                    pending += self._prepare_all(staged)
+                    pending += embed_documents(self.embedder, staged)
                     staged = []
                 if staged:
                     continue  # nothing is reported or committed while a replacement is still staged
@@ -175,29 +149,6 @@ class Pipeline:
     def _chunked(self, doc: Document) -> Staged:
         return doc, chunk_document(doc, self.config.chunk_words)
 
-    def _prepare_all(self, staged: list[Staged]) -> list[NewDocument]:
-        """The staged documents with their vectors, from one encoder call over all their chunks
-        (each sentence's vector read from its chunk's pass)."""
-        chunk_vectors, sentence_vectors = self.embedder.encode_chunks(
-            [(c.text, [(s.start - c.start, s.end - c.start) for s in c.sentences]) for _, chunks in staged for c in chunks])
-        prepared, at_chunk, at_sentence = [], 0, 0
-        for doc, chunks in staged:
-            sentences = [s for c in chunks for s in c.sentences]
-            mine_chunks = chunk_vectors[at_chunk : at_chunk + len(chunks)]
-            mine_sentences = sentence_vectors[at_sentence : at_sentence + len(sentences)]
-            at_chunk, at_sentence = at_chunk + len(chunks), at_sentence + len(sentences)
-            prepared.append(NewDocument(
-                doc=doc,
-                chunk_spans=np.array([(c.start, c.end) for c in chunks], np.int64).reshape(-1, 2),
-                chunk_pages=np.array([c.page or -1 for c in chunks], np.int32),
-                sentence_spans=np.array([(s.start, s.end) for s in sentences], np.int64).reshape(-1, 2),
-                sentence_chunks=np.repeat(np.arange(len(chunks), dtype=np.int32), [len(c.sentences) for c in chunks]),
-                chunk_vectors=mine_chunks,
-                sentence_vectors=mine_sentences.astype(np.float16),
-                chunk_tokens=tokenize([c.text for c in chunks]),
-            ))
-        return prepared
-
     def rebuild(self, progress: Progress | None = None) -> RebuildReport:
         """Re-create the index from the stored texts: re-chunk, re-embed with the configured model,
         commit one fresh generation. Works when the live generation cannot be opened (damaged
@@ -214,7 +165,7 @@ class Pipeline:
                 return RebuildReport(0, [], None, None)  # nothing was ever stored: nothing to do
             pending = []
             for done, doc in enumerate(docs, 1):
-                pending += self._prepare_all([self._chunked(doc)])
+                pending += embed_documents(self.embedder, [self._chunked(doc)])
                 if progress:
                     progress(done, len(docs), doc.source)
             snap = self.store.commit(pending, set(), fresh=True)
@@ -299,53 +250,19 @@ class Pipeline:
             raise ValueError("top_k must be at least 1")
         q_vector, hits = self.retrieve(view, question, top_k or self.config.top_k, doc_ids, timings)
         clock = time.perf_counter()
-        evidence = gather(view, hits)
-        reading = reader.read(question, q_vector, evidence, span_model=self.span_model)
+        verdict = self.reader.answer(question, q_vector, gather(view, hits), strict)
         timings["read_ms"] = (time.perf_counter() - clock) * 1000
-        passages = self.passages(view, hits)
+        found = passages(view, hits, self.config.rrf_k)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
-        score = round(reading.confidence, 4)
-        bar = self.config.strict_min_confidence if strict else self.config.min_confidence
-        if not reading.candidates or reading.confidence < bar:
-            return Answer(question, False, score=score, passages=passages, message=NOT_FOUND, timings_ms=timings)
-        answer = self._answer(view, evidence, question, reading.candidates[0], score, passages, timings)
-        return replace(answer, alternatives=self._alternatives(view, evidence, question, reading, answer, bar))
+        if verdict.answer is None:
+            return Answer(question, False, score=verdict.score, passages=found, message=NOT_FOUND, timings_ms=timings)
+        return replace(verdict.answer, passages=found, timings_ms=timings)
 
-    def _alternatives(
-        self, view: ReadView, evidence: reader.Evidence, question: str, reading: reader.Reading, answer: Answer,
-        bar: float,
-    ) -> tuple[Answer, ...]:
-        """Other read sentences that answer as well, scored like the answer: its calibrated
-        confidence times their reranked probability relative to its own (README, Conversations, for
-        how well that score holds). A quote overlapping one already given is skipped; for "what did
-        X say?", only sentences that quote speech and name X count, each statement once (the same
-        quoted words in two reports are one statement), and for it the answering `bar` is enough:
-        the others need ALTERNATIVE_MIN_SCORE too."""
-        best = reading.candidates[0]
-        speaker = reader.speaker(question)
-        if speaker is None:
-            bar = max(bar, ALTERNATIVE_MIN_SCORE)
-        given = list(answer.citations)
-        found: list[Answer] = []
-        for candidate in reading.candidates[1:]:
-            if candidate.span is None or len(found) == MAX_ALTERNATIVES:
-                break  # past the sentences the answer model read
-            score = round(min(answer.score, answer.score * candidate.probability / max(best.probability, 1e-9)), 4)
-            if score < bar:
-                break  # candidates come best first
-            other = self._answer(view, evidence, question, candidate, score, (), {})
-            cited = other.citations[0]
-            if any(c.doc_id == cited.doc_id and c.start < cited.end and cited.start < c.end for c in given):
-                continue
-            if any(c.quote == cited.quote for c in given):
-                continue  # the same words elsewhere (a repeated paragraph)
-            if speaker is not None and not (speaker in cited.quote and reader.speech_question(question, cited.quote)):
-                continue
-            if speaker is not None and reader.quoted_speech(cited.quote) in {reader.quoted_speech(c.quote) for c in given}:
-                continue
-            given.append(cited)
-            found.append(other)
-        return tuple(found)
+    def ranked(self, question: str, depth: int) -> list[Passage]:
+        """The question's top `depth` passages over the whole index, as retrieval ranks them
+        (evaluation's recall@k reads these)."""
+        view = self.store.view()
+        return list(passages(view, self.retrieve(view, question, depth)[1], self.config.rrf_k))
 
     def retrieve(
         self,
@@ -372,75 +289,6 @@ class Pipeline:
         )
         return q_vector, hits
 
-    def _answer(
-        self,
-        view: ReadView,
-        evidence: reader.Evidence,
-        question: str,
-        best: reader.Candidate,
-        score: float,
-        passages: tuple[Passage, ...],
-        timings: dict,
-    ) -> Answer:
-        sentence = evidence.sentence(best.sentence_id)
-        first, last = quoted(view, sentence)
-        document = view.document(sentence.doc_id)
-        text = document.text
-        start, end = first.start, last.end
-        quote = text[start:end]
-        answer_span = self._short_answer(question, best, sentence, text, start, end)
-        citation = Citation(
-            doc_id=document.doc_id,
-            title=document.title,
-            source=document.source,
-            page=document.page_at(start),
-            start=start,
-            end=end,
-            quote=quote,
-            section=document.section_at(start),
-        )
-        return Answer(
-            question=question,
-            answered=True,
-            answer=text[answer_span.start : answer_span.end] if answer_span else quote,
-            quote=quote,
-            score=score,
-            citations=(citation,),
-            passages=passages,
-            answer_span=answer_span,
-            timings_ms=timings,
-        )
-
-    def _short_answer(
-        self, question: str, best: reader.Candidate, sentence: SentenceRecord, text: str, start: int, end: int
-    ) -> Span | None:
-        """The answer model's span in the chosen sentence; the rules (over the quote `start:end`)
-        when it read none, and for "what did X say": the speaker's quoted words whole."""
-        rules = reader.short_answer(question, text[start:end])
-        if reader.takes_model_span(question, best.span, rules):
-            return Span(sentence.start + best.span.start, sentence.start + best.span.end)
-        return Span(start + rules[0], start + rules[1]) if rules else None
-
-    def passages(self, view: ReadView, hits: Sequence[Hit]) -> tuple[Passage, ...]:
-        """The hits' chunks as passages, their score relative to the best possible one."""
-        best_possible = best_possible_score(self.config.rrf_k)
-        chunks = view.chunks([h.chunk_id for h in hits])
-        documents = {d.doc_id: d for d in view.documents({c.doc_id for c in chunks})}
-        return tuple(
-            Passage(
-                chunk_id=chunk.chunk_id,
-                doc_id=chunk.doc_id,
-                title=documents[chunk.doc_id].title,
-                source=documents[chunk.doc_id].source,
-                page=chunk.page,
-                start=chunk.start,
-                end=chunk.end,
-                text=chunk.text,
-                score=round(min(1.0, hit.score / best_possible), 4),
-            )
-            for hit, chunk in zip(hits, chunks)
-        )
-
 
 def _mentioning(answer: Answer, mentions: str) -> Answer:
     """`answer`, or an abstention when its quote does not mention `mentions` (when that is set)."""
@@ -448,22 +296,6 @@ def _mentioning(answer: Answer, mentions: str) -> Answer:
         return answer
     return Answer(answer.question, False, score=answer.score, passages=answer.passages, message=NOT_FOUND,
                   timings_ms=answer.timings_ms)
-
-
-def gather(view: ReadView, hits: Sequence[Hit]) -> reader.Evidence:
-    """What the reader reads of `hits`: each hit's sentences, in order, and term IDF over `view`."""
-    chunks = view.chunks([h.chunk_id for h in hits])
-    records = iter(view.sentences([s for c in chunks for s in c.sentence_ids]))
-    sentences = [[next(records) for _ in c.sentence_ids] for c in chunks]
-    return reader.Evidence(list(hits), sentences, partial(idf, view))
-
-
-def quoted(view: ReadView, sentence: SentenceRecord) -> tuple[SentenceRecord, SentenceRecord]:
-    """The first and last sentences of the quote around `sentence`: `reader.quote_sentences` over
-    its neighbours, fetched from the view."""
-    ids = [i for i in (sentence.previous, sentence.next) if i is not None]
-    around = dict(zip(ids, view.sentences(ids)))
-    return reader.quote_sentences(sentence, around.get(sentence.previous), around.get(sentence.next))
 
 
 def _match_documents(infos: list[DocumentInfo], key: str) -> list[DocumentInfo]:

@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qa.types import Passage
+
 if TYPE_CHECKING:
-    from qa.store.protocol import ChunkRecord, ReadView, SentenceRecord
+    from qa.store.protocol import ReadView
+    from qa.types import ChunkRecord, SentenceRecord
 
 # Measured on SQuAD public (5,696 questions, whole corpus), recall@5: RRF alone 0.946; + best
 # sentence cosine 0.956; + IDF term coverage 0.968 (a plateau for coverage weights 0.05-0.08).
@@ -176,3 +179,24 @@ def _term_coverage(view: ReadView, chunks: list[ChunkRecord], tokens: list[str])
     weights = _idf(df[df > 0], view.chunk_count)
     found = np.array([[t in c.terms for t in known] for c in chunks], np.float64).reshape(len(chunks), len(known))
     return found @ weights / weights.sum()
+
+
+def passages(view: ReadView, hits: Sequence[Hit], rrf_k: int) -> tuple[Passage, ...]:
+    """The hits' chunks as passages, their score relative to the best possible one."""
+    best_possible = best_possible_score(rrf_k)
+    chunks = view.chunks([h.chunk_id for h in hits])
+    documents = {d.doc_id: d for d in view.documents({c.doc_id for c in chunks})}
+    return tuple(
+        Passage(
+            chunk_id=chunk.chunk_id,
+            doc_id=chunk.doc_id,
+            title=documents[chunk.doc_id].title,
+            source=documents[chunk.doc_id].source,
+            page=chunk.page,
+            start=chunk.start,
+            end=chunk.end,
+            text=chunk.text,
+            score=round(min(1.0, hit.score / best_possible), 4),
+        )
+        for hit, chunk in zip(hits, chunks)
+    )

@@ -1,4 +1,5 @@
-"""The records that flow between stages: files -> Document -> Chunk -> Passage -> Answer.
+"""The records that flow between stages: files -> Document -> Chunk -> (the store) ChunkRecord and
+SentenceRecord, by id -> Passage -> Answer.
 
 Every position is a character offset into its document's extracted text, so a quote can always
 be checked against the document it came from.
@@ -10,6 +11,10 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Paragraphs (and pages) of a document's text are separated by a blank line: a chunk boundary.
 PARAGRAPH_BREAK = "\n\n"
@@ -85,6 +90,51 @@ class Chunk:
     text: str
     page: int | None
     sentences: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A chunk as retrieval sees it: where it stands, its vector, its sentences and its terms."""
+
+    chunk_id: int
+    doc_id: str
+    start: int
+    end: int
+    page: int | None
+    text: str
+    vector: np.ndarray  # float32 (dim,), normalised
+    sentence_ids: tuple[int, ...]
+    terms: frozenset[str]  # its stemmed keyword terms (qa.retrieve.tokenize)
+
+
+@dataclass(frozen=True)
+class SentenceRecord:
+    """A sentence as reading sees it; `previous`/`next` are the ids of the sentences before and
+    after it in its document (across chunk borders), None at the document's ends."""
+
+    sentence_id: int
+    chunk_id: int
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    vector: np.ndarray  # float32 (dim,), normalised
+    previous: int | None
+    next: int | None
+
+
+@dataclass
+class NewDocument:
+    """A parsed, chunked and embedded document waiting to be committed to the store."""
+
+    doc: Document
+    chunk_spans: np.ndarray  # int64 (n, 2)
+    chunk_pages: np.ndarray  # int32 (n,), -1 for no page
+    sentence_spans: np.ndarray  # int64 (m, 2)
+    sentence_chunks: np.ndarray  # int32 (m,), chunk number within this document
+    chunk_vectors: np.ndarray  # float32 (n, dim)
+    sentence_vectors: np.ndarray  # float16 (m, dim)
+    chunk_tokens: list[list[str]]  # BM25 tokens per chunk
 
 
 @dataclass(frozen=True)

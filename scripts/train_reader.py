@@ -45,11 +45,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qa import read as reader  # noqa: E402
-from qa import span  # noqa: E402
+from qa.read import Evidence, gather, questions, span  # noqa: E402
+from qa.read import features as reader  # noqa: E402
 from qa.config import Config  # noqa: E402
 from qa.evaluate import article_folds, exact_match, expected_calibration_error, f1_score, reliability  # noqa: E402
-from qa.pipeline import Pipeline, gather  # noqa: E402
+from qa.pipeline import Pipeline  # noqa: E402
 from qa.retrieve import retrieve, tokenize  # noqa: E402
 from qa.store import Store  # noqa: E402
 
@@ -105,7 +105,7 @@ def holds_answer(text: str, golds: list[str]) -> bool:
     return any(g.lower() in lowered for g in golds)
 
 
-def evidence_for(pipeline: Pipeline, view, question: str, vector: np.ndarray) -> reader.Evidence:
+def evidence_for(pipeline: Pipeline, view, question: str, vector: np.ndarray) -> Evidence:
     """What the reader reads for the question: the configured retrieval over `view`, gathered."""
     config = pipeline.config
     hits = retrieve(view, vector, tokenize([question])[0], top_k=config.top_k, depth=config.fusion_depth, rrf_k=config.rrf_k)
@@ -274,8 +274,8 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldR
             best, result = int(top[j]), spans[j]
             raw = model.confidence("answer_verifier", reader.judged_answer_row(model, e.question, e.features, p, top, reranked, spans))
         text = e.features.texts[best]
-        rules = reader.short_answer(e.question, text)
-        if reader.takes_model_span(e.question, result, rules):
+        rules = questions.short_answer(e.question, text)
+        if questions.takes_model_span(e.question, result, rules):
             short = text[result.start : result.end]
         else:
             short = text[rules[0] : rules[1]] if rules else text

@@ -26,7 +26,7 @@ SQuAD 2.0 dev half, whose articles are evaluation articles, so this stage is cro
 article like the reader: `--leave-out-fold K` trains without fold K's articles, and
 train_reader.py `--span-folds` scores each fold with the model that never saw it; a model to
 ship would be trained on all of them. It mixes in `--questions` train questions not seen in stage
-one (`--skip`), so the span skill is kept. Measured and not shipped (README, Evaluation).
+one (`--skip`), so the span skill is kept. Measured and not shipped (docs/evaluation.md).
 Run: `.venv/bin/python scripts/train_span.py` (CPU: ~27 pairs/s on 2 cores, ~50 with --bf16 on
 CPUs that have it; a GPU is used when one is present). `--questions N` trains on the first N of
 the shuffled questions; the run checkpoints to the work folder and `--resume` continues an
@@ -50,7 +50,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qa import span  # noqa: E402
+from qa.read import span  # noqa: E402
 from qa.chunk import split_sentences  # noqa: E402
 from qa.evaluate import article_folds, load_questions  # noqa: E402
 from qa.retrieve import tokenize  # noqa: E402

@@ -18,6 +18,7 @@ from filelock import Timeout
 from reliability_helpers import FAKE_MODEL, child_command, child_env, fake_pipeline, write_corpus
 
 from qa.pipeline import Pipeline
+from qa.retrieve import passages
 from qa.types import Answer
 
 pytestmark = pytest.mark.timeout(120)
@@ -110,8 +111,8 @@ def test_an_old_snapshot_stays_consistent_after_commits(tmp_path: Path) -> None:
     assert old.docs == docs and np.array_equal(old.chunk_ids, ids) and np.array_equal(old.chunk_vectors, vectors)
     old.verify()
     q_vector, hits = pipeline.retrieve(old_view, "What is noted about atok3?", 5)
-    passages = pipeline.passages(old_view, hits)
-    assert passages and passages[0].source == "a-00003.txt"
+    found = passages(old_view, hits, pipeline.config.rrf_k)
+    assert found and found[0].source == "a-00003.txt"
 
 
 def test_a_question_on_a_snapshot_collected_meanwhile_is_asked_again(tmp_path: Path, monkeypatch) -> None:

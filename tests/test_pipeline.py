@@ -344,10 +344,10 @@ def test_fast_mode_answers_from_the_same_index_without_the_answer_model(seeded_p
     fast = Pipeline(replace(seeded_pipeline.config, reader_model="none"))
     answer = fast.ask("What did Kallas say?")
     assert answer.answered and "no peace to keep" in answer.quote
-    assert fast.span_model is None and fast._span_model is None
+    assert fast.reader.span_model is None and fast.reader._span_model is None
     accurate = seeded_pipeline.ask("What did Kallas say?")
     assert accurate.citations[0].start == answer.citations[0].start  # same sentence either way
-    assert seeded_pipeline._span_model is not None
+    assert seeded_pipeline.reader._span_model is not None
 
 
 def test_strict_asks_for_the_higher_calibrated_confidence(seeded_pipeline: Pipeline) -> None:

@@ -3,7 +3,7 @@ and the ranking and verifying of candidate sentences.
 
 No embedding model: a small store of handmade documents with random unit vectors, where the
 question vector is set equal to a sentence's vector to control similarity. The reader reads
-sentence records the pipeline gathers from the store's view (`qa.pipeline.gather`): so do these
+sentence records gathered from the store's view (`qa.read.gather`): so do these
 tests, naming sentences by id.
 """
 
@@ -17,31 +17,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa import read as reader
-from qa.read import (
+from qa.read import Evidence, gather
+from qa.read import features as reader
+from qa.read.features import (
     MODEL_FILE,
     QUESTION_FEATURES,
     SENTENCE_FEATURES,
     Calibration,
-    Candidate,
     Logistic,
-    Reading,
     ReaderModel,
     extract,
     load_model,
     question_row,
-    question_type,
-    quote_sentences,
-    short_answer,
-    speech_question,
-    takes_model_span,
 )
-from qa.pipeline import gather, quoted
+from qa.read.questions import question_type, short_answer, speech_question, takes_model_span
+from qa.read.span import SpanResult
+from qa.read.verdict import Candidate, Reading, quote_sentences, quoted, rank
 from qa.retrieve import retrieve, tokenize
-from qa.span import SpanResult
 from qa.store import NewDocument, Store
-from qa.store.protocol import ReadView, SentenceRecord, chunk_of
-from qa.types import Document
+from qa.store.protocol import ReadView, chunk_of
+from qa.types import Document, SentenceRecord
 
 DIM = 16
 MODEL = "test-model"
@@ -108,7 +103,7 @@ def view(tmp_path_factory) -> ReadView:
     return store.view()
 
 
-def evidence_for(view: ReadView, q_vector: np.ndarray, question: str) -> reader.Evidence:
+def evidence_for(view: ReadView, q_vector: np.ndarray, question: str) -> Evidence:
     """Every chunk of the view retrieved for the question, gathered for the reader."""
     n = view.chunk_count
     return gather(view, retrieve(view, q_vector, tokenize([question])[0], top_k=n, depth=n, rrf_k=60))
@@ -136,7 +131,7 @@ def sentence_vector(view: ReadView, sentence_id: int) -> np.ndarray:
 
 def quote(view: ReadView, text: str) -> tuple[str, str]:
     """The first and last sentences the quote around the sentence with this text holds."""
-    first, last = quoted(view, view.sentences([sentence(view, text)])[0])
+    first, last = quoted(gather(view, []), view.sentences([sentence(view, text)])[0])
     return first.text, last.text
 
 
@@ -496,7 +491,7 @@ def test_extract_features(view: ReadView):
 def test_question_vector_and_rare_words_rank_their_sentence_first(view: ReadView):
     target = sentence(view, KALLAS)
     q = sentence_vector(view, target)
-    reading = reader.read(QUESTION, q, evidence_for(view, q, QUESTION))
+    reading = rank(QUESTION, q, evidence_for(view, q, QUESTION))
     assert reading.candidates[0].sentence_id == target
     assert isinstance(reading.candidates[0], Candidate)
     assert 0.0 <= reading.confidence <= 1.0
@@ -512,7 +507,7 @@ def test_question_vector_and_rare_words_rank_their_sentence_first(view: ReadView
 FISHERMEN = "Who protested outside the town hall?"
 
 
-def fishermen_question(view: ReadView) -> tuple[int, np.ndarray, reader.Evidence]:
+def fishermen_question(view: ReadView) -> tuple[int, np.ndarray, Evidence]:
     """The answering sentence's id, the question vector and the evidence for FISHERMEN."""
     target = sentence(view, "Fishermen protested outside the town hall.")
     q = sentence_vector(view, target)
@@ -528,7 +523,7 @@ def constant_verifier(bias: float) -> Logistic:
 def test_read_uses_the_given_model(view: ReadView):
     target, q, evidence = fishermen_question(view)
     model = load_model()
-    reading = reader.read(FISHERMEN, q, evidence, model)
+    reading = rank(FISHERMEN, q, evidence, model)
     f = extract(FISHERMEN, q, evidence)
     probabilities = model.ranker.predict(f.sentence)
     assert [c.probability for c in reading.candidates] == pytest.approx(sorted(probabilities, reverse=True))
@@ -537,7 +532,7 @@ def test_read_uses_the_given_model(view: ReadView):
     assert reading.confidence == pytest.approx(model.calibration["verifier"](raw))
     for bias, check in ((50.0, lambda c: c > 0.99), (-50.0, lambda c: c < 0.01)):
         always = ReaderModel(model.ranker, constant_verifier(bias))  # uncalibrated: the raw output
-        assert check(reader.read(FISHERMEN, q, evidence, always).confidence)
+        assert check(rank(FISHERMEN, q, evidence, always).confidence)
 
 
 def test_calibration_maps_the_verifier_through_its_isotonic_knots(view: ReadView):
@@ -546,7 +541,7 @@ def test_calibration_maps_the_verifier_through_its_isotonic_knots(view: ReadView
     squash = Calibration(np.array([0.0, 1.0]), np.array([0.2, 0.3]))  # every output to 0.2-0.3
     for bias, expected in ((50.0, 0.3), (-50.0, 0.2)):
         model = ReaderModel(shipped.ranker, constant_verifier(bias), calibration={"verifier": squash})
-        assert reader.read(FISHERMEN, q, evidence, model).confidence == pytest.approx(expected, abs=1e-6)
+        assert rank(FISHERMEN, q, evidence, model).confidence == pytest.approx(expected, abs=1e-6)
 
 
 def test_shipped_calibrations_are_monotone_probabilities():
@@ -609,7 +604,7 @@ def test_a_quote_questions_speech_verb_is_not_a_word_to_find(view: ReadView):
 
 def test_no_hits_read_nothing(view: ReadView):
     q = sentence_vector(view, sentence(view, "A is true."))
-    assert reader.read(QUESTION, q, gather(view, [])) == Reading([], 0.0)
+    assert rank(QUESTION, q, gather(view, [])) == Reading([], 0.0)
     f = extract(QUESTION, q, gather(view, []))
     assert f.sentence_ids == [] and f.sentence.shape == (0, len(SENTENCE_FEATURES))
 
@@ -635,11 +630,11 @@ def test_answer_model_reranks_the_top_sentences_and_carries_its_span(view: ReadV
     model is sure of moves to the front, with its span; the rest keep the ranker's order."""
     q = sentence_vector(view, sentence(view, KALLAS))
     evidence = evidence_for(view, q, QUESTION)
-    fast = reader.read(QUESTION, q, evidence)
+    fast = rank(QUESTION, q, evidence)
     second = fast.candidates[1]
     needle = sentence_text(view, second.sentence_id)[:12]
     stub = StubSpanModel(needle)
-    read = reader.read(QUESTION, q, evidence, span_model=stub)
+    read = rank(QUESTION, q, evidence, span_model=stub)
     assert len(stub.calls) == 1 and len(stub.calls[0]) == min(reader.RERANK_TOP, len(fast.candidates))
     assert read.candidates[0].sentence_id == second.sentence_id
     assert read.candidates[0].span is not None and read.candidates[0].span.score == 20.0

@@ -32,6 +32,7 @@ from reportlab.lib import pdfencrypt
 from reportlab.pdfgen import canvas
 
 from qa.config import Config
+from qa.embed import embed_documents
 from qa.pipeline import Pipeline
 from qa.schema import answer_json
 from qa.store import IndexError as StoreIndexError
@@ -503,7 +504,7 @@ def test_texts_are_read_back_exactly_even_with_carriage_returns(tmp_path: Path) 
     doc = Document(hashlib.sha256(text.encode()).hexdigest()[:16], "t", "cr.pdf", "/x/cr.pdf", text)
     pipeline = fake_pipeline(tmp_path / "index")
     with pipeline.store.lock():
-        pipeline.store.commit(pipeline._prepare_all([pipeline._chunked(doc)]), set())
+        pipeline.store.commit(embed_documents(pipeline.embedder, [pipeline._chunked(doc)]), set())
     assert pipeline.document(doc.doc_id).text == text
     pipeline.check()
 

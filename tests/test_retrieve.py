@@ -15,8 +15,8 @@ import pytest
 
 from qa.retrieve import COVERAGE_WEIGHT, SENTENCE_WEIGHT, Hit, retrieve, tokenize
 from qa.store import NewDocument, Store
-from qa.store.protocol import ChunkRecord, ReadView
-from qa.types import Document
+from qa.store.protocol import ReadView
+from qa.types import ChunkRecord, Document
 
 DIM = 16
 MODEL = "test-model"

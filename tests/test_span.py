@@ -31,7 +31,7 @@ def tiny_qa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_span_lies_inside_the_context(tiny_qa_model: Path) -> None:
-    from qa.span import MAX_ANSWER_TOKENS, SpanModel
+    from qa.read.span import MAX_ANSWER_TOKENS, SpanModel
 
     context = "The Ukraine Defense Contact Group is set to meet at NATO headquarters in Brussels on Friday."
     [result] = SpanModel(str(tiny_qa_model)).score("When will the group meet?", [context])
@@ -59,13 +59,13 @@ def test_pipeline_uses_the_span_model_and_stays_verbatim(tiny_qa_model: Path, tm
     text = pipeline.document(citation.doc_id).text
     assert answer.answer == text[answer.answer_span.start : answer.answer_span.end]
     # The model, not the rules, chose the span: its own answer for the quoted sentence.
-    [result] = pipeline.span_model.score(answer.question, [citation.quote])
+    [result] = pipeline.reader.span_model.score(answer.question, [citation.quote])
     assert (answer.answer_span.start, answer.answer_span.end) == (citation.start + result.start, citation.start + result.end)
 
 
 def test_bundled_answer_model_is_small_and_complete() -> None:
     """The repo carries the fine-tuned layers only (<= 25 MB); the rest comes from the package."""
-    from qa.span import BUNDLED_DIR
+    from qa.read.span import BUNDLED_DIR
 
     weights = BUNDLED_DIR / "weights.safetensors"
     assert weights.stat().st_size <= 25 * 1024 * 1024
@@ -80,7 +80,7 @@ def test_bundled_answer_model_is_small_and_complete() -> None:
 def test_bundled_answer_model_finds_the_answer_and_knows_a_wrong_sentence() -> None:
     """On the seed briefing (not in its training data): the span is the day, and a sentence
     about something else scores below the one that answers."""
-    from qa.span import SpanModel
+    from qa.read.span import SpanModel
 
     answers = "The Ukraine Defense Contact Group is set to meet at NATO headquarters in Brussels on Friday."
     other = "Finland's Defense Minister Antti Häkkänen stressed the necessity of U.S. involvement."
@@ -96,7 +96,7 @@ def test_short_answer_is_capped_at_max_answer_tokens() -> None:
 
     import torch
 
-    from qa.span import MAX_ANSWER_TOKENS, SpanModel, bundled_tokenizer
+    from qa.read.span import MAX_ANSWER_TOKENS, SpanModel, bundled_tokenizer
 
     tokenizer = bundled_tokenizer()
 
@@ -122,7 +122,7 @@ def test_short_answer_is_capped_at_max_answer_tokens() -> None:
 def test_candidates_are_read_in_groups_of_similar_length() -> None:
     """Every row is read once; no group pads beyond PADDING_WASTE times its real tokens; similar
     lengths share a batch."""
-    from qa.span import PADDING_WASTE, length_groups
+    from qa.read.span import PADDING_WASTE, length_groups
 
     lengths = [40, 160, 42, 38, 90, 41, 12]
     groups = length_groups(lengths)
@@ -137,7 +137,7 @@ def test_candidates_are_read_in_groups_of_similar_length() -> None:
 def test_a_batch_of_candidates_reads_like_each_candidate_alone() -> None:
     """Grouping a question's candidates by length changes nothing but the time: the same spans,
     and scores a quantisation step apart (int8 activations are scaled per batch)."""
-    from qa.span import SpanModel
+    from qa.read.span import SpanModel
 
     model = SpanModel(runtime="onnx")
     question = "On what day will the Ukraine Defense Contact Group meet?"
@@ -157,7 +157,7 @@ def test_the_int8_graph_reads_like_the_fp32_model_it_was_exported_from() -> None
     """The default runtime (int8 ONNX, `tokenizers`) and the fp32 torch reference pick the same
     spans, with scores a quantisation step apart, on sentences from the seed briefing, one of them
     past the 160-token window (the question is never cut, the sentence is)."""
-    from qa.span import SpanModel
+    from qa.read.span import SpanModel
 
     questions = ["On what day will the Ukraine Defense Contact Group meet?", "Who is Finland's Defense Minister?",
                  "What did Kallas say?", "Where is the meeting?"]

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.store.protocol import ChunkRecord, Scored, SentenceRecord, StaleView, chunk_of, records_by_id, sentence_id
-from qa.types import Document, DocumentInfo
+from qa.store.protocol import Scored, StaleView, chunk_of, records_by_id, sentence_id
+from qa.types import ChunkRecord, Document, DocumentInfo, NewDocument, SentenceRecord
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
@@ -53,20 +53,6 @@ class DocMeta:
     page_starts: tuple[int, ...]
     added_at: str
     chars: int
-
-
-@dataclass
-class NewDocument:
-    """A parsed, chunked and embedded document waiting to be committed."""
-
-    doc: Document
-    chunk_spans: np.ndarray  # int64 (n, 2)
-    chunk_pages: np.ndarray  # int32 (n,), -1 for no page
-    sentence_spans: np.ndarray  # int64 (m, 2)
-    sentence_chunks: np.ndarray  # int32 (m,), chunk number within this document
-    chunk_vectors: np.ndarray  # float32 (n, dim)
-    sentence_vectors: np.ndarray  # float16 (m, dim)
-    chunk_tokens: list[list[str]]  # BM25 tokens per chunk
 
 
 class Snapshot:

@@ -43,9 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from qa.store.local import IndexError, NewDocument, writer_lock
-from qa.store.protocol import ChunkRecord, Scored, SentenceRecord, StaleView, chunk_of, records_by_id, sentence_id
-from qa.types import Document, DocumentInfo
+from qa.store.local import IndexError, writer_lock
+from qa.store.protocol import Scored, StaleView, chunk_of, records_by_id, sentence_id
+from qa.types import ChunkRecord, Document, DocumentInfo, NewDocument, SentenceRecord
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qa.types import Document, DocumentInfo
+from qa.types import ChunkRecord, Document, DocumentInfo, NewDocument, SentenceRecord
 
 # Sentences per chunk stay far below this (chunks hold ~120 words): k < SENTENCES_PER_CHUNK.
 SENTENCES_PER_CHUNK = 1024
@@ -47,40 +47,6 @@ class Scored:
 
     chunk_id: int
     score: float
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    """A chunk as retrieval sees it: where it stands, its vector, its sentences and its terms."""
-
-    chunk_id: int
-    doc_id: str
-    start: int
-    end: int
-    page: int | None
-    text: str
-    vector: np.ndarray  # float32 (dim,), normalised
-    sentence_ids: tuple[int, ...]
-    terms: frozenset[str]  # its stemmed keyword terms (qa.retrieve.tokenize)
-
-
-@dataclass(frozen=True)
-class SentenceRecord:
-    """A sentence as reading sees it; `previous`/`next` are the ids of the sentences before and
-    after it in its document (across chunk borders), None at the document's ends."""
-
-    sentence_id: int
-    chunk_id: int
-    doc_id: str
-    start: int
-    end: int
-    text: str
-    vector: np.ndarray  # float32 (dim,), normalised
-    previous: int | None
-    next: int | None
-
-
-NewDocumentLike = Any  # qa.store.local.NewDocument: a parsed, chunked and embedded document
 
 
 def records_by_id(kept: dict[int, Any], ids: Sequence[int], look_up: Callable[[list[int]], list[Any]]) -> list[Any]:
@@ -142,8 +108,8 @@ class IndexStore(Protocol):
     def is_new(self) -> bool:
         """Never written to: a new index is built from the seed folder, one its user emptied is not."""
 
-    def commit(self, add: Sequence[NewDocumentLike], remove: Collection[str]) -> None:
-        """Add documents (`qa.store.NewDocument`) and remove documents by id, in one step."""
+    def commit(self, add: Sequence[NewDocument], remove: Collection[str]) -> None:
+        """Add documents (`qa.types.NewDocument`) and remove documents by id, in one step."""
 
     def check(self) -> dict[str, object]:
         """A deep consistency check: {"generation", "model", "documents", "chunks", "sentences"};

@@ -10,7 +10,7 @@ question-answering model (a local folder, or a hub name for users online) can be
 
 A sentence's score is its best span's start+end logits minus the [CLS] ("no answer") logits:
 positive means the model thinks the answer is in this sentence. The reader stacks that score
-with its own features (see `qa.read`).
+with its own features (see `qa.read.features`).
 
 Our model runs as an int8 ONNX graph (`qa.runtime`: exported from these weights on first use,
 cached; tokenised by `tokenizers`), so answering imports neither torch nor transformers; a
@@ -31,7 +31,7 @@ import numpy as np
 from qa import runtime
 
 BUNDLED = "bundled"
-BUNDLED_DIR = Path(__file__).with_name("models") / "span"
+BUNDLED_DIR = Path(__file__).parents[1] / "models" / "span"
 MAX_TOKENS = 160  # question + one sentence; longer sentences are truncated
 MAX_QUESTION_TOKENS = 64  # a longer question is cut, so the sentence always has room
 # A candidate batch is split where padding would waste more than this (span.length_groups). The
