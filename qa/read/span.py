@@ -210,6 +210,71 @@ def new_trainable(start_from: Path | None = None):
     return model
 
 
+ADAPTERS = "adapters.safetensors"  # a base-size answer model: LoRA adapters + head over qa.read.basemodel
+
+
+def base_tokenizer():
+    from transformers import AutoTokenizer
+
+    from qa.read.basemodel import base_model_dir
+
+    return AutoTokenizer.from_pretrained(str(base_model_dir()))
+
+
+def new_adapted(rank: int, alpha: float):
+    """For training: the base-size encoder (qa.read.basemodel) frozen, LoRA adapters on every encoder
+    Linear and a fresh question-answering head, which stay trainable."""
+    from transformers import AutoModelForQuestionAnswering
+
+    from qa.read import lora
+    from qa.read.basemodel import base_model_dir
+
+    model = AutoModelForQuestionAnswering.from_pretrained(str(base_model_dir()))
+    lora.add_adapters(model.base_model.encoder, rank, alpha)
+    model.config.lora = {"rank": rank, "alpha": alpha}
+    return model
+
+
+def save_adapters(model, folder: Path, card: dict) -> None:
+    """The adapters and head in fp16, their shape (config.json's "lora") and card.json; atomically."""
+    import torch
+    from safetensors.torch import save_file
+
+    from qa.read import lora
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.to(torch.float16).contiguous() for k, v in lora.trainable_state(model).items()}
+    for name, write in (
+        (ADAPTERS, lambda p: save_file(state, str(p))),
+        ("config.json", lambda p: p.write_text(json.dumps({"base": "all-mpnet-base-v2", **model.config.lora}) + "\n",
+                                               encoding="utf-8")),
+        ("card.json", lambda p: p.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")),
+    ):
+        tmp = folder / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, folder / name)
+
+
+def load_adapted(folder: Path, merged: bool = True):
+    """A base-size answer model: the base weights with `folder`'s adapters and head (merged into
+    plain Linear layers unless `merged` is False, to train further)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from qa.read import lora
+
+    shape = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    model = new_adapted(shape["rank"], shape["alpha"])
+    state = {k: v.to(torch.float32) for k, v in load_file(str(folder / ADAPTERS)).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    trained = {k for k, p in model.named_parameters() if p.requires_grad}
+    if unexpected or trained - set(state):
+        raise ValueError(f"{folder}: adapters do not match the model (missing {sorted(trained - set(state))[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    model.eval()
+    return lora.merge(model) if merged else model
+
+
 def save(model, folder: Path, card: dict) -> None:
     """config.json, fp16 weights without the word embeddings, card.json; written atomically."""
     import torch
