@@ -9,7 +9,7 @@
   the page cache, then the median and the spread of the timed runs).
   Its peak RSS comes from GNU time (`/usr/bin/time -f %M`, in extra runs). The yardstick is a fresh
   `python -c "import numpy, faiss, tokenizers"` timed the same way: the ratio is what the
-  README's target (<= 6x) speaks of, and it travels across machines better than seconds.
+  target in docs/performance.md (<= 6x) speaks of, and it travels across machines better than seconds.
 - imports: `python -X importtime` of one `qa ask`: gradio must not be imported, and with the
   default (onnx) encoder neither torch nor transformers; the largest cumulative imports are listed.
 The exports of both models are made (cached) before any timing.

@@ -34,13 +34,13 @@ class Config:
     chunk_words: int = 120
     # The reader's confidence is a calibrated probability that its quote holds the answer (fit on
     # SQuAD 2.0's mix of answerable and in-topic unanswerable questions); below this it abstains
-    # rather than guess. Chosen out-of-fold on the public SQuAD sets (README, Evaluation): at 0.11
+    # rather than guess. Chosen out-of-fold on the public SQuAD sets (docs/evaluation.md): at 0.11
     # it refuses 91% of questions whose article is absent and 3.5% of answerable ones (targets 90%
     # / 3%); at 0.1, 88% and 2.6%; at 0.15, 95% and 5.8%.
     min_confidence: float = 0.11
     # "balanced", or "strict": answer only at strict_min_confidence, which refuses more questions
     # on the documents' topic whose fact they lack, and more answerable ones too (SQuAD numbers
-    # in the README's Evaluation).
+    # in docs/evaluation.md).
     abstention: str = "balanced"
     strict_min_confidence: float = 0.3  # SQuAD 2.0, out-of-fold: refuses 46% of the unanswerable, 19% of the answerable
     # The answer model that reranks the best sentences and picks the short answer: "bundled"
@@ -48,7 +48,7 @@ class Config:
     # hub name), or "none" for the fast mode (logistic reader + rules, no model call).
     reader_model: str = "bundled"
     # How our answer model runs: "onnx" (int8 graph, no torch at ask time) or "torch" (fp32, the
-    # reference the int8 graph is measured against: README Performance). $QA_READER_RUNTIME.
+    # reference the int8 graph is measured against: docs/performance.md). $QA_READER_RUNTIME.
     reader_runtime: str = "onnx"
     max_file_mb: float = 50.0
     parse_timeout_s: float = 60.0
@@ -59,12 +59,12 @@ class Config:
     auth: str = field(default="", repr=False)
     auth_file: str = ""
     batch_size: int = 32
-    # Embedding backend: "onnx" (int8 onnxruntime, no torch at ask time; README Performance) or
+    # Embedding backend: "onnx" (int8 onnxruntime, no torch at ask time; docs/performance.md) or
     # "torch" (sentence-transformers, for models the ONNX path cannot run). $QA_ENCODER.
     encoder: str = "onnx"
     # `qa add` commits at least this many new chunks at a time (more as the index grows).
     commit_chunks: int = 2000
-    # Where the index lives (README, Scale-out on Milvus): "local" (FAISS + BM25 files in index_dir)
+    # Where the index lives (docs/scale-out.md): "local" (FAISS + BM25 files in index_dir)
     # or "milvus" (collections on a Milvus server or cluster, or a Milvus Lite file). $QA_STORE.
     store: str = "local"
     # A Milvus Lite file or a server URI (http://host:19530); "" means index_dir/milvus.db.

@@ -76,7 +76,7 @@ def confidence_label(score: float) -> str:
     The score is calibrated on the hard case, SQuAD 2.0's mix of answerable questions and
     unanswerable ones on the documents' topic: there "high" answers were right at least 3 times in
     5 and "medium" ones at least 3 in 10 (on ordinary answerable questions both are right more
-    often: README, Evaluation).
+    often: docs/evaluation.md).
     """
     if score >= HIGH_CONFIDENCE:
         return "high"

@@ -2,8 +2,8 @@
 
 `followup_dialogues.jsonl` (45 dialogues, written without sight of qa.followup's rules) also covers
 real documents from ../shared; `qa eval tests/eval/followup_dialogues.jsonl` measures them all (the
-README's numbers). Here only the dialogues over the seed briefing and the SQuAD sample run, so the
-test needs nothing outside the repo; all their documents are indexed together, as in the README.
+docs/evaluation.md's numbers). Here only the dialogues over the seed briefing and the SQuAD sample run, so the
+test needs nothing outside the repo; all their documents are indexed together, as in docs/evaluation.md.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ QUESTIONS_FILE = Path(__file__).with_name("seed_questions.jsonl")
 # On the briefing's topic, answer absent ("How much money did Japan pledge to Ukraine?"): written
 # before they were first asked. With the reader calibrated on SQuAD 2.0 and run on the int8
 # runtime (2026-12-02) the default refuses 5 of 8 (the other three score 0.15-0.17, above the
-# 0.11 bar; see the README's Limits) and the strict bar all 8, while still answering 14 of the
+# 0.11 bar; see docs/evaluation.md, Limits) and the strict bar all 8, while still answering 14 of the
 # 20 answerable seed questions. The floors keep those levels.
 IN_TOPIC_FILE = Path(__file__).with_name("seed_in_topic_unanswerable.jsonl")
 IN_TOPIC_REFUSAL_FLOOR = 0.625
