@@ -224,10 +224,16 @@ def batches_in_order(rows: list[Row], batch_size: int, seed: int) -> list[list[i
     return out
 
 
+# A batch is padded to a multiple of this many tokens: a few distinct shapes instead of one per
+# length, so the CPU's kernel caches and the allocator stop growing (mpnet + LoRA on 2 cores grew
+# by ~4 MB a step with exact lengths).
+PAD_MULTIPLE = 16
+
+
 def collate(rows: list[Row], batch: list[int], device, token_types: bool = True):
     import torch
 
-    width = max(len(rows[i][0]) for i in batch)
+    width = -(-max(len(rows[i][0]) for i in batch) // PAD_MULTIPLE) * PAD_MULTIPLE
     ids = torch.zeros((len(batch), width), dtype=torch.long)
     types = torch.zeros_like(ids)
     mask = torch.zeros_like(ids)

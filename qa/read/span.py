@@ -230,7 +230,11 @@ def new_adapted(rank: int, alpha: float):
     from qa.read.basemodel import base_model_dir
 
     model = AutoModelForQuestionAnswering.from_pretrained(str(base_model_dir()))
+    for parameter in model.parameters():  # the embeddings too: only the adapters and the head learn
+        parameter.requires_grad_(False)
     lora.add_adapters(model.base_model.encoder, rank, alpha)
+    for parameter in model.qa_outputs.parameters():
+        parameter.requires_grad_(True)
     model.config.lora = {"rank": rank, "alpha": alpha}
     return model
 
