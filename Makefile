@@ -12,6 +12,12 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: this machine carries the CPU wheel; unpinned pulls a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
+	# OCR of scanned documents uses Debian's tesseract-ocr (a system package): installed here when
+	# apt-get can (as root, as in CI); otherwise scans are refused with the command that installs it.
+	command -v tesseract >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q tesseract-ocr >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q tesseract-ocr >/dev/null; }; }; } || \
+	  echo "note: Tesseract is not installed (apt-get install tesseract-ocr): scanned documents will be refused"
 	touch $(STAMP)
 
 run: $(STAMP)

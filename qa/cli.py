@@ -264,6 +264,7 @@ def _print_answer(answer) -> None:
 def _where(c) -> str:
     """A citation as one line: title (file, page or section, characters)."""
     where = f", page {c.page}" if c.page else f", section \"{c.section}\"" if c.section else ""
+    where += ", read by OCR" if c.ocr else ""
     return f"{c.title} ({c.source}{where}, characters {c.start}-{c.end})"
 
 

@@ -52,6 +52,11 @@ class Config:
     reader_runtime: str = "onnx"
     max_file_mb: float = 50.0
     parse_timeout_s: float = 60.0
+    # A scanned file needing OCR of more pages than this is refused (at about 1 page/s on 2 cores,
+    # 200 pages is a few minutes; qa.ocr also scales a page down to at most 25 megapixels).
+    ocr_max_pages: int = 200
+    # PDF pages are drawn at this resolution for OCR (qa.ocr; docs/evaluation.md, Scanned documents).
+    ocr_dpi: int = 200
     host: str = "127.0.0.1"
     port: int = 7860
     # `qa serve` login: QA_AUTH=user:password and/or QA_AUTH_FILE=<file of user:password lines>.

@@ -5,7 +5,9 @@ needs happens while its text is built, never afterwards. Anything unusable is re
 reason a user can act on (`IngestError`), never a traceback. PDFs, Word files and web pages are
 parsed in a child process with a time limit, because a hostile or broken file can make a parser
 spin or crash. Word files and web pages become paragraphs with Markdown heading lines
-(`qa.markup`), which give their citations a section instead of a page.
+(`qa.markup`), which give their citations a section instead of a page. PDF pages without a usable
+text layer, and images, are read by OCR (`qa.ocr`); their text is joined into paragraphs like any
+PDF page's, and the document records which pages were read so and where the engine was unsure.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ import re
 import stat
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import markup, pdftext
+from . import markup, ocr, pdftext
 from .types import PARAGRAPH_BREAK, Document, section_headings
 
 # The one list of accepted file types (the chat's upload box and `qa add` both use it).
-SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html", ".htm")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html", ".htm", *ocr.IMAGE_SUFFIXES)
+PageProgress = Callable[[int, int], None]  # (pages read by OCR, pages to read)
 _WORD_SUFFIX = ".docx"
 _WEB_SUFFIXES = (".html", ".htm")
 _T = TypeVar("_T")
@@ -50,6 +55,8 @@ _SIGNATURES = {
     b"\x7fELF": "a program",
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
     b"GIF8": "a GIF image",
     b"\x1f\x8b": "a gzip archive",
     b"7z\xbc\xaf": "a 7-Zip archive",
@@ -115,9 +122,12 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 
 def load_document(
-    path: Path, *, max_bytes: int, parse_timeout_s: float, added_at: str = ""
+    path: Path, *, max_bytes: int, parse_timeout_s: float, added_at: str = "", ocr_max_pages: int = 200,
+    progress: PageProgress | None = None,
 ) -> Document:
-    """Read one file into a Document, or raise IngestError saying why it cannot be used."""
+    """Read one file into a Document, or raise IngestError saying why it cannot be used.
+    `progress` hears of each page read by OCR; a file needing OCR of more than `ocr_max_pages`
+    pages is refused."""
     path = Path(path)
     suffix = path.suffix.lower()
     try:
@@ -141,8 +151,11 @@ def load_document(
         raise IngestError(path, "empty file")
 
     page_starts: tuple[int, ...] = ()
+    scanned = Scanned()
     if suffix == ".pdf":
-        text, page_starts, title = _read_pdf(path, parse_timeout_s)
+        text, page_starts, title, scanned = _read_pdf(path, parse_timeout_s, ocr_max_pages, progress)
+    elif suffix in ocr.IMAGE_SUFFIXES:
+        text, page_starts, title, scanned = _read_image(path, parse_timeout_s, ocr_max_pages, progress)
     elif suffix == _WORD_SUFFIX:
         text, title = _read_docx(path, parse_timeout_s)
     elif suffix in _WEB_SUFFIXES:
@@ -158,6 +171,8 @@ def load_document(
         text=text,
         page_starts=page_starts,
         added_at=added_at,
+        ocr_pages=scanned.pages,
+        unsure=scanned.unsure,
     )
 
 
@@ -187,6 +202,9 @@ def content_problem(path: Path, suffix: str) -> str | None:
     kind = next((name for magic, name in _SIGNATURES.items() if head.startswith(magic)), None)
     if suffix == ".pdf":
         return None if head.startswith(b"%PDF") else "not a PDF: the file does not start with %PDF"
+    if suffix in ocr.IMAGE_SUFFIXES:
+        expected = {".png": "a PNG image", ".jpg": "a JPEG image", ".jpeg": "a JPEG image"}.get(suffix, "a TIFF image")
+        return None if kind == expected else f"not {expected}: the content is {kind or 'not an image'}"
     if suffix == _WORD_SUFFIX:
         if head.startswith(b"PK\x03\x04"):
             return None
@@ -270,7 +288,33 @@ def extract_pdf_pages(path: Path) -> tuple[list[str], str | None]:
     return pages, str(title) if title else None
 
 
-def _read_pdf(path: Path, timeout_s: float) -> tuple[str, tuple[int, ...], str | None]:
+@dataclass(frozen=True)
+class Scanned:
+    """What OCR read of a document: its 1-based pages, and the spans of its text the engine was
+    unsure of (words below `ocr.UNSURE_BELOW`)."""
+
+    pages: tuple[int, ...] = ()
+    unsure: tuple[tuple[int, int], ...] = ()
+
+
+# A PDF page whose text layer holds fewer letters and digits than this is read by OCR: an
+# image-only page (none), or a scan with only a stamped page number.
+MIN_PAGE_CHARS = 10
+# ...and one whose "text" is mostly neither (a broken font map's symbols and U+FFFD). A table of
+# figures is mostly digits and keeps its text.
+MIN_ALNUM_SHARE = 0.5
+
+
+def needs_ocr(page: str) -> bool:
+    """Whether a PDF page's text layer is empty or garbage, so the page is read by OCR."""
+    alnum = sum(ch.isalnum() for ch in page)
+    visible = sum(not ch.isspace() for ch in page)
+    return alnum < MIN_PAGE_CHARS or alnum < MIN_ALNUM_SHARE * visible
+
+
+def _read_pdf(
+    path: Path, timeout_s: float, max_pages: int, progress: PageProgress | None
+) -> tuple[str, tuple[int, ...], str | None, Scanned]:
     try:
         with path.open("rb") as f:
             head = f.read(1024)  # the header may follow a little junk
@@ -281,19 +325,88 @@ def _read_pdf(path: Path, timeout_s: float) -> tuple[str, tuple[int, ...], str |
     pages, meta_title = _parse_in_child(path, "PDF", extract_pdf_pages, path, timeout_s=timeout_s)
     # Lone surrogates from broken font maps cannot be stored as UTF-8; same length keeps offsets.
     pages = [_LONE_SURROGATE.sub("\ufffd", page) for page in pages]
+    scan = [i for i, page in enumerate(pages) if needs_ocr(page)]
+    ocr_pages: dict[int, ocr.OcrPage] = {}
+    if scan and (ocr.available() or len(scan) == len(pages)):
+        if len(scan) > max_pages:
+            raise IngestError(path, f"{len(scan)} scanned pages, above the {max_pages}-page OCR limit (QA_OCR_MAX_PAGES)")
+        ocr_pages = dict(zip(scan, _ocr(path, "PDF", ocr.render_pdf_pages, scan, timeout_s, progress)))
+    pages = [ocr_pages[i].text if i in ocr_pages else page for i, page in enumerate(pages)]
     if not any(page.strip() for page in pages):
-        raise IngestError(path, "no extractable text (a scanned PDF?): needs OCR first")
-    # Each page's lines become paragraphs without page furniture (qa.pdftext); pages are
-    # separated by a blank line and page_starts says where each begins.
-    pages = pdftext.page_paragraphs(pages)
-    page_starts, offset = [], 0
-    for page in pages:
-        page_starts.append(offset)
-        offset += len(page) + len(PARAGRAPH_BREAK)
-    text = PARAGRAPH_BREAK.join(pages)
+        raise IngestError(path, "no text found, by OCR either (blank pages or only pictures)" if ocr_pages
+                          else "no extractable text")
+    pages, page_starts, scanned = _paged_text(pages, ocr_pages)
     first_page = next((page for page in pages if page.strip()), "")
     title = _clean_title(meta_title) or _shorten_heading(pdftext.heading_title(first_page)) or printable(path.stem)
-    return text, tuple(page_starts), title
+    return PARAGRAPH_BREAK.join(pages), page_starts, title, scanned
+
+
+def _read_image(
+    path: Path, timeout_s: float, max_pages: int, progress: PageProgress | None
+) -> tuple[str, tuple[int, ...], str | None, Scanned]:
+    _refuse_mismatched_content(path, path.suffix.lower())
+    read = _ocr(path, "image", ocr.split_image, max_pages, timeout_s, progress)
+    if not any(page.text.strip() for page in read):
+        raise IngestError(path, "no text found by OCR (a blank page or only pictures)")
+    pages, page_starts, scanned = _paged_text([page.text for page in read], dict(enumerate(read)))
+    first_page = next((page for page in pages if page.strip()), "")
+    return PARAGRAPH_BREAK.join(pages), page_starts, _shorten_heading(pdftext.heading_title(first_page)), scanned
+
+
+def _ocr(path: Path, what: str, images: Callable[..., list[Path]], which: Any, timeout_s: float,
+         progress: PageProgress | None) -> list[ocr.OcrPage]:
+    """The OCR of `path`'s page images: drawn by `images(path, folder, which)` (a module-level
+    function of qa.ocr) in the child process, so a renderer that hangs or crashes costs a refusal,
+    then read by `ocr.read_pages`."""
+    if not ocr.available():
+        raise IngestError(path, f"scanned {what} without text: {ocr.INSTALL_HINT}")
+    with tempfile.TemporaryDirectory(prefix="briefqa-ocr-") as folder:
+        try:
+            files = call_in_child(_draw_pages, images, (path, Path(folder), which), timeout_s=timeout_s)
+        except TimeoutError:
+            raise IngestError(path, f"{what} took longer than {timeout_s:g} s to draw for OCR") from None
+        except ChildError as e:
+            raise IngestError(path, f"not a readable {what} ({e})") from None
+        try:
+            return ocr.read_pages(files, progress)
+        except (ocr.OcrUnavailable, RuntimeError) as e:
+            raise IngestError(path, str(e)) from None
+
+
+def _draw_pages(images: Callable[..., list[Path]], args: tuple) -> list[Path]:
+    """In the child: the page images, or a refusal whose reason is the renderer's own message."""
+    try:
+        return images(*args)
+    except ValueError as e:
+        raise IngestError(args[0], str(e)) from None
+
+
+def _paged_text(pages: list[str], read: dict[int, ocr.OcrPage]) -> tuple[list[str], tuple[int, ...], Scanned]:
+    """Each page's lines joined into paragraphs without page furniture (qa.pdftext); where each
+    page starts once they are joined apart by a blank line; what OCR read and was unsure of."""
+    pages = pdftext.page_paragraphs(pages)
+    page_starts, offset, unsure = [], 0, []
+    for number, page in enumerate(pages):
+        page_starts.append(offset)
+        if number in read:
+            unsure += [(offset + a, offset + b) for a, b in _unsure_in(page, read[number])]
+        offset += len(page) + len(PARAGRAPH_BREAK)
+    return pages, tuple(page_starts), Scanned(tuple(n + 1 for n in sorted(read)), tuple(unsure))
+
+
+def _unsure_in(page: str, read: ocr.OcrPage) -> list[tuple[int, int]]:
+    """Where the unsure words of the OCR stand in the page's final text: joining lines moved them,
+    so each is found in order, after the one before (a word the joining rewrote, a hyphen
+    resolved, is not found and not marked)."""
+    spans, at = [], 0
+    for word in read.words:
+        found = page.find(word.text, at)
+        if found < 0:
+            continue
+        at = found + len(word.text)
+        if word.confidence < ocr.UNSURE_BELOW:
+            spans.append((found, at))
+    return spans
 
 
 # --- Word files and web pages ------------------------------------------------------------------

@@ -1,10 +1,12 @@
-"""The quote on the page: one PDF page rendered as an image, with boxes around the quote's lines.
+"""The quote on the page: one PDF page (or image) rendered as an image, with boxes around the quote's lines.
 
 pypdf, the parser, cannot draw a page; PDFium (pypdfium2, the engine of Chrome's PDF viewer)
 renders it and gives each character's box. A page is rendered only when someone asks for it, in
 a child process (a PDF that hangs or crashes the renderer costs one refused view, not the server),
 and kept: in memory for the last few pages and on disk under the cache folder, named by the
-file's SHA-256, so a changed file is rendered afresh.
+file's SHA-256, so a changed file is rendered afresh. A scanned page (no usable text layer) and
+an image take their text and each word's box from OCR (`qa.ocr.page_of`, cached when the file was
+added), so the quote is boxed on the scan the same way.
 
 The stored text is not PDFium's: ingestion joined lines, repaired hyphens and dropped page
 furniture (qa.pdftext). So a quote is found on the page by its letters and digits alone, and
@@ -84,7 +86,53 @@ class Highlight:
 
 
 def _draw(path: str, page_number: int, width_px: int) -> tuple[bytes, int, int, str, list, int]:
-    """Runs in the child: (WebP bytes, width, height, text, per-character boxes, rotation)."""
+    """Runs in the child: (WebP bytes, width, height, text, per-character boxes, rotation). A
+    page without a usable text layer (a scan) and an image take their text and boxes from OCR."""
+    from qa.ingest import needs_ocr
+    from qa.ocr import IMAGE_SUFFIXES
+
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        return (*_draw_image(path, page_number, width_px), *_ocr_text(path, page_number), 0)
+    drawn = _draw_pdf(path, page_number, width_px)
+    if needs_ocr(drawn[3]):
+        return (*drawn[:3], *_ocr_text(path, page_number), 0)  # OCR read the page as drawn, turned
+    return drawn
+
+
+def _draw_image(path: str, page_number: int, width_px: int) -> tuple[bytes, int, int]:
+    import io
+
+    from PIL import Image, ImageSequence
+
+    from qa.ocr import upright
+
+    Image.MAX_IMAGE_PIXELS = None  # a huge scan is drawn scaled down, like its OCR
+    with Image.open(path) as image:
+        frames = getattr(image, "n_frames", 1)
+        if not 1 <= page_number <= frames:
+            raise ValueError(f"no page {page_number} (the file has {frames})")
+        frame = upright(next(f for n, f in enumerate(ImageSequence.Iterator(image), 1) if n == page_number)).convert("RGB")
+        frame.thumbnail((width_px, width_px * 4))
+        encoded = io.BytesIO()
+        frame.save(encoded, "WEBP", quality=WEBP_QUALITY)
+        return encoded.getvalue(), frame.width, frame.height
+
+
+def _ocr_text(path: str, page_number: int) -> tuple[str, list]:
+    """The OCR's text of the page and a box per character: a word's box shared out along it."""
+    from qa.ocr import page_of
+
+    page = page_of(Path(path), page_number)
+    boxes: list = [None] * len(page.text)
+    for word in page.words:
+        step = (word.right - word.left) / max(1, len(word.text))
+        for k in range(len(word.text)):
+            x0 = word.left + k * step
+            boxes[word.start + k] = [round(v, 5) for v in (x0, word.top, x0 + step, word.bottom)]
+    return page.text, boxes
+
+
+def _draw_pdf(path: str, page_number: int, width_px: int) -> tuple[bytes, int, int, str, list, int]:
     import io
 
     import pypdfium2 as pdfium

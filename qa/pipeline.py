@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from qa.types import Answer, Document, DocumentInfo, FileResult, NewDocument, Pa
 __all__ = ["NOT_FOUND", "AmbiguousDocument", "Pipeline", "RebuildReport", "StoreIndexError"]
 EMPTY_INDEX = "The index is empty: add documents with `qa add PATH` or the upload box, then ask again."
 EMPTY_QUESTION = "Please type a question."
-Progress = Callable[[int, int, str], None]
+Progress = Callable[[int, int, str], None]  # (files done, files, the file just indexed or "<file>: OCR page k of n")
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ class Pipeline:
             replaced: set[str] = set()
             stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
             for done, path in enumerate(files, 1):
-                results.append(self._add_one(path, stamp, known, by_path, staged, replaced))
+                pages = partial(_page_read, progress, done - 1, len(files), path.name) if progress else None
+                results.append(self._add_one(path, stamp, known, by_path, staged, replaced, pages))
                 reports.append((done, path.name))
                 # Commit in growing batches: a long run keeps its progress, yet rewrites stay rare.
                 waiting = sum(len(c) for _, c in staged)
@@ -123,6 +125,7 @@ class Pipeline:
         by_path: dict[str, str],
         staged: list[Staged],
         replaced: set[str],
+        pages: Callable[[int, int], None] | None = None,
     ) -> FileResult:
         try:
             doc = load_document(
@@ -130,6 +133,8 @@ class Pipeline:
                 max_bytes=self.config.max_file_bytes,
                 parse_timeout_s=self.config.parse_timeout_s,
                 added_at=stamp,
+                ocr_max_pages=self.config.ocr_max_pages,
+                progress=pages,
             )
         except IngestError as exc:
             return FileResult(str(path), "refused", exc.reason)
@@ -288,6 +293,11 @@ class Pipeline:
             timings=timings,
         )
         return q_vector, hits
+
+
+def _page_read(progress: Progress, done: int, total: int, name: str, page: int, pages: int) -> None:
+    """A file's OCR progress, reported as the file's own: `done` files before it are indexed."""
+    progress(done, total, f"{name}: OCR page {page} of {pages}")
 
 
 def _mentioning(answer: Answer, mentions: str) -> Answer:

@@ -52,6 +52,10 @@ class Document:
     text: str
     page_starts: tuple[int, ...] = ()
     added_at: str = ""
+    # Pages read by OCR (1-based; qa.ocr), and the spans of the text whose words the OCR engine
+    # was unsure of: an answer quoting them is less certain.
+    ocr_pages: tuple[int, ...] = ()
+    unsure: tuple[tuple[int, int], ...] = ()
 
     @property
     def pages(self) -> int | None:
@@ -66,6 +70,16 @@ class Document:
     @cached_property
     def sections(self) -> tuple[Section, ...]:
         return () if self.page_starts else section_headings(self.text)
+
+    def read_by_ocr(self, offset: int) -> bool:
+        """Whether the page holding `offset` was read by OCR."""
+        return self.page_at(offset) in self.ocr_pages if self.ocr_pages else False
+
+    def unsure_share(self, start: int, end: int) -> float:
+        """The share of `text[start:end]`'s characters in words the OCR engine was unsure of."""
+        if end <= start or not self.unsure:
+            return 0.0
+        return sum(max(0, min(end, b) - max(start, a)) for a, b in self.unsure) / (end - start)
 
     def section_at(self, offset: int) -> str | None:
         """The heading of the section holding `offset`, or None (before any heading, or a PDF)."""
@@ -154,8 +168,8 @@ class Passage:
 
 @dataclass(frozen=True)
 class Citation:
-    """Where a quote stands: `page` for PDFs; `section`, the heading above it, for documents
-    without pages (None before the first heading)."""
+    """Where a quote stands: `page` for PDFs and images; `section`, the heading above it, for
+    documents without pages (None before the first heading); `ocr` when its page was read by OCR."""
 
     doc_id: str
     title: str
@@ -165,6 +179,7 @@ class Citation:
     end: int
     quote: str
     section: str | None = None
+    ocr: bool = False
 
 
 @dataclass(frozen=True)

@@ -114,3 +114,36 @@ def make_docx() -> MakeDocx:
         return path
 
     return make
+
+
+MakeScan = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def make_scan(make_pdf: MakePdf, tmp_path_factory: pytest.TempPathFactory) -> MakeScan:
+    """`make_scan(path, pages, turn=0, dpi=150) -> path`: an image-only document of text we know.
+
+    Each page's text is drawn by `make_pdf`, rasterised with PDFium at `dpi` and turned `turn`
+    degrees clockwise, then saved by the suffix of `path`: `.pdf` (an image-only PDF, no text
+    layer), `.tif`/`.tiff` (one frame a page), or `.png`/`.jpg` (the first page).
+    """
+    import pypdfium2 as pdfium
+
+    def make(path: Path | str, pages: Sequence[str], turn: int = 0, dpi: int = 150) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        source = make_pdf(tmp_path_factory.mktemp("scan-source") / "text.pdf", pages)
+        document = pdfium.PdfDocument(str(source))
+        images = [document[i].render(scale=dpi / 72, grayscale=True).to_pil().rotate(-turn, expand=True)
+                  for i in range(len(document))]
+        document.close()
+        suffix = path.suffix.lower()
+        if suffix == ".pdf":
+            images[0].save(path, "PDF", resolution=dpi, save_all=True, append_images=images[1:])
+        elif suffix in (".tif", ".tiff"):
+            images[0].save(path, save_all=True, append_images=images[1:], dpi=(dpi, dpi), compression="tiff_deflate")
+        else:
+            images[0].save(path, dpi=(dpi, dpi))
+        return path
+
+    return make

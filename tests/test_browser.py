@@ -288,6 +288,35 @@ def check_page_view(page: sync_api.Page) -> None:
         page.set_viewport_size({"width": 1400, "height": 1100})
 
 
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract missing: apt-get install tesseract-ocr")
+def test_a_scanned_page_answers_says_so_and_boxes_the_quote_on_the_scan(page: sync_api.Page, tmp_path: Path, make_scan) -> None:
+    scan = make_scan(tmp_path / "harbour-scan.png", [
+        "Harbour report\nThe Orvik ferry carried 48,210 passengers in 2023.\nIts busiest month was July."])
+    upload(page, scan)
+    expect(page.locator("#upload-report")).to_contain_text("harbour-scan.png — added")
+    reply = ask(page, "How many passengers did the Orvik ferry carry in 2023?")
+    expect(reply).to_contain_text("48,210")
+    expect(reply).to_contain_text("read by OCR")
+    expect(reply).to_contain_text("Read by OCR from a scanned page")
+    page.locator("#evidence #ev-1-1 .qa-open").click()
+    page.locator("#doc-viewer .qa-page-open").click()
+    view = page.locator("#doc-viewer .qa-page-view")
+    expect(view).to_contain_text("Page 1 of 1 as printed · the quote boxed")
+    page.wait_for_function("document.querySelector('#doc-viewer .qa-page-view img').complete")
+    image, quote = view.locator("img"), view.locator(".qa-box-quote")
+    expect(quote.first).to_be_visible()
+    frame, box = image.bounding_box(), quote.first.bounding_box()
+    assert frame and box and frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
+    assert box["y"] < frame["y"] + frame["height"] / 3  # the sentence stands near the top of the scan
+    view.scroll_into_view_if_needed()
+    screenshot(page, "scan-page-view.png")
+    page.locator("#doc-viewer .qa-close").click()
+    choose(page, "remove-choice", "harbour-scan.png")
+    page.locator("#remove").click()
+    page.locator("#confirm-remove").click()
+    expect(page.locator("#remove-report")).to_contain_text("Removed harbour-scan.png")
+
+
 def test_hostile_document_shows_as_literal_text(page: sync_api.Page, tmp_path: Path) -> None:
     img = '<img src=x onerror="window.__pwned=1">'
     script = "<script>window.__pwned=2</script>"

@@ -23,7 +23,7 @@ KALLAS_QUOTE = "At the moment there is no peace to keep"
 UNANSWERABLE = "What is the boiling point of water on Mars?"
 
 ANSWER_KEYS = {"question", "answered", "answer", "quote", "score", "citations", "passages", "alternatives"}
-CITATION_KEYS = {"doc_id", "title", "source", "page", "section", "start", "end", "quote"}
+CITATION_KEYS = {"doc_id", "title", "source", "page", "section", "start", "end", "quote", "ocr"}
 PASSAGE_KEYS = {"doc_id", "title", "source", "page", "start", "end", "text", "score"}
 
 
@@ -106,6 +106,7 @@ def _check_types(obj: dict) -> None:
         assert all(isinstance(c[k], str) for k in ("doc_id", "title", "source", "quote"))
         assert c["page"] is None or (isinstance(c["page"], int) and c["page"] >= 1)
         assert c["section"] is None or (isinstance(c["section"], str) and c["section"])
+        assert isinstance(c["ocr"], bool)
         assert isinstance(c["start"], int) and isinstance(c["end"], int) and 0 <= c["start"] < c["end"]
     for p in obj["passages"]:
         assert set(p) == PASSAGE_KEYS, sorted(p)

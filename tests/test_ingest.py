@@ -617,7 +617,7 @@ def test_missing_file_and_folder_are_refused(tmp_path: Path) -> None:
 
 
 def test_unsupported_suffix_is_refused_and_suffix_check_ignores_case(tmp_path: Path) -> None:
-    supported = ".txt, .md, .pdf, .docx, .html, .htm"
+    supported = ".txt, .md, .pdf, .docx, .html, .htm, .png, .jpg, .jpeg, .tif, .tiff"
     odt = tmp_path / "memo.odt"
     odt.write_bytes(b"PK\x03\x04 not really")
     assert refusal(odt) == f"unsupported file type '.odt' (supported: {supported})"
@@ -687,13 +687,18 @@ def test_password_protected_pdf_is_refused(tmp_path: Path) -> None:
     assert refusal(path) == "encrypted PDF: remove the password and add it again"
 
 
-def test_pdf_without_text_needs_ocr(tmp_path: Path) -> None:
+def test_a_pdf_of_only_a_picture_is_read_by_ocr_and_refused_for_want_of_text(tmp_path: Path) -> None:
+    from qa import ocr
+
     path = tmp_path / "scan.pdf"
     c = canvas.Canvas(str(path))
     c.rect(100, 100, 200, 300, fill=1)
     c.showPage()
     c.save()
-    assert refusal(path) == "no extractable text (a scanned PDF?): needs OCR first"
+    if ocr.available():
+        assert refusal(path) == "no text found, by OCR either (blank pages or only pictures)"
+    else:
+        assert refusal(path) == f"scanned PDF without text: {ocr.INSTALL_HINT}"
 
 
 def test_corrupt_and_truncated_docx_are_refused(tmp_path: Path, make_docx) -> None:
@@ -821,7 +826,8 @@ def test_iter_files_walks_folders_sorted_supported_and_visible_only(tmp_path: Pa
     files = iter_files([root])
     assert inspect.isgenerator(files)
     assert [p.relative_to(root).as_posix() for p in files] == [
-        "C.PDF", "a.md", "aa/k.txt", "b.txt", "notes.docx", "page.HTM", "sub/deeper/y.md", "sub/site.html", "sub/z.txt",
+        "C.PDF", "a.md", "aa/k.txt", "b.txt", "notes.docx", "page.HTM", "sub/deeper/y.md", "sub/image.png", "sub/site.html",
+        "sub/z.txt",
     ]  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from reliability_helpers import (
 from reportlab.lib import pdfencrypt
 from reportlab.pdfgen import canvas
 
+from qa import ocr
 from qa.config import Config
 from qa.embed import embed_documents
 from qa.pipeline import Pipeline
@@ -100,7 +101,19 @@ def bad_files(folder: Path, make_pdf, make_docx) -> dict[Path, str]:
     scan.rect(100, 100, 200, 300, fill=1)
     scan.showPage()
     scan.save()
-    bad[folder / "scan.pdf"] = "no extractable text (a scanned PDF?)"
+    # A page of only a picture: read by OCR, which finds no text (or, without Tesseract, how to get it).
+    bad[folder / "scan.pdf"] = "no text found, by OCR either" if ocr.available() else "apt-get install tesseract-ocr"
+    from PIL import Image, ImageDraw
+
+    Image.new("L", (850, 1100), 255).save(folder / "blank-scan.png")
+    bad[folder / "blank-scan.png"] = "no text found by OCR" if ocr.available() else "apt-get install tesseract-ocr"
+    picture = Image.new("L", (850, 1100), 255)
+    ImageDraw.Draw(picture).ellipse((200, 300, 650, 750), fill=60)
+    picture.save(folder / "picture.jpg")
+    bad[folder / "picture.jpg"] = "no text found by OCR" if ocr.available() else "apt-get install tesseract-ocr"
+    put("corrupt.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "not a readable image (")
+    put("renamed.jpg", b"\x89PNG\r\n\x1a\n" + bytes(range(64)), "not a JPEG image: the content is a PNG image")
+    put("notes.tif", b"Plain notes, not an image.\n", "not a TIFF image")
     put("not-a-pdf.pdf", b"Just text pretending to be a PDF.\n" * 5, "no %PDF header")
     put("empty.txt", b"", "empty file")
     put("blank.md", b" \n\t\r\n  ", "no text")
@@ -190,6 +203,31 @@ def test_only_bad_files_leave_the_index_byte_for_byte_identical(tmp_path: Path, 
         assert reason in line, line
     assert f"0 added, 0 replaced, 0 skipped (already indexed), {len(bad)} refused" in done.stdout
     assert tree_digest(index) == before
+
+
+def test_scans_past_the_ocr_page_limit_are_refused_before_any_ocr(tmp_path: Path) -> None:
+    from PIL import Image
+
+    pages = [Image.new("L", (16, 16), 255) for _ in range(500)]
+    tiff, pdf = tmp_path / "frames.tif", tmp_path / "pages.pdf"
+    pages[0].save(tiff, save_all=True, append_images=pages[1:])
+    pages[0].save(pdf, "PDF", save_all=True, append_images=pages[1:])
+    pipeline = fake_pipeline(tmp_path / "index", ocr_max_pages=200)
+    results = pipeline.add([tiff, pdf])
+    assert [r.status for r in results] == ["refused", "refused"]
+    assert "500 pages, above the 200-page OCR limit (QA_OCR_MAX_PAGES)" in results[0].reason
+    if ocr.available():
+        assert "500 scanned pages, above the 200-page OCR limit (QA_OCR_MAX_PAGES)" in results[1].reason
+    assert not pipeline.documents()
+
+
+@pytest.mark.skipif(not ocr.available(), reason="tesseract missing: apt-get install tesseract-ocr")
+def test_a_600_dpi_poster_is_read_scaled_down(tmp_path: Path, make_scan) -> None:
+    poster = make_scan(tmp_path / "poster.png", ["Harbour festival\nThe harbour festival opens on the first of June."], dpi=600)
+    pipeline = fake_pipeline(tmp_path / "index")
+    [result] = pipeline.add([poster])
+    assert result.status == "added", result.reason
+    assert "opens on the first of June" in " ".join(pipeline.document(result.doc_id).text.split())
 
 
 def test_only_bad_files_on_a_new_index_create_nothing(tmp_path: Path, files) -> None:

@@ -130,7 +130,7 @@ class Handlers:
         """Index the uploaded files with a progress bar; a line per file, and the upload box emptied."""
 
         def report(done: int, total: int, name: str) -> None:
-            progress((done, total), desc=f"Indexed {name}")
+            progress((done, total), desc=f"Indexing: {name}")  # a file, or "<file>: OCR page k of n"
 
         progress(0, desc=f"Checking {len(files or [])} file(s)")
         return render_file_results(add_gradio_uploads(self.pipeline, files or [], report)), None

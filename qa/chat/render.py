@@ -114,6 +114,13 @@ def _source_line(n: int, number: int, title: str, source: str, page: int | None,
     return f"{link} {neutral(title)} — {neutral(_where(source, page, section))}"
 
 
+OCR_NOTE = "Read by OCR from a scanned page: a word may be misread. Open the page as printed to check."
+
+
+def _ocr_mark(citation: Citation) -> str:
+    return " · read by OCR" if citation.ocr else ""
+
+
 def _answer_mark(answer: Answer) -> Span | None:
     """What to mark inside the quote: the short answer, or the whole quote when it is the answer."""
     citation = answer.citations[0]
@@ -149,9 +156,11 @@ def render_answer(answer: Answer, number: int = 1, scope: Sequence[str] = ()) ->
         "**Sources**",
     ]
     parts += [
-        f"{_source_line(n, number, c.title, c.source, c.page, c.section)} · chars {c.start}–{c.end}"
+        f"{_source_line(n, number, c.title, c.source, c.page, c.section)} · chars {c.start}–{c.end}{_ocr_mark(c)}"
         for n, c in enumerate(answer.citations, 1)
     ]
+    if any(c.ocr for c in answer.citations):
+        parts.append(f"*{OCR_NOTE}*")
     if answer.alternatives:
         card_of = {card.citation: card.number for card in evidence_cards(answer) if card.citation is not None}
         parts.append("**Also in the documents**")

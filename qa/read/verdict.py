@@ -95,7 +95,9 @@ class Reader:
         if not reading.candidates or reading.confidence < bar:
             return Verdict(None, score)
         answer = _answer(evidence, question, reading.candidates[0], score)
-        return Verdict(replace(answer, alternatives=_alternatives(evidence, question, reading, answer, bar)), score)
+        if answer.score < bar:  # read by OCR, from words the engine was unsure of
+            return Verdict(None, answer.score)
+        return Verdict(replace(answer, alternatives=_alternatives(evidence, question, reading, answer, bar)), answer.score)
 
 
 def rank(
@@ -161,7 +163,9 @@ def _alternatives(evidence: Evidence, question: str, reading: Reading, answer: A
 
 
 def _answer(evidence: Evidence, question: str, best: Candidate, score: float) -> Answer:
-    """The answer `best` gives: its quote (`quoted`), citation and short answer."""
+    """The answer `best` gives: its quote (`quoted`), citation and short answer. On a page read by
+    OCR, `score` is lowered by the share of the short answer (or the quote) in words the engine
+    was unsure of: a misread figure is a wrong answer however sure the reader is of the sentence."""
     sentence = evidence.sentence(best.sentence_id)
     first, last = quoted(evidence, sentence)
     document = evidence.source.document(sentence.doc_id)
@@ -178,7 +182,11 @@ def _answer(evidence: Evidence, question: str, best: Candidate, score: float) ->
         end=end,
         quote=quote,
         section=document.section_at(start),
+        ocr=document.read_by_ocr(start),
     )
+    if document.unsure:
+        shown = answer_span or Span(start, end)
+        score = round(score * (1.0 - document.unsure_share(shown.start, shown.end)), 4)
     return Answer(
         question=question,
         answered=True,

@@ -53,6 +53,8 @@ class DocMeta:
     page_starts: tuple[int, ...]
     added_at: str
     chars: int
+    ocr_pages: tuple[int, ...] = ()  # absent from documents.json written before OCR: none
+    unsure: tuple[tuple[int, int], ...] = ()
 
 
 class Snapshot:
@@ -122,6 +124,8 @@ class Snapshot:
                 text=self.text(doc_idx),
                 page_starts=meta.page_starts,
                 added_at=meta.added_at,
+                ocr_pages=meta.ocr_pages,
+                unsure=meta.unsure,
             )
             self._whole_documents[meta.doc_id] = document
         return document
@@ -620,7 +624,8 @@ class Store:
                 continue
             title = meta.title or next((line.strip() for line in text.splitlines() if line.strip()), meta.doc_id)
             docs.append(
-                Document(meta.doc_id, title[:120], meta.source, meta.path, text, meta.page_starts, meta.added_at)
+                Document(meta.doc_id, title[:120], meta.source, meta.path, text, meta.page_starts, meta.added_at,
+                         meta.ocr_pages, meta.unsure)
             )
         return docs, problems, source
 
@@ -807,7 +812,8 @@ def _read_generation(root: Path, gen_dir: Path, manifest: dict) -> Snapshot:
 
     snap = Snapshot(root, gen_dir.name, manifest["model"], int(manifest["dim"]))
     snap.docs = [
-        DocMeta(**{**d, "page_starts": tuple(d["page_starts"])})
+        DocMeta(**{**d, "page_starts": tuple(d["page_starts"]), "ocr_pages": tuple(d.get("ocr_pages") or ()),
+                   "unsure": tuple(tuple(u) for u in d.get("unsure") or ())})
         for d in json.loads((gen_dir / "documents.json").read_text(encoding="utf-8"))
     ]
     snap.doc_index = {m.doc_id: i for i, m in enumerate(snap.docs)}
@@ -851,6 +857,8 @@ def _read_metas(path: Path) -> list[DocMeta]:
             page_starts=tuple(int(x) for x in d.get("page_starts") or ()),
             added_at=str(d.get("added_at") or ""),
             chars=int(d.get("chars") or 0),
+            ocr_pages=tuple(int(x) for x in d.get("ocr_pages") or ()),
+            unsure=tuple((int(a), int(b)) for a, b in d.get("unsure") or ()),
         )
         for d in rows
     ]
@@ -868,6 +876,8 @@ def _meta(doc: Document) -> DocMeta:
         page_starts=tuple(doc.page_starts),
         added_at=doc.added_at,
         chars=len(doc.text),
+        ocr_pages=tuple(doc.ocr_pages),
+        unsure=tuple(doc.unsure),
     )
 
 

@@ -7,7 +7,7 @@ QA_MILVUS_TOKEN, or QA_MILVUS_USER and QA_MILVUS_PASSWORD, from the environment 
 Collections, all named `<prefix>_<name>` (prefix "briefqa"), Strong consistency throughout:
 
     meta       "model" (model, dim, format) and "state" (generation, next ids, pending commit)
-    documents  doc_id -> title, source, path, page_starts (JSON), added_at, chars, chunks, parts
+    documents  doc_id -> title, source, path, page_starts (JSON: where pages start, with OCR pages and unsure spans for a scan), added_at, chars, chunks, parts
     texts      each document's text in parts under Milvus's VARCHAR limit
     chunks     chunk_id -> doc_id, start, end, page, text, sentences, vector (IP on normalised
                vectors = cosine), terms (our stemmed BM25 tokens) and, where the server has it,
@@ -671,9 +671,10 @@ class MilvusView:
 
     def document(self, doc_id: str) -> Document:
         row = self.docs[doc_id]
+        starts, ocr_pages, unsure = _pages_of(row["page_starts"])
         return Document(doc_id=doc_id, title=row["title"], source=row["source"], path=row["path"],
-                        text=self.text(doc_id), page_starts=tuple(json.loads(row["page_starts"])),
-                        added_at=row["added_at"])
+                        text=self.text(doc_id), page_starts=starts, added_at=row["added_at"],
+                        ocr_pages=ocr_pages, unsure=unsure)
 
     def documents(self, doc_ids: Collection[str] | None = None) -> list[DocumentInfo]:
         wanted = self.docs if doc_ids is None else {d: self.docs[d] for d in self.docs if d in doc_ids}
@@ -681,7 +682,7 @@ class MilvusView:
             raise KeyError(f"document {doc_id} is not in generation {self.generation}")
         return [
             DocumentInfo(doc_id=d, title=r["title"], source=r["source"], path=r["path"],
-                         pages=len(json.loads(r["page_starts"])) or None, chunks=int(r["chunks"]),
+                         pages=len(_pages_of(r["page_starts"])[0]) or None, chunks=int(r["chunks"]),
                          chars=int(r["chars"]), added_at=r["added_at"])
             for d, r in wanted.items()
         ]
@@ -715,7 +716,7 @@ def _rows_of(item: NewDocument) -> tuple[list[dict], list[dict], list[dict]]:
                           "start": start, "end": end, "text": text[start:end],
                           "vector": np.asarray(item.sentence_vectors[m], np.float32).tolist()})
     for name, value in (("title", doc.title), ("source", doc.source), ("path", doc.path),
-                        ("page list", json.dumps(list(doc.page_starts)))):
+                        ("page list", _page_field(doc))):
         if len(value.encode("utf-8")) > VARCHAR_BYTES:
             raise IndexError(f"{doc.source}: its {name} passes Milvus's {VARCHAR_BYTES}-byte limit")
     return texts, chunks, sentences
@@ -744,7 +745,7 @@ def _without(row: dict, *keys: str) -> dict:
 
 def _document_row(doc: Document, seq: int, chunks: int, parts: int) -> dict:
     return {"doc_id": doc.doc_id, "seq": seq, "title": doc.title, "source": doc.source, "path": doc.path,
-            "page_starts": json.dumps(list(doc.page_starts)), "added_at": doc.added_at, "chars": len(doc.text),
+            "page_starts": _page_field(doc), "added_at": doc.added_at, "chars": len(doc.text),
             "chunks": chunks, "parts": parts, "unused": _UNUSED}
 
 
@@ -797,3 +798,20 @@ def _lite_locked(folder: Path) -> bool:
 def _redacted(uri: str) -> str:
     """A URI without user:password@ (a token never enters the URI)."""
     return re.sub(r"//[^/@]*@", "//", uri)
+
+
+def _page_field(doc: Document) -> str:
+    """The documents collection's page field: a JSON list of where pages start, or for a document
+    read by OCR an object that adds its OCR pages and unsure spans (one field, so collections made
+    before OCR keep their schema)."""
+    if not doc.ocr_pages:
+        return json.dumps(list(doc.page_starts))
+    return json.dumps({"starts": list(doc.page_starts), "ocr": list(doc.ocr_pages), "unsure": [list(u) for u in doc.unsure]})
+
+
+def _pages_of(field: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """(page starts, OCR pages, unsure spans) from `_page_field`'s JSON."""
+    value = json.loads(field)
+    if isinstance(value, list):
+        return tuple(value), (), ()
+    return tuple(value["starts"]), tuple(value["ocr"]), tuple((int(a), int(b)) for a, b in value["unsure"])
