@@ -58,7 +58,7 @@ def right(question: dict, answer) -> bool:
             and citation.source == question["doc"] and citation.page == question["page"])
 
 
-def ask_all(folder: Path, files: list[Path], questions: list[dict]) -> list[bool]:
+def ask_all(files: list[Path], questions: list[dict]) -> list[bool]:
     from qa.config import Config
     from qa.pipeline import Pipeline
 
@@ -107,11 +107,11 @@ def main() -> None:
         os.environ.pop("QA_CACHE_DIR")
 
         questions = [json.loads(line) for line in (SCANS / "questions.jsonl").read_text().splitlines() if line.strip()]
-        scanned = ask_all(SCANS / "docs", scans, questions)
+        scanned = ask_all(scans, questions)
         simulated = [i for i, q in enumerate(questions) if q["doc"].startswith("scan-")]
         text_questions = [{**questions[i], "doc": questions[i]["doc"].removeprefix("scan-")} for i in simulated]
         text_files = sorted({TEXT_PDFS / q["doc"] for q in text_questions})
-        on_text = ask_all(TEXT_PDFS, text_files, text_questions)
+        on_text = ask_all(text_files, text_questions)
 
     pages = sum(r[1] for r in rows)
     seconds = sum(r[2] for r in rows)

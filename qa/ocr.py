@@ -5,7 +5,8 @@ command-line program, one page per process with one thread each (`OMP_THREAD_LIM
 cores its own OpenMP threads made a page slower (5.4 s against 1.8 s, ENVIRONMENT.md), so pages run
 in parallel instead, as many as there are cores. A page that reads badly is asked which way up it
 is (Tesseract's orientation detection) and read again upright, so a page scanned sideways or
-upside down reads; the line finder absorbs the small skew of a photocopy. TSV output gives every word with its box and confidence.
+upside down reads; the line finder absorbs the small skew of a photocopy. TSV output gives every
+word with its box and confidence.
 
 A page's words become its text as Tesseract groups them: words of a line joined by a space, lines
 by a line break, and its text blocks (columns, captions) apart by a blank line; ingestion then
@@ -72,11 +73,6 @@ class OcrPage:
     @property
     def mean_confidence(self) -> float:
         return sum(w.confidence for w in self.words) / len(self.words) if self.words else 0.0
-
-    @property
-    def unsure(self) -> list[tuple[int, int]]:
-        """Where the page text holds a word read with a confidence below UNSURE_BELOW."""
-        return [(w.start, w.start + len(w.text)) for w in self.words if w.confidence < UNSURE_BELOW]
 
 
 def available() -> bool:
@@ -157,14 +153,21 @@ def _orientation(image: Path) -> int:
 
 def _unturned(word: OcrWord, turn: int) -> OcrWord:
     """A word read on the page turned `turn` degrees clockwise, its box put back on the page as it is."""
-    x0, y0, x1, y1 = word.left, word.top, word.right, word.bottom
-    if turn == 90:
-        x0, y0, x1, y1 = y0, 1 - x1, y1, 1 - x0
-    elif turn == 180:
-        x0, y0, x1, y1 = 1 - x1, 1 - y1, 1 - x0, 1 - y0
-    elif turn == 270:
-        x0, y0, x1, y1 = 1 - y1, x0, 1 - y0, x1
-    return OcrWord(word.text, word.start, x0, y0, x1, y1, word.confidence)
+    box = turned((word.left, word.top, word.right, word.bottom), (360 - turn) % 360)
+    return OcrWord(word.text, word.start, *box, word.confidence)
+
+
+def turned(box: tuple[float, float, float, float], rotation: int) -> tuple[float, float, float, float]:
+    """`box` (left, top, right, bottom as fractions of the page) where it stands once the page is
+    turned `rotation` degrees clockwise (0, 90, 180 or 270)."""
+    x0, y0, x1, y1 = box
+    if rotation == 90:
+        return 1 - y1, x0, 1 - y0, x1
+    if rotation == 180:
+        return 1 - x1, 1 - y1, 1 - x0, 1 - y0
+    if rotation == 270:
+        return y0, 1 - x1, y1, 1 - x0
+    return box
 
 
 def parse_tsv(tsv: str) -> OcrPage:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.config import cache_root
+from qa.ocr import turned
 
 # Rendered this many pixels wide (about 170 dpi on a Letter page): sharp when a phone zooms to the
 # quote, and ~150 KB as WebP for a page of text (measured on the realdocs PDFs).
@@ -164,14 +165,7 @@ def _draw_pdf(path: str, page_number: int, width_px: int) -> tuple[bytes, int, i
 
 def _turned(box: Box, rotation: int) -> Box:
     """`box` (fractions of the page as written) where it appears once the page is turned clockwise."""
-    x0, y0, x1, y1 = box.left, box.top, box.right, box.bottom
-    if rotation == 90:
-        return Box(1 - y1, x0, 1 - y0, x1)
-    if rotation == 180:
-        return Box(1 - x1, 1 - y1, 1 - x0, 1 - y0)
-    if rotation == 270:
-        return Box(y0, 1 - x1, y1, 1 - x0)
-    return box
+    return Box(*turned((box.left, box.top, box.right, box.bottom), rotation))
 
 
 _memory: OrderedDict[tuple[str, int], RenderedPage] = OrderedDict()

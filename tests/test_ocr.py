@@ -61,7 +61,7 @@ def test_tesseract_tsv_becomes_lines_blocks_and_word_boxes():
     assert [page.text[w.start : w.start + len(w.text)] for w in page.words] == ["The", "ferrv", "sailed.", "Notes"]
     first = page.words[0]
     assert (first.left, first.top, first.right, first.bottom) == (0.1, 0.1, 0.25, 0.12)
-    assert page.unsure == [(4, 9)]  # "ferrv", read at 41
+    assert [w.text for w in page.words if w.confidence < ocr.UNSURE_BELOW] == ["ferrv"]  # read at 41
     assert page.mean_confidence == pytest.approx((96.5 + 41 + 90 + 88) / 4)
 
 

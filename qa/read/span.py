@@ -248,15 +248,12 @@ def save_adapters(model, folder: Path, card: dict) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.to(torch.float16).contiguous() for k, v in lora.trainable_state(model).items()}
-    for name, write in (
+    _write_atomically(folder, (
         (ADAPTERS, lambda p: save_file(state, str(p))),
         ("config.json", lambda p: p.write_text(json.dumps({"base": "all-mpnet-base-v2", **model.config.lora}) + "\n",
                                                encoding="utf-8")),
         ("card.json", lambda p: p.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")),
-    ):
-        tmp = folder / f".{name}.tmp"
-        write(tmp)
-        os.replace(tmp, folder / name)
+    ))
 
 
 def load_adapted(folder: Path, merged: bool = True):
@@ -290,11 +287,16 @@ def save(model, folder: Path, card: dict) -> None:
         for k, v in model.state_dict().items()
         if not k.endswith(_SHARED) and not k.endswith("position_ids")
     }
-    for name, write in (
+    _write_atomically(folder, (
         (_WEIGHTS, lambda p: save_file(state, str(p))),
         ("config.json", lambda p: p.write_text(model.config.to_json_string(), encoding="utf-8")),
         ("card.json", lambda p: p.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")),
-    ):
+    ))
+
+
+def _write_atomically(folder: Path, files) -> None:
+    """Each (name, write) writes `folder/name` through a temporary file renamed into place."""
+    for name, write in files:
         tmp = folder / f".{name}.tmp"
         write(tmp)
         os.replace(tmp, folder / name)
