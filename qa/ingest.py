@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import markup, ocr, pdftext
-from .types import PARAGRAPH_BREAK, Document, section_headings
+from . import markup, ocr, pdftext, tables
+from .types import PARAGRAPH_BREAK, Document, section_headings, table_text
 
 # The one list of accepted file types (the chat's upload box and `qa add` both use it).
 SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf", ".docx", ".html", ".htm", *ocr.IMAGE_SUFFIXES)
@@ -267,8 +267,9 @@ def _decode(data: bytes, utf16: bool) -> str | None:
 # --- PDFs -------------------------------------------------------------------------------------
 
 
-def extract_pdf_pages(path: Path) -> tuple[list[str], str | None]:
-    """pypdf's text per page plus the /Title metadata. Runs in the child process."""
+def extract_pdf_pages(path: Path) -> tuple[list[str], str | None, dict[int, list[tables.FoundTable]]]:
+    """pypdf's text per page, the /Title metadata, and the tables of the pages whose text looks
+    tabular (`qa.tables`), by 0-based page. Runs in the child process."""
     from pypdf import PdfReader
 
     reader = PdfReader(path)
@@ -285,7 +286,12 @@ def extract_pdf_pages(path: Path) -> tuple[list[str], str | None]:
         title = reader.metadata.title if reader.metadata else None
     except Exception:  # broken metadata should not cost a readable PDF
         title = None
-    return pages, str(title) if title else None
+    tabular = [i for i, page in enumerate(pages) if tables.looks_tabular(page)]
+    try:
+        found = tables.pdf_tables(path, tabular) if tabular else {}
+    except Exception:  # a table finder that fails costs the tables, never the text
+        found = {}
+    return pages, str(title) if title else None, found
 
 
 @dataclass(frozen=True)
@@ -322,7 +328,7 @@ def _read_pdf(
         raise IngestError(path, f"cannot read file ({e.strerror or e})") from None
     if b"%PDF-" not in head:
         raise IngestError(path, "not a readable PDF (no %PDF header: not a PDF file)")
-    pages, meta_title = _parse_in_child(path, "PDF", extract_pdf_pages, path, timeout_s=timeout_s)
+    pages, meta_title, found = _parse_in_child(path, "PDF", extract_pdf_pages, path, timeout_s=timeout_s)
     # Lone surrogates from broken font maps cannot be stored as UTF-8; same length keeps offsets.
     pages = [_LONE_SURROGATE.sub("\ufffd", page) for page in pages]
     scan = [i for i, page in enumerate(pages) if needs_ocr(page)]
@@ -335,7 +341,8 @@ def _read_pdf(
     if not any(page.strip() for page in pages):
         raise IngestError(path, "no text found, by OCR either (blank pages or only pictures)" if ocr_pages
                           else "no extractable text")
-    pages, page_starts, scanned = _paged_text(pages, ocr_pages)
+    pages = [_without_table_lines(page) if i in found else page for i, page in enumerate(pages)]
+    pages, page_starts, scanned = _paged_text(pages, ocr_pages, found)
     first_page = next((page for page in pages if page.strip()), "")
     title = _clean_title(meta_title) or _shorten_heading(pdftext.heading_title(first_page)) or printable(path.stem)
     return PARAGRAPH_BREAK.join(pages), page_starts, title, scanned
@@ -381,10 +388,22 @@ def _draw_pages(images: Callable[..., list[Path]], args: tuple) -> list[Path]:
         raise IngestError(args[0], str(e)) from None
 
 
-def _paged_text(pages: list[str], read: dict[int, ocr.OcrPage]) -> tuple[list[str], tuple[int, ...], Scanned]:
-    """Each page's lines joined into paragraphs without page furniture (qa.pdftext); where each
-    page starts once they are joined apart by a blank line; what OCR read and was unsure of."""
+def _without_table_lines(page: str) -> str:
+    """A page's text without the lines of its tables (pypdf's run of a row's figures, glued and
+    without headers): the tables are written out whole after the page's prose."""
+    return "\n".join(line for line in page.splitlines() if not tables.is_table_line(line))
+
+
+def _paged_text(
+    pages: list[str], read: dict[int, ocr.OcrPage], found: dict[int, list[tables.FoundTable]] | None = None
+) -> tuple[list[str], tuple[int, ...], Scanned]:
+    """Each page's lines joined into paragraphs without page furniture (qa.pdftext), its tables
+    (`found`) written after them; where each page starts once they are joined apart by a blank
+    line; what OCR read and was unsure of."""
     pages = pdftext.page_paragraphs(pages)
+    for i, page_tables in (found or {}).items():
+        written = [table_text(t.caption, t.columns, t.rows) for t in page_tables]
+        pages[i] = PARAGRAPH_BREAK.join(part for part in [pages[i], *written] if part.strip())
     page_starts, offset, unsure = [], 0, []
     for number, page in enumerate(pages):
         page_starts.append(offset)

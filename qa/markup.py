@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from .types import PARAGRAPH_BREAK
+from .tables import docx_header_rows, grid_table
+from .types import PARAGRAPH_BREAK, table_text
 
-_TABLE_CELL_SEPARATOR = " | "
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _WORD_TITLE_STYLE = "Title"
 _WORD_HEADING_STYLE = "Heading "  # "Heading 1" ... "Heading 9", and styles based on them
 _MAX_HEADING_LEVEL = 6  # Markdown's deepest; Word's levels 7-9 are written as level 6
@@ -28,13 +29,32 @@ def docx_text(path: Path) -> tuple[str, str | None]:
 
     document = docx.Document(str(path))
     blocks: list[str] = []
-    for block in document.iter_inner_content():
+    for block in _word_blocks(document, document.element.body):
         if isinstance(block, Table):
-            blocks.extend(_table_rows([[cell.text for cell in row.cells] for row in block.rows]))
+            rows = [[cell.text for cell in row.cells] for row in block.rows]
+            marked = [row._tr.trPr is not None and row._tr.trPr.find(f"{_W}tblHeader") is not None for row in block.rows]
+            blocks.extend(_table(rows, docx_header_rows(rows, marked)))
         else:
             level = _word_heading_level(block.style)
             blocks.append(_heading(block.text, level) if level else _one_line(block.text))
     return _join(blocks), document.core_properties.title or None
+
+
+def _word_blocks(document, parent) -> Iterator:
+    """The paragraphs and tables of a Word body in order, those inside content controls (<w:sdt>,
+    where templates keep revision tables) too."""
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    for child in parent.iterchildren():
+        if child.tag == f"{_W}p":
+            yield Paragraph(child, document)
+        elif child.tag == f"{_W}tbl":
+            yield Table(child, document)
+        elif child.tag == f"{_W}sdt":
+            content = child.find(f"{_W}sdtContent")
+            if content is not None:
+                yield from _word_blocks(document, content)
 
 
 def html_text(html: str) -> tuple[str, str | None]:
@@ -53,8 +73,10 @@ def html_text(html: str) -> tuple[str, str | None]:
         elif element.tag == "list":
             blocks.extend(_one_line(_element_text(item)) for item in element.iter("item"))
         elif element.tag == "table":
-            rows = [[_element_text(cell) for cell in row.iter("cell")] for row in element.iter("row")]
-            blocks.extend(_table_rows(rows))
+            rows = [list(row.iter("cell")) for row in element.iter("row")]
+            heads = next((i for i, row in enumerate(rows)
+                          if not all(c.get("role") == "head" for c in row if _element_text(c).strip())), len(rows))
+            blocks.extend(_table([[_element_text(cell) for cell in row] for row in rows], heads))
         else:
             blocks.append(_one_line(_element_text(element)))
     return _join(blocks), extracted.title or None
@@ -82,14 +104,14 @@ def _heading(text: str, level: int) -> str:
     return f"{'#' * min(level, _MAX_HEADING_LEVEL)} {line}" if line else ""
 
 
-def _table_rows(rows: list[list[str]]) -> Iterator[str]:
-    """One paragraph per row, cells in order; a merged cell (repeated by the parser) once."""
-    for row in rows:
-        cells: list[str] = []
-        for cell in map(_one_line, row):
-            if cell and (not cells or cells[-1] != cell):
-                cells.append(cell)
-        yield _TABLE_CELL_SEPARATOR.join(cells)
+def _table(rows: list[list[str]], header_rows: int) -> Iterator[str]:
+    """A table as pipe rows (`qa.types.table_text`); a one-column table (a text box laid out as a
+    table) as its paragraphs."""
+    found = grid_table(rows, header_rows)
+    if found is None:
+        yield from (_one_line(cell) for row in rows for cell in row[:1])
+    else:
+        yield table_text(found.caption, found.columns, found.rows)
 
 
 def _element_text(element) -> str:

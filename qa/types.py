@@ -36,6 +36,115 @@ def section_headings(text: str) -> tuple[Section, ...]:
     return tuple(Section(m.start(), " ".join(m.group(1).split())) for m in _HEADING_LINE.finditer(text))
 
 
+# A table is written into its document's text as Markdown-like pipe rows, one row per paragraph:
+# the caption (a short paragraph, if any), the header row, the "| --- |" delimiter row, then the
+# rows, the row's label (row header) in the first column. So a table, like a heading, lives in the
+# text itself: a cell and its row are quoted verbatim, and any stored document keeps its tables.
+_TABLE_ROW = re.compile(r"^\|.*\|[ \t]*$", re.M)
+_TABLE_DELIMITER = re.compile(r"\|(?:[ \t]*:?-{3,}:?[ \t]*\|)+[ \t]*")
+_ROW_GAP = re.compile(r"\n\n?")
+TABLE_CELL_SEPARATOR = " | "
+_MAX_CAPTION_CHARS = 300
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of a table: its line in the text, each column's cell span in it (empty cells have
+    start == end), and the label of the group row above it ("Outlays:"), "" if none."""
+
+    start: int
+    end: int
+    cells: tuple[tuple[int, int], ...]
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of a document's text: `columns` are the header cells (several header rows joined),
+    the first column's cells name the rows."""
+
+    start: int
+    end: int
+    caption: str
+    columns: tuple[str, ...]
+    rows: tuple[TableRow, ...]
+
+    def column(self, index: int) -> str:
+        return self.columns[index] if index < len(self.columns) else ""
+
+
+def table_text(caption: str, columns: list[str], rows: list[list[str]]) -> str:
+    """A table as its document's text holds it (see `tables_in`); a row of one label and empty
+    cells is a group row, the label of the rows under it."""
+    width = max([len(columns), *map(len, rows)])
+    lines = [_one_line(caption)] if caption.strip() else []
+    lines.append(_pipe_row(columns, width))
+    lines.append("|" + " --- |" * width)
+    lines.extend(_pipe_row(row, width) for row in rows)
+    return PARAGRAPH_BREAK.join(lines)
+
+
+def _pipe_row(cells: list[str], width: int) -> str:
+    cells = [_one_line(cell).replace("|", "\u00a6") for cell in cells] + [""] * (width - len(cells))
+    return "| " + TABLE_CELL_SEPARATOR.join(cells) + " |"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def tables_in(text: str) -> tuple[Table, ...]:
+    """The tables written in `text` by `table_text` (or Markdown's pipe tables): a header row, the
+    delimiter row, then the rows, one per line or per paragraph."""
+    lines = [(m.start(), m.end()) for m in _TABLE_ROW.finditer(text)]
+    tables: list[Table] = []
+    i = 0
+    while i + 1 < len(lines):
+        (hs, he), (ds, de) = lines[i], lines[i + 1]
+        if not (_TABLE_DELIMITER.fullmatch(text, ds, de) and _ROW_GAP.fullmatch(text, he, ds)):
+            i += 1
+            continue
+        columns = tuple(text[a:b] for a, b in _cells(text, hs, he))
+        rows: list[TableRow] = []
+        group, grouping, end, j = "", False, de, i + 2
+        while j < len(lines) and _ROW_GAP.fullmatch(text, end, lines[j][0]):
+            rs, re_ = lines[j]
+            cells = _cells(text, rs, re_)
+            filled = [text[a:b] for a, b in cells if b > a]
+            grouping_row = len(cells) >= 3 and len(filled) == 1 and cells[0][1] > cells[0][0]
+            if grouping_row:  # consecutive group rows add up: "Improved operation scenario Volume servers in:"
+                group = f"{group} {filled[0]}" if grouping else filled[0]
+            grouping = grouping_row
+            if not grouping_row:
+                rows.append(TableRow(rs, re_, cells, group))
+            end, j = re_, j + 1
+        tables.append(Table(hs, end, _caption_before(text, hs), columns, tuple(rows)))
+        i = j
+    return tuple(tables)
+
+
+def _cells(text: str, start: int, end: int) -> tuple[tuple[int, int], ...]:
+    """The cell spans of the pipe row text[start:end], spaces around each cell left out."""
+    line = text[start:end].rstrip()
+    bars = [k for k, ch in enumerate(line) if ch == "|"]
+    spans = []
+    for a, b in zip(bars, bars[1:]):
+        cell = line[a + 1 : b]
+        left = len(cell) - len(cell.lstrip())
+        stripped = cell.strip()
+        spans.append((start + a + 1 + left, start + a + 1 + left + len(stripped)))
+    return tuple(spans)
+
+
+def _caption_before(text: str, header_start: int) -> str:
+    """The paragraph right before a table's header row when it is short and not itself a row."""
+    before = text[:header_start].rstrip("\n")
+    paragraph = before[before.rfind("\n") + 1 :] if before else ""
+    if not paragraph.strip() or paragraph.lstrip().startswith("|") or len(paragraph) > _MAX_CAPTION_CHARS:
+        return ""
+    return _HEADING_LINE.sub(r"\1", paragraph).strip()
+
+
 @dataclass(frozen=True)
 class Document:
     """One ingested file. `page_starts[i]` is where page i+1 begins in `text` (PDFs only).
@@ -70,6 +179,19 @@ class Document:
     @cached_property
     def sections(self) -> tuple[Section, ...]:
         return () if self.page_starts else section_headings(self.text)
+
+    @cached_property
+    def tables(self) -> tuple[Table, ...]:
+        return tables_in(self.text)
+
+    def table_at(self, offset: int) -> tuple[Table, TableRow] | None:
+        """The table and row whose line holds `offset`, or None."""
+        for table in self.tables:
+            if table.start <= offset <= table.end:
+                for row in table.rows:
+                    if row.start <= offset <= row.end:
+                        return table, row
+        return None
 
     def read_by_ocr(self, offset: int) -> bool:
         """Whether the page holding `offset` was read by OCR."""
@@ -167,9 +289,22 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class TableCell:
+    """Where a table answer stands in its table: the table's caption, the row's header (its first
+    cell) and the column's header, and the cell's span in the document's text."""
+
+    caption: str
+    row: str
+    column: str
+    cell_start: int
+    cell_end: int
+
+
+@dataclass(frozen=True)
 class Citation:
     """Where a quote stands: `page` for PDFs and images; `section`, the heading above it, for
-    documents without pages (None before the first heading); `ocr` when its page was read by OCR."""
+    documents without pages (None before the first heading); `ocr` when its page was read by OCR;
+    `table` when the answer is a table's cell (the quote is then its row), None otherwise."""
 
     doc_id: str
     title: str
@@ -180,6 +315,7 @@ class Citation:
     quote: str
     section: str | None = None
     ocr: bool = False
+    table: TableCell | None = None
 
 
 @dataclass(frozen=True)

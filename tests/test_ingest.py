@@ -546,9 +546,12 @@ def test_docx_headings_paragraphs_and_tables_become_paragraphs_with_sections(tmp
     doc = load(path)
     assert doc.text == (
         "# Ferry plan 2024\n\nPrepared by the harbour office.\n\n# Timetable\n\n"
-        "The first ferry leaves Orvik at 06:10 and returns at 07:40.\n\nRoute | Ships\n\nOrvik - Lund | 3\n\n"
-        "## Fares\n\nA return ticket costs 14 euros.\n"
+        "The first ferry leaves Orvik at 06:10 and returns at 07:40.\n\n| Route | Ships |\n\n| --- | --- |\n\n"
+        "| Orvik - Lund | 3 |\n\n## Fares\n\nA return ticket costs 14 euros.\n"
     )
+    (table,) = doc.tables
+    assert table.columns == ("Route", "Ships") and table.caption == "The first ferry leaves Orvik at 06:10 and returns at 07:40."
+    assert [doc.text[a:b] for a, b in table.rows[0].cells] == ["Orvik - Lund", "3"]
     assert doc.page_starts == () and doc.page_at(10) is None
     assert [(s.heading, doc.text[s.start :].split("\n", 1)[0]) for s in doc.sections] == [
         ("Ferry plan 2024", "# Ferry plan 2024"),

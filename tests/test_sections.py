@@ -61,5 +61,6 @@ def test_cli_ask_shows_the_section_and_json_carries_it(docx_index: Path) -> None
     assert done.returncode == 0, done.stderr
     (citation,) = json.loads(done.stdout.split("\n", 1)[1])["citations"]  # after the helper's READY line
     assert citation["section"] == "Timetable" and citation["page"] is None
-    assert set(citation) == {"doc_id", "title", "source", "page", "section", "start", "end", "quote", "ocr"}
+    assert set(citation) == {"doc_id", "title", "source", "page", "section", "start", "end", "quote", "ocr", "table"}
+    assert citation["table"] is None
     assert citation["ocr"] is False

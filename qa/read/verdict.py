@@ -33,8 +33,9 @@ from qa.read.features import (
     rerank_rows,
 )
 from qa.read.span import SpanModel, SpanResult
+from qa.read.tables import MAX_DOCUMENTS, TableReading, read_tables
 from qa.retrieve import Hit
-from qa.types import Answer, Citation, SentenceRecord, Span
+from qa.types import Answer, Citation, Document, SentenceRecord, Span, TableCell
 
 NOT_FOUND = "I could not find this in the documents."
 # "Also in the documents": at most this many other sentences that answer, each scored at least
@@ -88,7 +89,16 @@ class Reader:
             return self._span_model
 
     def answer(self, question: str, q_vector: np.ndarray, evidence: Evidence, strict: bool = False) -> Verdict:
-        """The verdict on `question` (`strict`: at the strict confidence bar)."""
+        """The verdict on `question` (`strict`: at the strict confidence bar): a table's cell when a
+        table of the retrieved documents names the question's row and column (or a refusal when
+        the table lacks what it asks), else the best sentence."""
+        table = read_tables(question, _documents(evidence), evidence.idf) if evidence.source is not None else None
+        if table is not None:
+            bar = self.config.strict_min_confidence if strict else self.config.min_confidence
+            score = table_confidence(table)
+            if table.refuses or score < bar:
+                return Verdict(None, score)
+            return Verdict(_table_answer(question, table, score), score)
         reading = rank(question, q_vector, evidence, span_model=self.span_model)
         score = round(reading.confidence, 4)
         bar = self.config.strict_min_confidence if strict else self.config.min_confidence
@@ -98,6 +108,58 @@ class Reader:
         if answer.score < bar:  # read by OCR, from words the engine was unsure of
             return Verdict(None, answer.score)
         return Verdict(replace(answer, alternatives=_alternatives(evidence, question, reading, answer, bar)), answer.score)
+
+
+def _documents(evidence: Evidence) -> list[Document]:
+    """The retrieved documents, best first, whose tables the reader reads."""
+    doc_ids = list(dict.fromkeys(records[0].doc_id for records in evidence.sentences if records))
+    return [evidence.source.document(doc_id) for doc_id in doc_ids[:MAX_DOCUMENTS]]
+
+
+def table_confidence(table: TableReading) -> float:
+    """The confidence in a table's cell, from the share of the question its row, column and context
+    cover (0.5 at the least coverage answered, 0.95 at all of it); a refusal's: 1 - that. Not yet
+    fitted like the sentence reader's calibration: docs/evaluation.md (Tables) gives how often
+    each band was right on the public table set."""
+    fit = 0.5 + 0.45 * max(0.0, min(1.0, (table.coverage - 0.5) / 0.5))
+    return round(1.0 - fit if table.refuses else fit, 4)
+
+
+def _table_answer(question: str, table: TableReading, score: float) -> Answer:
+    """A table's answer: the cell, quoted with its row, cited with the table's caption, the row's
+    and the column's headers."""
+    document, row = table.document, table.row
+    start, end = table.cell
+    text = document.text
+    label = text[row.cells[0][0] : row.cells[0][1]] if row.cells else ""
+    cell = TableCell(
+        caption=table.table.caption,
+        row=" ".join(part for part in (row.group, label) if part) if table.column else row.group,
+        column=table.table.column(table.column),
+        cell_start=start,
+        cell_end=end,
+    )
+    citation = Citation(
+        doc_id=document.doc_id,
+        title=document.title,
+        source=document.source,
+        page=document.page_at(row.start),
+        start=row.start,
+        end=row.end,
+        quote=text[row.start : row.end],
+        section=document.section_at(row.start),
+        ocr=document.read_by_ocr(row.start),
+        table=cell,
+    )
+    return Answer(
+        question=question,
+        answered=True,
+        answer=text[start:end],
+        quote=citation.quote,
+        score=score,
+        citations=(citation,),
+        answer_span=Span(start, end),
+    )
 
 
 def rank(
