@@ -28,6 +28,7 @@ _VALUE = re.compile(
 )
 _DOT_LEADER = re.compile(r"(?:\s*\.){2,}\s*|\.{3,}|…+")
 _TRAILING_LEADER = re.compile(r"(?:\s*\.){2,}\s*$|\.{3,}$")
+_LEADER_RUN = re.compile(r"(?:\. ?){4,}")
 _FIGURES = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _CAPTION = re.compile(r"^(?:Table|TABLE|Exhibit|Figure)\s+[A-Z]?[-–.]?\d", re.U)
 _NOTE = re.compile(r"^[\[(]")
@@ -52,21 +53,22 @@ class FoundTable:
 def looks_tabular(page_text: str) -> bool:
     """Whether a page's text (pypdf's) has enough lines with figures to be worth a search: two
     figures or more on a line (pypdf glues a row's figures to a neighbouring column's words)."""
-    count = 0
+    rows = lone = 0
     for line in page_text.splitlines():
-        if len(_FIGURES.findall(line)) >= 2:
-            count += 1
-            if count >= MIN_TABULAR_LINES:
-                return True
-    return False
+        figures = _FIGURES.findall(line)
+        rows += len(figures) >= 2
+        lone += len(figures) == 1 and _VALUE.fullmatch(line.strip()) is not None  # one text object per cell
+    return rows + lone // 3 >= MIN_TABULAR_LINES
 
 
 def is_table_line(line: str) -> bool:
-    """A line of pypdf's page text that is a table's row (mostly values): left out of the page's
-    prose when its tables are written out whole."""
+    """A line of pypdf's page text that is a table's row (mostly values, or a label with its dot
+    leader): left out of the page's prose when its tables are written out whole."""
+    if _LEADER_RUN.search(line):
+        return True
     tokens = _DOT_LEADER.sub(" ", line).split()
     values = sum(bool(_VALUE.fullmatch(t)) for t in tokens)
-    return values >= 2 and values >= len(tokens) / 2
+    return values >= 1 and values >= len(tokens) / 2 if len(tokens) > 1 else values == 1
 
 
 # --- PDFs ---------------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def _blocks(lines: list[_Line], page_width: float, size: float) -> list[tuple[in
     captions, notes and prose."""
     blocks, first, last, label_run = [], None, None, 0
     for i, line in enumerate(lines):
-        if _is_row(line):
+        if _is_row(line) and not _CAPTION.match(line.text):
             if first is None:
                 first = i
             last, label_run = i, 0
@@ -303,8 +305,8 @@ def _header_lines(lines: list[_Line], first: int, size: float) -> list[_Line]:
             _is_row(line) and not _heads_columns(line)
         ):
             break
-        if below.top - line.bottom > 1.6 * size:
-            break
+        if below.top - line.bottom > 1.6 * size or (line.text.endswith(".") and len(line.words) >= 5):
+            break  # a gap, or a sentence of prose
         header.insert(0, line)
         below = line
     return header

@@ -1,0 +1,222 @@
+"""Tables kept as tables: written into the text as pipe rows and read back (`qa.types`), found in
+PDFs, Word files and web pages (`qa.tables`, `qa.markup`), and read by row and column
+(`qa.read.tables`). The tables here are made from known cells, so every check is exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.ingest import load_document
+from qa.read.tables import read_tables
+from qa.types import Document, table_text, tables_in
+
+COLUMNS = ["State", "Handgun", "Long Gun", "Totals"]
+ROWS = [["Alabama", "23,022", "22,650", "71,137"], ["Alaska", "3,062", "3,209", "7,095"],
+        ["Texas", "56,941", "51,670", "171,417"], ["Utah", "3,062", "9,100", "12,162"]]
+
+
+def load(path: Path) -> Document:
+    return load_document(path, max_bytes=50 << 20, parse_timeout_s=60)
+
+
+def cells(doc: Document, table_index: int = 0) -> list[list[str]]:
+    table = doc.tables[table_index]
+    return [[doc.text[a:b] for a, b in row.cells] for row in table.rows]
+
+
+def document(text: str) -> Document:
+    return Document(doc_id="d", title="Checks", source="checks.md", path="/checks.md", text=text)
+
+
+def uniform_idf(terms):
+    return np.ones(len(terms))
+
+
+# --- the format -------------------------------------------------------------------------------
+
+
+def test_a_table_is_written_as_pipe_rows_and_read_back_with_its_caption_headers_and_groups() -> None:
+    text = "Some prose before.\n\n" + table_text(
+        "Table 3. Checks by state", COLUMNS, [["Outlays:"], *ROWS[:2], ["A | B", "1", "", "2"]]
+    ) + "\n\nProse after."
+    (table,) = tables_in(text)
+    assert table.caption == "Table 3. Checks by state"
+    assert table.columns == tuple(COLUMNS)
+    assert [[text[a:b] for a, b in row.cells] for row in table.rows] == [*ROWS[:2], ["A ¦ B", "1", "", "2"]]
+    assert [row.group for row in table.rows] == ["Outlays:", "Outlays:", "Outlays:"]
+    row = table.rows[0]
+    assert text[row.start : row.end] == "| Alabama | 23,022 | 22,650 | 71,137 |"
+    empty = table.rows[2].cells[2]
+    assert empty[0] == empty[1]
+
+
+def test_markdown_pipe_tables_are_tables_and_prose_with_a_bar_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "checks.md"
+    path.write_text("# Checks\n\n| State | Handgun |\n|---|---:|\n| Texas | 56,941 |\n| Utah | 3,062 |\n\n"
+                    "Either | or: a sentence with bars | is not a table.\n")
+    doc = load(path)
+    assert len(doc.tables) == 1
+    assert cells(doc) == [["Texas", "56,941"], ["Utah", "3,062"]]
+    assert doc.tables[0].caption == "Checks"
+
+
+# --- finders ----------------------------------------------------------------------------------
+
+
+def draw_table(path: Path, *, rotate: int = 0, leaders: bool = True, groups: bool = False) -> Path:
+    """A statistical table as reports print them: no ruling lines, labels with dot leaders,
+    figures right-aligned in their columns, the caption and a note above."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path), pagesize=letter)
+    pdf.setPageRotation(rotate)
+    pdf.setFont("Helvetica", 9)
+    pdf.drawString(60, 740, "Table 3. Firearm Checks by State: November 2015")
+    pdf.drawString(60, 726, "The checks run by each state in the month, by type of firearm.")
+    rights = [260, 340, 420]
+    if groups:
+        pdf.drawCentredString(300, 706, "Pre-Pawn")
+    pdf.drawString(60, 694, COLUMNS[0])
+    for right, header in zip(rights, COLUMNS[1:]):
+        pdf.drawRightString(right, 694, header)
+    for i, row in enumerate(ROWS):
+        y = 678 - 14 * i
+        pdf.drawString(60, y, row[0] + (" " + ". " * 12 if leaders else ""))
+        for right, value in zip(rights, row[1:]):
+            pdf.drawRightString(right, y, value)
+    pdf.drawString(60, 600, "Source: a made-up agency, for this test.")
+    pdf.showPage()
+    pdf.save()
+    return path
+
+
+def test_a_pdf_table_without_rules_is_found_with_headers_caption_and_cells(tmp_path: Path) -> None:
+    doc = load(draw_table(tmp_path / "checks.pdf"))
+    (table,) = doc.tables
+    assert table.caption == "Table 3. Firearm Checks by State: November 2015"
+    assert table.columns == tuple(COLUMNS)
+    assert cells(doc) == ROWS
+    assert doc.page_at(table.rows[0].start) == 1
+    # The prose stays; pypdf's run of the rows' figures is not in the text twice.
+    assert "The checks run by each state" in doc.text
+    assert doc.text.count("56,941") == 1
+
+
+def test_a_group_header_heads_every_column_under_it(tmp_path: Path) -> None:
+    doc = load(draw_table(tmp_path / "checks.pdf", groups=True))
+    assert doc.tables[0].columns[1:3] == ("Pre-Pawn Handgun", "Pre-Pawn Long Gun")
+    assert doc.tables[0].columns[3] == "Totals"
+
+
+def test_a_table_on_a_turned_page_is_read_as_well_as_it_can_be(tmp_path: Path) -> None:
+    """Turned by /Rotate, the table is read sideways: its figures stay in the text. (A page printed
+    turned, the public set's OMB table, is read as a table: bench/tables.py.)"""
+    doc = load(draw_table(tmp_path / "turned.pdf", rotate=90))
+    assert all(value in doc.text for row in ROWS for value in row)
+
+
+def test_a_word_table_keeps_header_rows_merged_cells_and_tables_inside_content_controls(tmp_path: Path) -> None:
+    import docx
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    document.add_paragraph("Table 1-1. Roles and Responsibilities")
+    table = document.add_table(rows=4, cols=3)
+    for row, values in zip(table.rows, [["Group", "Role", "Responsibility"], ["PMO", "Director", "Approves plans"],
+                                        ["", "Manager", "Runs reviews"], ["Agency", "Official", "Authorizes changes"]]):
+        for cell, value in zip(row.cells, values):
+            cell.text = value
+    table.cell(1, 0).merge(table.cell(2, 0))  # "PMO" spans two rows
+    table.cell(1, 0).text = "PMO"
+    one_column = document.add_table(rows=1, cols=1)
+    one_column.cell(0, 0).text = "A box of text laid out as a table."
+    body = document.element.body
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    sdt = parse_xml(
+        f'<w:sdt xmlns:w="{w}"><w:sdtContent><w:tbl><w:tr><w:tc><w:p><w:r><w:t>Version</w:t></w:r></w:p></w:tc>'
+        f'<w:tc><w:p><w:r><w:t>Author</w:t></w:r></w:p></w:tc></w:tr><w:tr><w:tc><w:p><w:r><w:t>0.6</w:t></w:r></w:p>'
+        f'</w:tc><w:tc><w:p><w:r><w:t>Steve Levitas</w:t></w:r></w:p></w:tc></w:tr></w:tbl></w:sdtContent></w:sdt>'
+    )
+    body.insert(len(body) - 1, sdt)  # before the section properties
+    path = tmp_path / "roles.docx"
+    document.save(str(path))
+    doc = load(path)
+    roles, versions = doc.tables
+    assert roles.caption == "Table 1-1. Roles and Responsibilities"
+    assert roles.columns == ("Group", "Role", "Responsibility")
+    assert cells(doc)[:2] == [["PMO", "Director", "Approves plans"], ["PMO", "Manager", "Runs reviews"]]
+    assert "A box of text laid out as a table." in doc.text and "| A box" not in doc.text
+    assert versions.columns == ("Version", "Author")
+    assert cells(doc, 1) == [["0.6", "Steve Levitas"]]
+
+
+def test_a_web_page_table_keeps_its_th_headers_and_title_row(tmp_path: Path) -> None:
+    path = tmp_path / "climate.html"
+    path.write_text(
+        "<html><head><title>Climate</title></head><body><article><h1>Climate of the islands</h1>"
+        "<p>The table below lists climate normals for the warmest and coldest months in the main towns.</p>"
+        "<table><tr><th colspan=3>Average daily maximum and minimum temperatures</th></tr>"
+        "<tr><th>Location</th><th>Jan/Feb (°C)</th><th>July (°C)</th></tr>"
+        "<tr><td>Auckland</td><td>23/16</td><td>14/7</td></tr><tr><td>Wellington</td><td>20/13</td><td>11/6</td></tr>"
+        "<tr><td>Dunedin</td><td>19/11</td><td>10/3</td></tr></table></article></body></html>"
+    )
+    doc = load(path)
+    (table,) = doc.tables
+    assert table.columns == ("Location", "Jan/Feb (°C)", "July (°C)")
+    assert table.caption == "Average daily maximum and minimum temperatures"
+    assert cells(doc)[1] == ["Wellington", "20/13", "11/6"]
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+TABLE_DOC = document("# Checks\n\nThe NICS checks of November 2015, by state.\n\n" + table_text(
+    "Firearm checks, November 2015", ["State", "Permit Handgun", "Permit Long Gun", "Redemption Handgun",
+                                      "Redemption Long Gun", "Totals"],
+    [["Alabama", "100", "200", "300", "400", "1,000"], ["Texas", "21,550", "56,941", "5,748", "5,331", "89,570"],
+     ["Utah", "100", "5,331", "7", "8", "5,446"]]) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("question", "cell"),
+    [
+        ("How many long gun checks did Texas run under redemption?", "5,331"),
+        ("How many permit long gun checks did Utah run?", "5,331"),
+        ("How many permit long gun checks did Texas run in November 2015?", "56,941"),
+        ("What were Alabama's total checks?", "1,000"),
+    ],
+)
+def test_the_cell_at_the_named_row_and_column_wherever_the_figure_repeats(question: str, cell: str) -> None:
+    reading = read_tables(question, [TABLE_DOC], uniform_idf)
+    assert reading is not None and not reading.refuses
+    assert TABLE_DOC.text[slice(*reading.cell)] == cell
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["How many redemption handgun checks did Texas run in December 2015?",
+     "How many permit handgun checks did American Samoa and Texas run?"],
+)
+def test_a_row_or_column_the_table_lacks_is_refused(question: str) -> None:
+    reading = read_tables(question, [TABLE_DOC], uniform_idf)
+    assert reading is not None and reading.refuses
+
+
+def test_a_question_naming_no_row_is_left_to_the_sentence_reader() -> None:
+    assert read_tables("Why were the checks introduced?", [TABLE_DOC], uniform_idf) is None
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def test_a_huge_table_with_empty_and_merged_cells_and_no_header_reads_without_a_crash(tmp_path: Path, make_docx) -> None:
+    rows = [[f"Row {i}", "" if i % 7 == 0 else str(i * 3), "same", "same"] for i in range(10_000)]
+    doc = load(make_docx(tmp_path / "huge.docx", ["Big table follows.", rows]))
+    (table,) = doc.tables
+    assert len(table.rows) >= 9_998
+    reading = read_tables("What is the value of Row 9998?", [doc], uniform_idf)
+    assert reading is None or doc.text[slice(*reading.cell)] in {"29994", "same"}
