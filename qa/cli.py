@@ -248,7 +248,12 @@ def _print_answer(answer) -> None:
     if not answer.answered:
         print(answer.message)
         return
-    if answer.answer != answer.quote:
+    cell = answer.citations[0].table if answer.citations else None
+    if cell is not None:  # a table's cell: its row and column beside it, the table's caption
+        print(f"{_cell_heading(cell)}{answer.answer}")
+        if cell.caption:
+            print(f"  table: {cell.caption}")
+    elif answer.answer != answer.quote:
         print(answer.answer)
     print(f'"{answer.quote}"')
     for i, c in enumerate(answer.citations, 1):
@@ -259,6 +264,12 @@ def _print_answer(answer) -> None:
     for other in answer.alternatives:
         print(f'  - "{other.quote}"')
         print(f"    {_where(other.citations[0])}, confidence {other.score:.2f}")
+
+
+def _cell_heading(cell) -> str:
+    """'Texas × Handgun: ' for a table's cell (what of row and column its table names)."""
+    named = " × ".join(part for part in (cell.row, cell.column) if part)
+    return f"{named}: " if named else ""
 
 
 def _where(c) -> str:

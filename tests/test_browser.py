@@ -442,3 +442,35 @@ def test_follow_up_and_also_in_the_documents(page: sync_api.Page, real_server: s
         client = Client(real_server, verbose=False)
         for name in (bulletin.name, history.name):
             client.predict(name, api_name="/remove_document")
+
+
+def test_a_table_answer_shows_the_cell_in_its_row_under_the_column_headers(page: sync_api.Page, tmp_path: Path) -> None:
+    """A Markdown pipe table: asked for a row's value in a column, the answer card shows that row
+    under the table's column headers, the cell marked, and the caption above."""
+    checks = tmp_path / "state-checks.md"
+    checks.write_text(
+        "# Background checks by state\n\nThe bureau counts the firearm background checks run in each state.\n\n"
+        "Background checks by state, 2023\n\n"
+        "| State | Handgun | Long gun | Permit |\n| --- | --- | --- | --- |\n"
+        "| Texas | 56,941 | 21,550 | 51,670 |\n| Ohio | 31,208 | 17,402 | 9,815 |\n| Maine | 4,117 | 6,390 | 212 |\n",
+        encoding="utf-8",
+    )
+    upload(page, checks)
+    try:
+        reply = ask(page, "How many long gun checks did Ohio run?")
+        assert short_answer(reply) == "17,402"
+        table = reply.locator("table.qa-table")
+        expect(table.locator("caption")).to_have_text("Background checks by state, 2023")
+        expect(table.locator("thead th")).to_have_text(["State", "Handgun", "Long gun", "Permit"])
+        expect(table.locator("tbody td")).to_have_text(["Ohio", "31,208", "17,402", "9,815"])
+        expect(table.locator("td.qa-cell mark")).to_have_text("17,402")
+        column = table.locator("thead th").nth(2).bounding_box()
+        cell = table.locator("td.qa-cell").bounding_box()
+        assert column and cell and abs(column["x"] - cell["x"]) < 1  # the cell stands under its column
+        expect(reply).to_contain_text("state-checks.md")
+        expect(page.locator("#evidence #ev-1-1 mark")).to_have_text("17,402")
+        screenshot(page, "table-answer.png", scroll_chat_up=True)
+    finally:
+        from gradio_client import Client
+
+        Client(page.url, verbose=False).predict(checks.name, api_name="/remove_document")

@@ -22,6 +22,7 @@ from qa.chat.examples import example_candidates, example_questions
 from qa.chat.layout import build_app
 from qa.chat.render import (
     EVIDENCE_EMPTY,
+    answer_document,
     card_id,
     confidence_label,
     documents_frame,
@@ -42,7 +43,7 @@ from qa.chat.server import ServeRefused, exposure_auth, is_loopback, launch, loa
 from qa.chat.uploads import add_uploads, safe_filename
 from qa.config import Config
 from qa.ingest import content_problem
-from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
+from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span, TableCell
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
@@ -404,6 +405,75 @@ def test_question_and_message_are_escaped() -> None:
     rendered = render_answer(answer)
     assert "<img" not in rendered and "javascript:" not in rendered
     assert "<img" not in to_html(neutral(question)) and "<a " not in to_html(neutral(question))
+
+
+TABLE_TEXT = (
+    "# Checks\n\nBackground checks by state, 2023\n\n| State | Handgun | Long gun |\n| --- | --- | --- |\n"
+    "| Texas | 56,941 | 21,550 |\n| Ohio | 31,208 | 17,402 |\n"
+)
+
+
+def make_table_answer(text: str = TABLE_TEXT, row_label: str = "Ohio", column: int = 1) -> tuple[Answer, Document]:
+    """A table answer as the reader builds it (qa.read.verdict): the cell, quoted with its row."""
+    doc = Document("t1", "Checks", "checks.md", "/tmp/checks.md", text)
+    (table,) = doc.tables
+    row = next(r for r in table.rows if text[r.cells[0][0] : r.cells[0][1]] == row_label)
+    start, end = row.cells[column]
+    cell = TableCell(table.caption, row_label, table.column(column), start, end)
+    citation = Citation(doc.doc_id, doc.title, doc.source, None, row.start, row.end, text[row.start : row.end],
+                        section="Checks", table=cell)
+    answer = Answer(question="How many handgun checks did Ohio run?", answered=True, answer=text[start:end],
+                    quote=citation.quote, score=0.95, citations=(citation,), answer_span=Span(start, end))
+    return answer, doc
+
+
+def test_a_table_answer_shows_its_row_under_the_column_headers_with_the_cell_marked() -> None:
+    answer, doc = make_table_answer()
+    rendered = render_answer(answer, 2, document=doc)
+    blocks = rendered.split("\n\n")
+    assert html.unescape(blocks[0]) == "**31,208**"
+    assert blocks[1] == (
+        '<table class="qa-table"><caption>Background checks by state, 2023</caption><thead><tr>'
+        "<th>State</th><th>Handgun</th><th>Long gun</th></tr></thead><tbody><tr>"
+        '<td>Ohio</td><td class="qa-cell"><mark>31,208</mark></td><td>17,402</td></tr></tbody></table>'
+    )
+    assert blocks[2].startswith('<span class="qa-conf qa-conf-high"') and blocks[3] == "**Sources**"
+    assert "<blockquote>" not in to_html(rendered)
+    out = to_html(rendered)
+    assert '<table class="qa-table">' in out and '<td class="qa-cell"><mark>31,208</mark></td>' in out
+    assert marked(rendered) == ["31,208"]
+
+
+def test_a_table_answer_without_its_document_shows_the_quoted_row_under_its_column() -> None:
+    answer, _ = make_table_answer(column=2)
+    rendered = render_answer(answer)
+    assert (
+        "<thead><tr><th></th><th></th><th>Long gun</th></tr></thead><tbody><tr>"
+        '<td>Ohio</td><td>31,208</td><td class="qa-cell"><mark>17,402</mark></td></tr></tbody>'
+    ) in rendered
+    # A document changed since (the row is no longer where the citation says): the quote, not the text.
+    moved = Document("t1", "Checks", "checks.md", "/tmp/checks.md", "x" * 20 + TABLE_TEXT)
+    assert render_answer(answer, document=moved) == rendered
+    # Ordinary answers keep their blockquote.
+    assert render_answer(make_answer(), document=moved) == render_answer(make_answer())
+
+
+def test_a_table_answer_shows_hostile_cells_literally() -> None:
+    text = TABLE_TEXT.replace("Ohio", "<img src=x onerror=alert(1)>").replace("Long gun", "{{7*7}} ${alert(5)}")
+    answer, doc = make_table_answer(text, row_label="<img src=x onerror=alert(1)>")
+    for rendered in (render_answer(answer, document=doc), render_answer(answer)):
+        out = to_html(rendered)
+        assert "<img" not in out and "{{" not in rendered and "${" not in rendered
+        assert "&lt;img src=x onerror=alert(1)&gt;" in rendered
+
+
+def test_answer_document_is_fetched_for_table_answers_only(fake: FakePipeline) -> None:
+    answer, doc = make_table_answer()
+    fake.docs[doc.doc_id] = doc
+    assert answer_document(fake, answer) is doc
+    assert answer_document(fake, make_answer()) is None
+    del fake.docs[doc.doc_id]
+    assert answer_document(fake, answer) is None  # removed since: the card falls back to the quote
 
 
 def test_file_results_are_escaped_and_explain_refusals() -> None:

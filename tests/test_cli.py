@@ -23,7 +23,8 @@ KALLAS_QUOTE = "At the moment there is no peace to keep"
 UNANSWERABLE = "What is the boiling point of water on Mars?"
 
 ANSWER_KEYS = {"question", "answered", "answer", "quote", "score", "citations", "passages", "alternatives"}
-CITATION_KEYS = {"doc_id", "title", "source", "page", "section", "start", "end", "quote", "ocr"}
+CITATION_KEYS = {"doc_id", "title", "source", "page", "section", "start", "end", "quote", "ocr", "table"}
+TABLE_KEYS = {"caption", "row", "column", "cell_start", "cell_end"}
 PASSAGE_KEYS = {"doc_id", "title", "source", "page", "start", "end", "text", "score"}
 
 
@@ -107,6 +108,9 @@ def _check_types(obj: dict) -> None:
         assert c["page"] is None or (isinstance(c["page"], int) and c["page"] >= 1)
         assert c["section"] is None or (isinstance(c["section"], str) and c["section"])
         assert isinstance(c["ocr"], bool)
+        table = c["table"]
+        assert table is None or set(table) == TABLE_KEYS, table
+        assert table is None or c["start"] <= table["cell_start"] < table["cell_end"] <= c["end"], table
         assert isinstance(c["start"], int) and isinstance(c["end"], int) and 0 <= c["start"] < c["end"]
     for p in obj["passages"]:
         assert set(p) == PASSAGE_KEYS, sorted(p)
@@ -142,6 +146,7 @@ def test_ask_json_answers_with_verbatim_citation(
     assert citation["page"] is None
     assert citation["quote"] == seed_text[citation["start"] : citation["end"]]
     assert citation["quote"] == obj["quote"]
+    assert citation["table"] is None  # an ordinary sentence's answer
 
 
 def test_ask_json_unanswerable_abstains(
@@ -290,3 +295,54 @@ def test_every_command_works_on_milvus_lite(tmp_path: Path, seeds_dir: Path) -> 
     assert json.loads(run_qa(index, "list", "--json", cwd=tmp_path, settings=milvus).stdout) == []
     rebuilt = run_qa(index, "rebuild", cwd=tmp_path, settings=milvus)
     assert rebuilt.returncode == 2 and "remove the documents and add them again" in rebuilt.stderr
+
+
+TABLE_DOC = """# Background checks by state
+
+The bureau counts the firearm background checks run in each state during the year.
+
+Background checks by state, 2023
+
+| State | Handgun | Long gun | Permit |
+| --- | --- | --- | --- |
+| Texas | 56,941 | 21,550 | 51,670 |
+| Ohio | 31,208 | 17,402 | 9,815 |
+| Maine | 4,117 | 6,390 | 212 |
+"""
+TABLE_QUESTION = "How many handgun checks did Texas run?"
+
+
+def test_a_table_answer_names_its_row_and_column(tmp_path: Path) -> None:
+    """A Markdown pipe table: the answer is the cell, printed beside its row and column (and the
+    table's caption); --json cites the cell's span, the row's and the column's headers."""
+    (tmp_path / "checks.md").write_text(TABLE_DOC, encoding="utf-8")
+    index = tmp_path / "index"
+    added = run_qa(index, "add", str(tmp_path / "checks.md"), cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+
+    done = run_qa(index, "ask", TABLE_QUESTION, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Texas × Handgun: 56,941", done.stdout
+    assert lines[1] == "  table: Background checks by state, 2023", done.stdout
+    assert lines[2] == '"| Texas | 56,941 | 21,550 | 51,670 |"', done.stdout
+    assert lines[3].startswith("  [1] Background checks by state (checks.md"), done.stdout
+
+    obj = json.loads(run_qa(index, "ask", TABLE_QUESTION, "--json", cwd=tmp_path).stdout)
+    _check_types(obj)
+    assert obj["answered"] is True and obj["answer"] == "56,941", obj
+    (citation,) = obj["citations"]
+    assert citation["table"] == {
+        "caption": "Background checks by state, 2023",
+        "row": "Texas",
+        "column": "Handgun",
+        "cell_start": TABLE_DOC.index("56,941"),
+        "cell_end": TABLE_DOC.index("56,941") + len("56,941"),
+    }
+    assert citation["quote"] == obj["quote"] == TABLE_DOC[citation["start"] : citation["end"]]
+    assert TABLE_DOC[citation["table"]["cell_start"] : citation["table"]["cell_end"]] == "56,941"
+
+    ordinary = json.loads(run_qa(index, "ask", "What does the bureau count?", "--json", cwd=tmp_path).stdout)
+    _check_types(ordinary)
+    assert ordinary["answered"] is True and "firearm background checks" in ordinary["quote"], ordinary
+    assert ordinary["citations"][0]["table"] is None

@@ -15,7 +15,7 @@ import gradio as gr
 
 from qa import followup
 from qa.chat.backend import WRITES, PipelineLike
-from qa.chat.render import doc_titles, render_answer
+from qa.chat.render import answer_document, doc_titles, render_answer
 from qa.chat.uploads import add_gradio_uploads, remove_documents
 from qa.schema import answer_json
 from qa.types import FileResult
@@ -73,7 +73,9 @@ class Endpoints:
         answer = self.pipeline.ask(question.strip(), doc_ids=scope or None, strict=strict, context=context)
         if session:
             self.conversations.put(session, followup.after(context, answer))
-        return render_answer(answer, 1, doc_titles(self.pipeline, scope))
+        return render_answer(
+            answer, 1, doc_titles(self.pipeline, scope), answer_document(self.pipeline, answer)
+        )
 
     def ask_json(
         self,

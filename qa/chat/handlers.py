@@ -21,6 +21,7 @@ from qa.chat.backend import PipelineLike
 from qa.chat.examples import Examples
 from qa.chat.render import (
     EVIDENCE_EMPTY,
+    answer_document,
     doc_titles,
     document_label,
     documents_frame,
@@ -106,7 +107,8 @@ class Handlers:
             failed = {"role": "assistant", "content": f"Something went wrong while answering: {neutral(str(exc))}"}
             return [*history, failed], records, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         number = len(records) + 1
-        history = [*history, {"role": "assistant", "content": render_answer(answer, number, scope)}]
+        card = render_answer(answer, number, scope, answer_document(self.pipeline, answer))
+        history = [*history, {"role": "assistant", "content": card}]
         records = [*records, {"answer": answer, "message": len(history) - 1, "scope": scope}]
         return history, records, number, render_evidence(answer, number, scope), _picker(records, number), ""
 

@@ -136,14 +136,18 @@ def confidence_html(score: float) -> str:
     return f'<span class="qa-conf qa-conf-{label}" title="confidence score {score:.2f}">Confidence: {label}</span>'
 
 
-def render_answer(answer: Answer, number: int = 1, scope: Sequence[str] = ()) -> str:
+def render_answer(
+    answer: Answer, number: int = 1, scope: Sequence[str] = (), document: Document | None = None
+) -> str:
     """The chat's answer card (Markdown): how a follow-up was read, bold short answer, the verbatim
-    quote with the answer marked, the confidence label, numbered citations linking to the evidence
-    panel's cards, and the other sentences that answer too ("Also in the documents"), each with its
-    own citation and confidence.
+    quote with the answer marked (for a table's cell: the row under the table's column headers, the
+    cell marked), the confidence label, numbered citations linking to the evidence panel's cards,
+    and the other sentences that answer too ("Also in the documents"), each with its own citation
+    and confidence.
 
     `number` is the answer's place in the conversation (it names the evidence cards); `scope` lists the
-    documents the question was limited to, if any.
+    documents the question was limited to, if any; `document` is the cited one (`answer_document`),
+    whose table gives a table answer its full header row.
     """
     if not answer.answered:
         return render_abstention(answer, number, scope)
@@ -151,7 +155,8 @@ def render_answer(answer: Answer, number: int = 1, scope: Sequence[str] = ()) ->
     parts = _read_as(answer)
     parts += [f"**{neutral(answer.answer)}**"] if answer.answer and answer.answer != answer.quote else []
     parts += [
-        f"> {highlight(answer.quote, citation.start, _answer_mark(answer))}",
+        render_table_row(answer, document) if citation.table is not None
+        else f"> {highlight(answer.quote, citation.start, _answer_mark(answer))}",
         confidence_html(answer.score),
         "**Sources**",
     ]
@@ -172,6 +177,54 @@ def render_answer(answer: Answer, number: int = 1, scope: Sequence[str] = ()) ->
             )
     parts += _scope_note(scope)
     return "\n\n".join(parts)
+
+
+def answer_document(pipeline: PipelineLike, answer: Answer) -> Document | None:
+    """The document a table answer cites (its table's header row), None for other answers or when
+    the document has gone from the index."""
+    if not answer.answered or not answer.citations or answer.citations[0].table is None:
+        return None
+    try:
+        return pipeline.document(answer.citations[0].doc_id)
+    except KeyError:
+        return None
+
+
+def render_table_row(answer: Answer, document: Document | None = None) -> str:
+    """A table answer as a small HTML table on one line (one Markdown HTML block): the caption, the
+    column headers, and the answer's row with its cell marked (`qa-cell`). The headers and cells
+    come from `document`'s table when it still holds the row; else from the quoted row, under the
+    answer's column header alone."""
+    citation = answer.citations[0]
+    cell = citation.table
+    assert cell is not None
+    found = document.table_at(citation.start) if document is not None else None
+    cells: list[tuple[str, bool]] = []
+    if found is not None and document is not None and document.text[citation.start : citation.end] == citation.quote:
+        table, row = found
+        columns = list(table.columns)
+        cells = [(document.text[a:b], (a, b) == (cell.cell_start, cell.cell_end)) for a, b in row.cells]
+    if not any(hit for _, hit in cells):  # the row as quoted, "| Texas | 56,941 |": the cells between bars
+        quote = citation.quote
+        bars = [k for k, ch in enumerate(quote) if ch == "|"]
+        cells = []
+        for a, b in zip(bars, bars[1:]):
+            piece = quote[a + 1 : b]
+            start = citation.start + a + 1 + len(piece) - len(piece.lstrip())
+            cells.append((piece.strip(), start == cell.cell_start))
+        if not any(hit for _, hit in cells):  # not a pipe row after all: the cell alone
+            cells = [(answer.answer, True)]
+        columns = [cell.column if hit else "" for _, hit in cells]
+    width = max(len(columns), len(cells))
+    columns += [""] * (width - len(columns))
+    cells += [("", False)] * (width - len(cells))
+    caption = f"<caption>{esc(cell.caption)}</caption>" if cell.caption else ""
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join(
+        f'<td class="qa-cell"><mark>{esc(value)}</mark></td>' if hit else f"<td>{esc(value)}</td>"
+        for value, hit in cells
+    )
+    return f'<table class="qa-table">{caption}<thead><tr>{head}</tr></thead><tbody><tr>{body}</tr></tbody></table>'
 
 
 def _read_as(answer: Answer) -> list[str]:
