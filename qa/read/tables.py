@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,8 +44,16 @@ _SAME_WORD = re.compile(r"(?i)°[cf]\b|%|\b(?:" + "|".join(k for k in _SAME if k
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # A missing specific term costs a cell this much of its score, so a cell that holds them all wins.
 _MISSING_COST = 0.3
+# A row read whole (its column not named) yields to a cell whose row and column are named.
+_ROW_ONLY_COST = 0.15
+# A cell of at most this many words is an answer whole ("Authorizing Official (AO)"); in a longer
+# one (a description) the answer model's span is.
+SHORT_ANSWER_WORDS = 8
+# A cell of at most this many terms can identify its row ("Texas", "Server rooms", "0.6").
+_SHORT_CELL_TERMS = 6
 # The share of the question's term weight the best cell's row, column and context must cover.
-MIN_COVERAGE = 0.5
+MIN_COVERAGE = 0.45
+_UNSEEN = "\u2400unseen"  # a term no index holds: its IDF is an unseen word's
 # Tables of these many documents (the best retrieved first) are read.
 MAX_DOCUMENTS = 3
 # The text just before a table and the start of its page (a title line, the month of a monthly
@@ -57,12 +65,14 @@ _CONTEXT_CHARS = 400
 class TableReading:
     """The best cell (its document, table, row and column index) and how well the question fits
     it: `coverage`, the share of the question's term weight its row, column and context hold;
-    `missing`, the question's specific terms found nowhere near it (then the table refuses)."""
+    `missing`, the question's specific terms found nowhere near it (then the table refuses).
+    `column` is None when the question names the row but none of its columns ("Who wrote version
+    0.6?"): the answer model then reads the row (`row_text`)."""
 
     document: Document
     table: Table
     row: TableRow
-    column: int
+    column: int | None
     coverage: float
     missing: tuple[str, ...]
 
@@ -72,62 +82,119 @@ class TableReading:
 
     @property
     def cell(self) -> tuple[int, int]:
+        assert self.column is not None, "the row is named, not its column"
         return self.row.cells[self.column]
 
 
+@dataclass(frozen=True)
+class _Question:
+    terms: list[str]
+    weights: dict[str, float]
+    specific: set[str]
+    counting: bool
+
+    @property
+    def total(self) -> float:
+        return sum(self.weights.values())
+
+    def weight(self, terms: set[str]) -> float:
+        return sum(w for t, w in self.weights.items() if t in terms)
+
+
 def read_tables(question: str, documents: Sequence[Document], idf: Callable[[Sequence[str]], np.ndarray]) -> TableReading | None:
-    """The cell of `documents`' tables that answers `question`, or a refusal when the best row is
-    named but the table lacks a specific term; None when no table row is named at all."""
+    """The cell of `documents`' tables that answers `question` (or its row, when no column is
+    named), or a refusal when the best row is named but the table lacks a specific term; None when
+    the question names no table row well enough."""
     terms = [t for t in dict.fromkeys(_terms(question)) if t not in _ASKING]
     if not terms:
         return None
-    weights = dict(zip(terms, idf(terms)))
-    total = sum(weights.values())
     specific = _specific_terms(question) & set(terms)
-    counting = bool(_COUNTING.match(question))
-    best: tuple[float, TableReading] | None = None
-    for document in documents[:MAX_DOCUMENTS]:
-        for table in document.tables:
-            page = document.page_at(table.start)
-            page_start = document.page_starts[page - 1] if page else table.start
-            before = document.text[page_start : page_start + _CONTEXT_CHARS] + document.text[max(0, table.start - _CONTEXT_CHARS) : table.start]
-            context = set(_terms(f"{table.caption} {document.title} {before}"))
-            columns = [set(_terms(header)) for header in table.columns]
-            value_columns = sum(1 for header in table.columns[1:]) or 1
-            for row in table.rows:
-                cells = [set(_terms(document.text[a:b])) for a, b in row.cells]
-                group = set(_terms(row.group))
-                for k, (a, b) in enumerate(row.cells):
-                    if b <= a:
-                        continue
-                    own = set().union(*(c for j, c in enumerate(cells) if j != k)) - cells[k]
-                    in_row = own | group - cells[k]
-                    header = columns[k] if k < len(columns) else set()
-                    in_column = header - own
-                    if not any(t in own for t in terms):
-                        continue  # the row is not named (its group alone names many rows)
-                    column_weight = sum(weights[t] for t in terms if t in in_column)
-                    if column_weight == 0 and value_columns > 1 and not (
-                        counting and _FIGURE.search(document.text[a:b]) and (k == 1 or "total" in header)
-                    ):
-                        continue  # a column is named, or a count in the table's first or total one is asked
-                    near = in_row | in_column | context
-                    coverage = sum(weights[t] for t in terms if t in near) / total
-                    named_here = sum(weights[t] for t in terms if t in in_row or t in in_column) / total
-                    header_weight = sum(weights.get(t, 1.0) for t in header)
-                    exact = column_weight / header_weight if header_weight else 0.0
-                    missing = tuple(sorted(t for t in specific if t not in near))
-                    label = cells[0] if k else set()
-                    named = sum(weights.get(t, 1.0) for t in label if t in terms) / max(sum(weights.get(t, 1.0) for t in label), 1e-9) if label else 0.0
-                    score = (coverage + named_here) / 2 + 0.2 * min(1.0, exact) + 0.2 * named - _MISSING_COST * len(missing) - 0.01 * k
-                    if best is None or score > best[0]:
-                        best = (score, TableReading(document, table, row, k, round(coverage, 4), missing))
-    if best is None:
+    weights = dict(zip(terms, map(float, idf(terms))))
+    unseen = float(idf([_UNSEEN])[0])
+    # A word no document holds ("wrote", "produced") can be matched by no cell: it neither names
+    # nor rules out one. A figure or name no document holds still makes a table refuse.
+    weights = {t: w for t, w in weights.items() if w < unseen - 1e-9 or t in specific}
+    if not weights:
         return None
-    reading = best[1]
-    if reading.coverage < MIN_COVERAGE:
-        return None  # too little of the question in the table to answer from it, or to refuse
-    return reading
+    q = _Question(list(weights), weights, specific, bool(_COUNTING.match(question)))
+    scored = [candidate for document in documents[:MAX_DOCUMENTS] for table in document.tables
+              for candidate in _candidates(q, document, table)]
+    if not scored:
+        return None
+    _, known, reading = max(scored, key=lambda c: c[0])
+    return reading if known >= MIN_COVERAGE else None  # too little of the question in the table
+
+
+def _candidates(q: _Question, document: Document, table: Table):
+    """(score, coverage of the question less its missing terms, reading) for each cell of `table`
+    whose row the question names, and for each such row as a whole (column None)."""
+    context = set(_terms(f"{table.caption} {document.title} {_before(document, table)}"))
+    columns = [set(_terms(header)) for header in table.columns]
+    all_headers = set().union(*columns) if columns else set()
+    several = len(table.columns) > 2
+    for row in table.rows:
+        cells = [set(_terms(document.text[a:b])) for a, b in row.cells]
+        group = set(_terms(row.group))
+        everything = set().union(*cells) if cells else set()
+        if not any(t in everything for t in q.terms):
+            continue  # the row is not named (its group alone names many rows)
+        yield _scored(q, document, table, row, None, everything | group, all_headers, context, cells, -1)
+        for k, (a, b) in enumerate(row.cells):
+            if b <= a:
+                continue
+            own = set().union(*(c for j, c in enumerate(cells) if j != k)) - cells[k]
+            if not any(t in own for t in q.terms):
+                continue
+            header = columns[k] if k < len(columns) else set()
+            named_column = q.weight(header - own) > 0
+            if not named_column and several and not (
+                q.counting and _FIGURE.search(document.text[a:b]) and (k == 1 or "total" in header)
+            ):
+                continue  # a column is named, or a count in the table's first or total one is asked
+            yield _scored(q, document, table, row, k, own | group, header - own, context, cells, k)
+
+
+def _scored(q: _Question, document: Document, table: Table, row: TableRow, column: int | None,
+            in_row: set[str], in_column: set[str], context: set[str], cells: list[set[str]], k: int):
+    near = in_row | in_column | context
+    missing = tuple(sorted(t for t in q.specific if t not in near))
+    held = q.weight(near)
+    coverage = held / q.total
+    known = held / max(q.total - q.weight(set(missing)), 1e-9)
+    named_here = q.weight(in_row | in_column) / q.total
+    header_weight = sum(q.weights.get(t, 1.0) for t in in_column)
+    exact = q.weight(in_column) / header_weight if column is not None and header_weight else 0.0
+    # A row identified by a short cell the question holds whole ("Texas", "0.6", "Server rooms").
+    identified = max((q.weight(c) / sum(q.weights.get(t, 1.0) for t in c)
+                      for j, c in enumerate(cells) if j != k and 0 < len(c) <= _SHORT_CELL_TERMS), default=0.0)
+    score = (coverage + named_here) / 2 + 0.2 * min(1.0, exact) + 0.3 * identified - _MISSING_COST * len(missing)
+    score -= _ROW_ONLY_COST if column is None else 0.01 * column
+    return score, known, TableReading(document, table, row, column, round(coverage, 4), missing)
+
+
+def _before(document: Document, table: Table) -> str:
+    """The text at the top of the table's page and just before it: its title, the month of a report."""
+    page = document.page_at(table.start)
+    page_start = document.page_starts[page - 1] if page else table.start
+    return (document.text[page_start : min(table.start, page_start + _CONTEXT_CHARS)] + " "
+            + document.text[max(page_start, table.start - _CONTEXT_CHARS) : table.start])
+
+
+def row_text(reading: TableReading) -> tuple[str, list[tuple[int, int, int]]]:
+    """The row as the answer model reads it, each cell after its column's header ("Author: Steve
+    Levitas; ..."), and where each cell stands in it: (column, start in the text, start in the
+    document)."""
+    text = reading.document.text
+    parts, where, at = [], [], 0
+    for k, (a, b) in enumerate(reading.row.cells):
+        if b <= a:
+            continue
+        header = reading.table.column(k)
+        prefix = f"{header}: " if header else ""
+        where.append((k, at + len(prefix), a))
+        parts.append(prefix + text[a:b])
+        at += len(parts[-1]) + 2
+    return "; ".join(parts), where
 
 
 def _terms(text: str) -> list[str]:
@@ -144,3 +211,19 @@ def _specific_terms(question: str) -> set[str]:
     words = re.sub(r"[–—−/-]", " ", question).split()
     named = [w.strip("?,.;:'’\"()") for i, w in enumerate(words) if _FIGURE.search(w) or (i > 0 and w[:1].isupper())]
     return set(_terms(" ".join(named)))
+
+
+def read_row(question: str, reading: TableReading, span_model) -> tuple[TableReading, tuple[int, int], float]:
+    """The answer model's span in a row whose column the question does not name: the row read
+    with its headers (`row_text`); the cell it falls in becomes the reading's column, and a short
+    cell (a name, a date: at most SHORT_ANSWER_WORDS words) is the answer whole. Returns the
+    reading, the answer's span in the document, and the model's span score."""
+    text, where = row_text(reading)
+    (found,) = span_model.score(question, [text])
+    column, in_row, in_document = next(((k, r, d) for k, r, d in reversed(where) if found.start >= r), where[0])
+    a, b = reading.row.cells[column]
+    start = min(b, in_document + max(0, found.start - in_row))
+    end = max(start, min(b, in_document + max(0, found.end - in_row)))
+    if len(reading.document.text[a:b].split()) <= SHORT_ANSWER_WORDS or end <= start:
+        start, end = a, b
+    return replace(reading, column=column), (start, end), found.score

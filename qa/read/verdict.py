@@ -33,7 +33,7 @@ from qa.read.features import (
     rerank_rows,
 )
 from qa.read.span import SpanModel, SpanResult
-from qa.read.tables import MAX_DOCUMENTS, TableReading, read_tables
+from qa.read.tables import MAX_DOCUMENTS, TableReading, read_row, read_tables
 from qa.retrieve import Hit
 from qa.types import Answer, Citation, Document, SentenceRecord, Span, TableCell
 
@@ -92,13 +92,16 @@ class Reader:
         """The verdict on `question` (`strict`: at the strict confidence bar): a table's cell when a
         table of the retrieved documents names the question's row and column (or a refusal when
         the table lacks what it asks), else the best sentence."""
+        bar = self.config.strict_min_confidence if strict else self.config.min_confidence
         table = read_tables(question, _documents(evidence), evidence.idf) if evidence.source is not None else None
-        if table is not None:
-            bar = self.config.strict_min_confidence if strict else self.config.min_confidence
+        if table is not None and (table.column is not None or table.refuses or self.span_model is not None):
+            answer_at = None
+            if table.column is None and not table.refuses:
+                table, answer_at, _ = read_row(question, table, self.span_model)
             score = table_confidence(table)
             if table.refuses or score < bar:
                 return Verdict(None, score)
-            return Verdict(_table_answer(question, table, score), score)
+            return Verdict(_table_answer(question, table, score, answer_at), score)
         reading = rank(question, q_vector, evidence, span_model=self.span_model)
         score = round(reading.confidence, 4)
         bar = self.config.strict_min_confidence if strict else self.config.min_confidence
@@ -125,19 +128,19 @@ def table_confidence(table: TableReading) -> float:
     return round(1.0 - fit if table.refuses else fit, 4)
 
 
-def _table_answer(question: str, table: TableReading, score: float) -> Answer:
-    """A table's answer: the cell, quoted with its row, cited with the table's caption, the row's
-    and the column's headers."""
+def _table_answer(question: str, table: TableReading, score: float, answer_at: tuple[int, int] | None = None) -> Answer:
+    """A table's answer: the cell (or `answer_at`, the answer model's span inside it), quoted with
+    its row, cited with the table's caption, the row's and the column's headers."""
     document, row = table.document, table.row
-    start, end = table.cell
+    start, end = answer_at or table.cell
     text = document.text
     label = text[row.cells[0][0] : row.cells[0][1]] if row.cells else ""
     cell = TableCell(
         caption=table.table.caption,
         row=" ".join(part for part in (row.group, label) if part) if table.column else row.group,
         column=table.table.column(table.column),
-        cell_start=start,
-        cell_end=end,
+        cell_start=table.cell[0],
+        cell_end=table.cell[1],
     )
     citation = Citation(
         doc_id=document.doc_id,
