@@ -31,8 +31,17 @@ def document(text: str) -> Document:
     return Document(doc_id="d", title="Checks", source="checks.md", path="/checks.md", text=text)
 
 
-def uniform_idf(terms):
-    return np.ones(len(terms))
+def idf_over(doc: Document):
+    """BM25's IDF with the document's paragraphs as the index's chunks (`qa.retrieve`'s formula)."""
+    from qa.read.tables import _terms
+
+    paragraphs = [set(_terms(p)) for p in doc.text.split("\n\n")]
+
+    def idf(terms):
+        df = np.array([sum(t in p for p in paragraphs) for t in terms], float)
+        return np.log(1.0 + (len(paragraphs) - df + 0.5) / (df + 0.5))
+
+    return idf
 
 
 # --- the format -------------------------------------------------------------------------------
@@ -191,7 +200,7 @@ TABLE_DOC = document("# Checks\n\nThe NICS checks of November 2015, by state.\n\
     ],
 )
 def test_the_cell_at_the_named_row_and_column_wherever_the_figure_repeats(question: str, cell: str) -> None:
-    reading = read_tables(question, [TABLE_DOC], uniform_idf)
+    reading = read_tables(question, [TABLE_DOC], idf_over(TABLE_DOC))
     assert reading is not None and not reading.refuses
     assert TABLE_DOC.text[slice(*reading.cell)] == cell
 
@@ -202,12 +211,12 @@ def test_the_cell_at_the_named_row_and_column_wherever_the_figure_repeats(questi
      "How many permit handgun checks did American Samoa and Texas run?"],
 )
 def test_a_row_or_column_the_table_lacks_is_refused(question: str) -> None:
-    reading = read_tables(question, [TABLE_DOC], uniform_idf)
+    reading = read_tables(question, [TABLE_DOC], idf_over(TABLE_DOC))
     assert reading is not None and reading.refuses
 
 
 def test_a_question_naming_no_row_is_left_to_the_sentence_reader() -> None:
-    assert read_tables("Why were the checks introduced?", [TABLE_DOC], uniform_idf) is None
+    assert read_tables("Why were the checks introduced?", [TABLE_DOC], idf_over(TABLE_DOC)) is None
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -218,5 +227,26 @@ def test_a_huge_table_with_empty_and_merged_cells_and_no_header_reads_without_a_
     doc = load(make_docx(tmp_path / "huge.docx", ["Big table follows.", rows]))
     (table,) = doc.tables
     assert len(table.rows) >= 9_998
-    reading = read_tables("What is the value of Row 9998?", [doc], uniform_idf)
-    assert reading is None or doc.text[slice(*reading.cell)] in {"29994", "same"}
+    reading = read_tables("What is the value of Row 9998?", [doc], idf_over(doc))
+    assert reading is not None and doc.text[slice(*reading.row.cells[0])] == "Row 9998"
+
+
+def test_a_row_named_without_its_column_is_read_by_the_answer_model_and_a_short_cell_given_whole() -> None:
+    from qa.read.span import SpanResult
+    from qa.read.tables import read_row, row_text
+
+    doc = document("# Document Revision History\n\n" + table_text(
+        "", ["Date", "Version", "Description", "Author"],
+        [["03/12/2015", "0.6", "Draft", "Steve Levitas"], ["05/05/2015", "0.7", "Comments added", "Val Connell"]]) + "\n")
+
+    class Model:  # the answer model, reading "Date: ...; Version: 0.6; ...; Author: Steve Levitas"
+        def score(self, question, texts):
+            (text,) = texts
+            return [SpanResult(text.index("Steve"), text.index("Steve") + len("Steve"), 3.0)]
+
+    reading = read_tables("Who wrote version 0.6 of the document?", [doc], idf_over(doc))
+    assert reading is not None and reading.column is None
+    assert row_text(reading)[0] == "Date: 03/12/2015; Version: 0.6; Description: Draft; Author: Steve Levitas"
+    reading, (start, end), _ = read_row("Who wrote version 0.6 of the document?", reading, Model())
+    assert reading.table.column(reading.column) == "Author"
+    assert doc.text[start:end] == "Steve Levitas"  # the cell whole, not the model's "Steve"
