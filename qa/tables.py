@@ -36,6 +36,7 @@ _NOTE = re.compile(r"^[\[(]")
 # more: pdfplumber costs ~0.2 s a page, so pages of prose are left to pypdf alone.
 MIN_TABULAR_LINES = 3
 _MIN_ROWS = 3
+_GUTTER = 1.5
 _MAX_HEADER_LINES = 5
 _MAX_LABEL_ONLY_RUN = 3
 
@@ -357,7 +358,11 @@ def _headers(header: list[_Line], columns: list[tuple[float, float]], label_righ
 
 
 def _label(words: list[_Word], size: float) -> str:
-    """A row's label without footnote calls (small digits after it)."""
+    """A row's label without footnote calls (small digits after it), and without the words of a
+    column of prose printed to its left on the same line (past a gutter: a gap of 1.5 letters'
+    height and more, "...comprise employees   Over | 3,107,000")."""
+    cut = max((i for i in range(1, len(words)) if words[i].x0 - words[i - 1].x1 > _GUTTER * size), default=0)
+    words = words[cut:]
     kept = [w for w in words if not (w.text.isdigit() and len(w.text) <= 2 and w.size < 0.85 * size and w is not words[0])]
     return " ".join(w.text for w in kept).strip()
 

@@ -250,3 +250,27 @@ def test_a_row_named_without_its_column_is_read_by_the_answer_model_and_a_short_
     reading, (start, end), _ = read_row("Who wrote version 0.6 of the document?", reading, Model())
     assert reading.table.column(reading.column) == "Author"
     assert doc.text[start:end] == "Steve Levitas"  # the cell whole, not the model's "Steve"
+
+
+def test_the_confidence_model_trusts_a_cell_less_when_the_table_holds_less_of_the_question() -> None:
+    from qa.read.tables import SIGNALS, _model, confidence
+
+    assert _model().names == SIGNALS  # the shipped model reads the signals the reader gives
+    doc = document(TABLE_DOC.text + "\nAn audit review of the counts followed in spring.\n")
+    whole = read_tables("How many redemption long gun checks did Texas run?", [doc], idf_over(doc))
+    part = read_tables("How many redemption long gun checks did Texas run after the audit review?", [doc], idf_over(doc))
+    assert whole is not None and part is not None and whole.cell == part.cell
+    assert 0.0 <= confidence(part) < confidence(whole) <= 1.0
+
+
+def test_the_page_view_boxes_a_table_answer_cell_on_the_pdf_page(tmp_path: Path) -> None:
+    from qa import pageview
+
+    path = draw_table(tmp_path / "checks.pdf")
+    doc = load(path)
+    row = next(r for r in doc.tables[0].rows if doc.text[slice(*r.cells[0])] == "Texas")
+    a, b = row.cells[1]  # Texas × Handgun: 56,941, right-aligned at x = 260 of 612 points
+    found = pageview.locate(pageview.render(path, 1), doc.text[row.start : row.end], (a - row.start, b - row.start), 0.5)
+    assert found is not None and found.whole
+    (box,) = found.answer
+    assert 200 / 612 < box.left < box.right <= 262 / 612

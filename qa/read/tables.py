@@ -14,12 +14,16 @@ table of states) and the reader refuses.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
+from qa.read.features import Logistic
 from qa.retrieve import tokenize
 from qa.types import Document, Table, TableRow
 
@@ -29,6 +33,7 @@ _ASKING = frozenset(tokenize(["how many much what which who whom whose when wher
 # A term of the question the table must hold for the table to answer: a figure or year, or a word
 # written with a capital inside the question (a name).
 _FIGURE = re.compile(r"\d")
+_YEAR = re.compile(r"(?:1[6-9]|20)\d\d")  # a count is never a year
 _COUNTING = re.compile(r"(?i)\W*(?:how (?:many|much)|what (?:was|is|were|are) the (?:total|number))\b")
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 # Words that tables abbreviate or name otherwise: read as the table's word. General vocabulary of
@@ -49,6 +54,9 @@ _ROW_ONLY_COST = 0.15
 # A cell of at most this many words is an answer whole ("Authorizing Official (AO)"); in a longer
 # one (a description) the answer model's span is.
 SHORT_ANSWER_WORDS = 8
+# A table refuses (it lacks the year, month or name asked) only for a row the question identifies
+# this well by a short cell: prose cut into a table's rows names much and identifies nothing.
+_REFUSE_IDENTIFIED = 0.5
 # A cell of at most this many terms can identify its row ("Texas", "Server rooms", "0.6").
 _SHORT_CELL_TERMS = 6
 # The share of the question's term weight the best cell's row, column and context must cover.
@@ -75,6 +83,7 @@ class TableReading:
     column: int | None
     coverage: float
     missing: tuple[str, ...]
+    signals: tuple[float, ...] = ()  # SIGNALS, what the confidence model reads
 
     @property
     def refuses(self) -> bool:
@@ -84,6 +93,15 @@ class TableReading:
     def cell(self) -> tuple[int, int]:
         assert self.column is not None, "the row is named, not its column"
         return self.row.cells[self.column]
+
+
+# What the confidence model reads of a reading: the share of the question its row, column and
+# context hold; the same less the missing terms; the share its row and column alone hold; how
+# much of the column's header the question names; how whole the short cell naming the row is;
+# the missing specific terms; whether a count is asked; and the score's lead over the next cell.
+# The model is trained on synthetic tables (scripts/train_tables.py; its card is in the file).
+SIGNALS = ("coverage", "known", "identified", "missing", "counting", "margin")
+MODEL_FILE = Path(__file__).resolve().parents[1] / "models" / "tables.json"
 
 
 @dataclass(frozen=True)
@@ -121,24 +139,29 @@ def read_tables(question: str, documents: Sequence[Document], idf: Callable[[Seq
               for candidate in _candidates(q, document, table)]
     if not scored:
         return None
-    _, known, reading = max(scored, key=lambda c: c[0])
-    return reading if known >= MIN_COVERAGE else None  # too little of the question in the table
+    scored.sort(key=lambda c: -c[0])
+    score, known, reading = scored[0]
+    if known < MIN_COVERAGE:
+        return None  # too little of the question in the table
+    if reading.refuses and reading.signals[SIGNALS.index("identified")] < _REFUSE_IDENTIFIED:
+        return None  # a refusal needs a row the question names by a short cell ("Texas", "Defense")
+    other = next((c[0] for c in scored[1:] if (c[2].row, c[2].column) != (reading.row, reading.column)), score - 1.0)
+    return replace(reading, signals=(*reading.signals, score - other))
 
 
 def _candidates(q: _Question, document: Document, table: Table):
     """(score, coverage of the question less its missing terms, reading) for each cell of `table`
     whose row the question names, and for each such row as a whole (column None)."""
-    context = set(_terms(f"{table.caption} {document.title} {_before(document, table)}"))
-    columns = [set(_terms(header)) for header in table.columns]
+    terms = _table_terms(document, table)
+    context, columns = terms.context, terms.columns
     all_headers = set().union(*columns) if columns else set()
     several = len(table.columns) > 2
-    for row in table.rows:
-        cells = [set(_terms(document.text[a:b])) for a, b in row.cells]
-        group = set(_terms(row.group))
+    named_rows = sorted({i for t in q.terms for i in terms.rows_with.get(t, ())})
+    for i in named_rows:  # the rows the question names (its group alone names many rows: not enough)
+        row, cells, group = table.rows[i], terms.cells[i], terms.groups[i]
         everything = set().union(*cells) if cells else set()
-        if not any(t in everything for t in q.terms):
-            continue  # the row is not named (its group alone names many rows)
-        yield _scored(q, document, table, row, None, everything | group, all_headers, context, cells, -1)
+        if not q.counting:  # a count is a figure of a named column (or the first, or the total)
+            yield _scored(q, document, table, row, None, everything | group, all_headers, context, cells, -1)
         for k, (a, b) in enumerate(row.cells):
             if b <= a:
                 continue
@@ -147,11 +170,49 @@ def _candidates(q: _Question, document: Document, table: Table):
                 continue
             header = columns[k] if k < len(columns) else set()
             named_column = q.weight(header - own) > 0
+            value = document.text[a:b]
             if not named_column and several and not (
-                q.counting and _FIGURE.search(document.text[a:b]) and (k == 1 or "total" in header)
+                q.counting and _FIGURE.search(value) and not _YEAR.fullmatch(value) and (k == 1 or "total" in header)
             ):
                 continue  # a column is named, or a count in the table's first or total one is asked
             yield _scored(q, document, table, row, k, own | group, header - own, context, cells, k)
+
+
+@dataclass(frozen=True)
+class _TableTerms:
+    """A table's terms, computed once per table (a question reads every row of the tables of the
+    documents it retrieves): its context's, each column header's, each cell's, each row group's,
+    and which rows hold each term."""
+
+    context: set[str]
+    columns: list[set[str]]
+    cells: list[list[set[str]]]
+    groups: list[set[str]]
+    rows_with: dict[str, list[int]]
+
+
+_TERMS_CACHE: dict[tuple[str, int, int], _TableTerms] = {}
+_TERMS_CACHE_TABLES = 64
+
+
+def _table_terms(document: Document, table: Table) -> _TableTerms:
+    key = (document.doc_id, table.start, table.end)  # the id is the text's hash: same text, same terms
+    if key not in _TERMS_CACHE:
+        if len(_TERMS_CACHE) >= _TERMS_CACHE_TABLES:
+            _TERMS_CACHE.pop(next(iter(_TERMS_CACHE)))
+        cells = [[set(_terms(document.text[a:b])) for a, b in row.cells] for row in table.rows]
+        rows_with: dict[str, list[int]] = {}
+        for i, row_cells in enumerate(cells):
+            for t in set().union(*row_cells) if row_cells else ():
+                rows_with.setdefault(t, []).append(i)
+        _TERMS_CACHE[key] = _TableTerms(
+            context=set(_terms(f"{table.caption} {document.title} {_before(document, table)}")),
+            columns=[set(_terms(header)) for header in table.columns],
+            cells=cells,
+            groups=[set(_terms(row.group)) for row in table.rows],
+            rows_with=rows_with,
+        )
+    return _TERMS_CACHE[key]
 
 
 def _scored(q: _Question, document: Document, table: Table, row: TableRow, column: int | None,
@@ -169,7 +230,8 @@ def _scored(q: _Question, document: Document, table: Table, row: TableRow, colum
                       for j, c in enumerate(cells) if j != k and 0 < len(c) <= _SHORT_CELL_TERMS), default=0.0)
     score = (coverage + named_here) / 2 + 0.2 * min(1.0, exact) + 0.3 * identified - _MISSING_COST * len(missing)
     score -= _ROW_ONLY_COST if column is None else 0.01 * column
-    return score, known, TableReading(document, table, row, column, round(coverage, 4), missing)
+    signals = (coverage, known, identified, float(len(missing)), float(q.counting))
+    return score, known, TableReading(document, table, row, column, round(coverage, 4), missing, signals)
 
 
 def _before(document: Document, table: Table) -> str:
@@ -178,6 +240,16 @@ def _before(document: Document, table: Table) -> str:
     page_start = document.page_starts[page - 1] if page else table.start
     return (document.text[page_start : min(table.start, page_start + _CONTEXT_CHARS)] + " "
             + document.text[max(page_start, table.start - _CONTEXT_CHARS) : table.start])
+
+
+def confidence(reading: TableReading) -> float:
+    """The probability that the reading's cell answers the question (the model of MODEL_FILE)."""
+    return float(_model().predict(np.asarray([reading.signals], float))[0])
+
+
+@lru_cache(maxsize=1)
+def _model() -> Logistic:
+    return Logistic.from_json(json.loads(MODEL_FILE.read_text(encoding="utf-8"))["model"])
 
 
 def row_text(reading: TableReading) -> tuple[str, list[tuple[int, int, int]]]:

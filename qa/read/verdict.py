@@ -34,6 +34,7 @@ from qa.read.features import (
 )
 from qa.read.span import SpanModel, SpanResult
 from qa.read.tables import MAX_DOCUMENTS, TableReading, read_row, read_tables
+from qa.read.tables import confidence as table_confidence
 from qa.retrieve import Hit
 from qa.types import Answer, Citation, Document, SentenceRecord, Span, TableCell
 
@@ -95,11 +96,13 @@ class Reader:
         bar = self.config.strict_min_confidence if strict else self.config.min_confidence
         table = read_tables(question, _documents(evidence), evidence.idf) if evidence.source is not None else None
         if table is not None and (table.column is not None or table.refuses or self.span_model is not None):
+            if table.refuses:
+                return Verdict(None, 0.0)
             answer_at = None
-            if table.column is None and not table.refuses:
+            if table.column is None:  # the row is named, not its column: the answer model reads it
                 table, answer_at, _ = read_row(question, table, self.span_model)
-            score = table_confidence(table)
-            if table.refuses or score < bar:
+            score = round(table_confidence(table), 4)
+            if score < bar:
                 return Verdict(None, score)
             return Verdict(_table_answer(question, table, score, answer_at), score)
         reading = rank(question, q_vector, evidence, span_model=self.span_model)
@@ -117,15 +120,6 @@ def _documents(evidence: Evidence) -> list[Document]:
     """The retrieved documents, best first, whose tables the reader reads."""
     doc_ids = list(dict.fromkeys(records[0].doc_id for records in evidence.sentences if records))
     return [evidence.source.document(doc_id) for doc_id in doc_ids[:MAX_DOCUMENTS]]
-
-
-def table_confidence(table: TableReading) -> float:
-    """The confidence in a table's cell, from the share of the question its row, column and context
-    cover (0.5 at the least coverage answered, 0.95 at all of it); a refusal's: 1 - that. Not yet
-    fitted like the sentence reader's calibration: docs/evaluation.md (Tables) gives how often
-    each band was right on the public table set."""
-    fit = 0.5 + 0.45 * max(0.0, min(1.0, (table.coverage - 0.5) / 0.5))
-    return round(1.0 - fit if table.refuses else fit, 4)
 
 
 def _table_answer(question: str, table: TableReading, score: float, answer_at: tuple[int, int] | None = None) -> Answer:
