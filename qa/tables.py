@@ -242,7 +242,9 @@ def _table(lines: list[_Line], first: int, last: int, size: float) -> FoundTable
         label = _label(label_words, size)
         if value_words and _heads_columns(_Line(value_words)):
             if not any(headers[1:]):  # the years heading the columns below, printed inside the table
-                headers = [headers[0], *(_cells(value_words, columns))]
+                headers = [headers[0] or (label if not body else ""), *(_cells(value_words, columns))]
+                if not body:
+                    continue  # the header's line ("Boat 2022 2023 2024"), not a group
             value_words = []
         if not value_words:
             following = block[i + 1].words[0].text if i + 1 < len(block) else ""

@@ -77,10 +77,48 @@ def good_files(folder: Path, make_pdf, make_docx) -> list[Path]:
     # Owner password only (an empty user password): opens in any viewer, so it is accepted.
     owner_only = pdfencrypt.StandardEncryption("", ownerPassword="owner")
     _pdf(folder / "restricted.pdf", ["Restricted but readable quarry notes."], encrypt=owner_only)
+    _table_files(folder, make_docx)
     # A file name that is not UTF-8 (an old archive from Windows): added, its name made printable.
     odd_name = os.fsencode(folder) + b"/caf\xe9-notes.txt"
     Path(os.fsdecode(odd_name)).write_text("Cafe notes\nThe cafe by the museum opens at nine.\n", encoding="utf-8")
     return sorted(folder.iterdir())
+
+
+# Tables as real files have them: merged, empty and spanning cells, no header row, a table
+# continued on the next page under its repeated header.
+TABLE_FILES = ("crew.docx", "tolls.html", "catches.pdf")
+
+
+def _table_files(folder: Path, make_docx) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Crew rota")
+    table = document.add_table(rows=4, cols=4)
+    for row, values in zip(table.rows, [["1", "Orvik", "", "12"], ["2", "Lund", "Ferry", ""], ["3", "", "", ""],
+                                        ["4", "Skarv", "Tug", "7"]]):
+        for cell, value in zip(row.cells, values):
+            cell.text = value
+    table.cell(1, 2).merge(table.cell(1, 3))  # across
+    table.cell(2, 1).merge(table.cell(3, 1))  # down
+    document.save(str(folder / TABLE_FILES[0]))
+    (folder / TABLE_FILES[1]).write_text(
+        "<html><body><article><h1>Harbour tolls</h1><p>Tolls charged at the harbour of Orvik in 2024.</p>"
+        "<table><tr><th rowspan=2>Vessel</th><th colspan=2>Toll</th></tr><tr><th>Summer</th><th>Winter</th></tr>"
+        "<tr><td>Ferry</td><td>40</td><td></td></tr><tr></tr><tr><td colspan=3>Tugs pay nothing</td></tr>"
+        "<tr><th>Trawler</th><td>25</td><td>20</td></tr></table></article></body></html>", encoding="utf-8")
+    pdf = canvas.Canvas(str(folder / TABLE_FILES[2]))
+    for page, boats in enumerate([["Marta", "Selma", "Ingrid"], ["Freja", "Astrid", "Tove"]]):
+        pdf.drawString(72, 760, "Table 4. Catches by boat, tonnes" + (" (continued)" if page else ""))
+        pdf.drawString(72, 740, "Boat")
+        for x, year in zip((300, 380, 460), ("2022", "2023", "2024")):
+            pdf.drawRightString(x, 740, year)
+        for i, boat in enumerate(boats):
+            pdf.drawString(72, 722 - 16 * i, boat)
+            for j, x in enumerate((300, 380, 460)):
+                pdf.drawRightString(x, 722 - 16 * i, f"{(page * 3 + i + 1) * 11 + j:,}")
+        pdf.showPage()
+    pdf.save()
 
 
 def bad_files(folder: Path, make_pdf, make_docx) -> dict[Path, str]:
@@ -180,6 +218,22 @@ def test_good_files_are_added_and_each_bad_one_refused_with_its_reason(tmp_path:
     assert "quarry notes" in pipeline.document(restricted.doc_id).text
     russian = next(d for d in docs if d.source == "russian-cp1251.txt")
     assert pipeline.document(russian.doc_id).text == RUSSIAN
+
+
+def test_tables_with_merged_empty_and_spanning_cells_are_read_as_tables(tmp_path: Path, files) -> None:
+    good, _ = files
+    pipeline = small_pipeline(tmp_path / "index")
+    added = {Path(r.path).name: r for r in pipeline.add(good)}
+    for name in TABLE_FILES:
+        assert added[name].status == "added", added[name]
+        document = pipeline.document(added[name].doc_id)
+        assert document.tables, name
+        for table in document.tables:
+            for row in table.rows:  # every cell is a span of the row's line, in order
+                assert all(row.start <= a <= b <= row.end for a, b in row.cells)
+    catches = pipeline.document(added["catches.pdf"].doc_id)
+    assert [t.columns for t in catches.tables] == [("Boat", "2022", "2023", "2024")] * 2  # its header on each page
+    assert [catches.page_at(t.start) for t in catches.tables] == [1, 2]
 
 
 def test_only_bad_files_leave_the_index_byte_for_byte_identical(tmp_path: Path, files) -> None:
