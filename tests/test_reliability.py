@@ -77,7 +77,6 @@ def good_files(folder: Path, make_pdf, make_docx) -> list[Path]:
     # Owner password only (an empty user password): opens in any viewer, so it is accepted.
     owner_only = pdfencrypt.StandardEncryption("", ownerPassword="owner")
     _pdf(folder / "restricted.pdf", ["Restricted but readable quarry notes."], encrypt=owner_only)
-    _table_files(folder, make_docx)
     # A file name that is not UTF-8 (an old archive from Windows): added, its name made printable.
     odd_name = os.fsencode(folder) + b"/caf\xe9-notes.txt"
     Path(os.fsdecode(odd_name)).write_text("Cafe notes\nThe cafe by the museum opens at nine.\n", encoding="utf-8")
@@ -89,9 +88,10 @@ def good_files(folder: Path, make_pdf, make_docx) -> list[Path]:
 TABLE_FILES = ("crew.docx", "tolls.html", "catches.pdf")
 
 
-def _table_files(folder: Path, make_docx) -> None:
+def table_files(folder: Path) -> list[Path]:
     import docx
 
+    folder.mkdir(parents=True, exist_ok=True)
     document = docx.Document()
     document.add_paragraph("Crew rota")
     table = document.add_table(rows=4, cols=4)
@@ -119,6 +119,7 @@ def _table_files(folder: Path, make_docx) -> None:
                 pdf.drawRightString(x, 722 - 16 * i, f"{(page * 3 + i + 1) * 11 + j:,}")
         pdf.showPage()
     pdf.save()
+    return [folder / name for name in TABLE_FILES]
 
 
 def bad_files(folder: Path, make_pdf, make_docx) -> dict[Path, str]:
@@ -181,7 +182,8 @@ def bad_files(folder: Path, make_pdf, make_docx) -> dict[Path, str]:
 
 @pytest.fixture
 def files(tmp_path: Path, make_pdf, make_docx) -> tuple[list[Path], dict[Path, str]]:
-    return good_files(tmp_path / "good", make_pdf, make_docx), bad_files(tmp_path / "bad", make_pdf, make_docx)
+    good = good_files(tmp_path / "good", make_pdf, make_docx) + table_files(tmp_path / "tables")
+    return good, bad_files(tmp_path / "bad", make_pdf, make_docx)
 
 
 def small_pipeline(index: Path, **config) -> Pipeline:
