@@ -7,6 +7,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -73,3 +74,50 @@ def test_the_pieces_are_joined_and_unpacked_once_into_the_cache(monkeypatch, tmp
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [basemodel.NAME]  # no work folder left
     monkeypatch.setattr(basemodel, "part_files", lambda: pytest.fail("unpacked again"))
     assert basemodel.base_model_dir() == folder
+
+
+def test_an_adapted_model_answers_through_its_int8_onnx_graph_as_in_torch(monkeypatch, tmp_path: Path):
+    """The ask-time path of a base-size answer model: adapters merged into the base, exported to an
+    int8 ONNX graph without token types (MPNet has none) and read by `tokenizers`. A tiny MPNet
+    stands in for the base (the MiniLM's tokenizer, whose ids fit its vocabulary)."""
+    import shutil
+
+    from transformers import MPNetConfig, MPNetForQuestionAnswering
+
+    from qa.read import span
+
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=256)
+    MPNetForQuestionAnswering(config).save_pretrained(str(base))
+    shutil.copy(Path(span._sentence_model_dir()) / "tokenizer.json", base / "tokenizer.json")
+    (base / "tokenizer_config.json").write_text(  # read as the file says, like the real base's tokenizer
+        '{"tokenizer_class": "PreTrainedTokenizerFast", "model_input_names": ["input_ids", "attention_mask"]}')
+    monkeypatch.setattr(basemodel, "base_model_dir", lambda: base)
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
+
+    model = span.new_adapted(rank=2, alpha=4.0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:  # trained adapters and head: not the zero start
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    folder = tmp_path / "adapted"
+    span.save_adapters(model, folder, {"what": "a test"})
+
+    question = "Who rebuilt the lighthouse?"
+    sentences = ["The Orvik lighthouse was rebuilt in 1911 by Marta Lindqvist.", "Ferries leave at six.",
+                 "The harbour reopened on Monday after six weeks of repairs to the northern breakwater."]
+    onnx = span.SpanModel(str(folder), runtime="onnx")
+    reference = span.SpanModel(str(folder), runtime="torch")
+    assert onnx.runtime == "onnx-int8"
+    for sentence, found in zip(sentences, onnx.score(question, sentences)):
+        assert 0 <= found.start < found.end <= len(sentence)
+    # The same function, up to int8 rounding: start and end logits over the sentences' tokens.
+    starts, ends, sequence_ids, _ = onnx._runner([question] * 3, sentences)
+    ref_starts, ref_ends, ref_ids, _ = reference._runner([question] * 3, sentences)
+    for i, ids in enumerate(sequence_ids):
+        assert ids == ref_ids[i][: len(ids)]  # the torch batch is padded
+        tokens = [k for k, s in enumerate(ids) if s == 1]
+        for got, want in ((starts, ref_starts), (ends, ref_ends)):
+            assert np.corrcoef(got[i, tokens], want[i, tokens])[0, 1] > 0.95

@@ -117,11 +117,11 @@ class _OnnxRunner:
 
     runtime = "onnx-int8"
 
-    def __init__(self, folder: Path, threads: int):
-        folder_of_tokenizer = Path(_sentence_model_dir())
-        self._tokenizer = runtime.fast_tokenizer(folder_of_tokenizer, MAX_TOKENS, strategy="only_second")
-        self._question_tokenizer = runtime.fast_tokenizer(folder_of_tokenizer, None)  # to cut long questions
-        self._session = runtime.session(export_onnx(folder), max(1, threads))
+    def __init__(self, onnx_file: Path, tokenizer_dir: Path, threads: int):
+        self._tokenizer = runtime.fast_tokenizer(tokenizer_dir, MAX_TOKENS, strategy="only_second")
+        self._question_tokenizer = runtime.fast_tokenizer(tokenizer_dir, None)  # to cut long questions
+        self._session = runtime.session(onnx_file, max(1, threads))
+        self._inputs = {i.name for i in self._session.get_inputs()}  # an MPNet graph has no token types
         self._lock = threading.Lock()
 
     def __call__(self, questions: list[str], sentences: list[str]):
@@ -132,7 +132,8 @@ class _OnnxRunner:
         ends = np.zeros((len(encodings), width), np.float32)
         with self._lock:
             for rows in length_groups([len(e.ids) for e in encodings]):
-                group_starts, group_ends = self._session.run(None, runtime.padded_inputs(encodings, rows, token_types=True))
+                feed = runtime.padded_inputs(encodings, rows, token_types=True)
+                group_starts, group_ends = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})
                 starts[rows, : group_starts.shape[1]], ends[rows, : group_ends.shape[1]] = group_starts, group_ends
         return starts, ends, [e.sequence_ids for e in encodings], [e.offsets for e in encodings]
 
@@ -192,6 +193,17 @@ def export_onnx(folder: Path) -> Path:
     return runtime.export(runtime.export_key(f"span-{folder.name}", [folder / _WEIGHTS, folder / "config.json", shared]),
                           lambda: _load_ours(folder), ["input_ids", "attention_mask", "token_type_ids"],
                           ["start_logits", "end_logits"])
+
+
+def export_adapted_onnx(folder: Path) -> Path:
+    """The int8 ONNX file of a base-size answer model: the base with `folder`'s adapters merged in
+    (and its head), exported and quantised once per adapters, then read from the cache."""
+    from qa.read.basemodel import base_model_dir
+
+    base = base_model_dir()
+    files = [folder / ADAPTERS, folder / "config.json", *sorted(base.glob("*.safetensors"))]
+    return runtime.export(runtime.export_key(f"span-adapted-{folder.name}", files),
+                          lambda: load_adapted(folder), ["input_ids", "attention_mask"], ["start_logits", "end_logits"])
 
 
 def bundled_tokenizer():
@@ -314,7 +326,15 @@ def _load(name: str, threads: int, runtime: str):
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     folder = BUNDLED_DIR if name == BUNDLED else Path(name)
     if (folder / _WEIGHTS).is_file():
-        return _OnnxRunner(folder, threads) if runtime == "onnx" else _TorchRunner(bundled_tokenizer(), _load_ours(folder), threads)
+        if runtime == "onnx":
+            return _OnnxRunner(export_onnx(folder), Path(_sentence_model_dir()), threads)
+        return _TorchRunner(bundled_tokenizer(), _load_ours(folder), threads)
+    if (folder / ADAPTERS).is_file():  # a base-size model: adapters and head over the packaged base
+        from qa.read.basemodel import base_model_dir
+
+        if runtime == "onnx":
+            return _OnnxRunner(export_adapted_onnx(folder), base_model_dir(), threads)
+        return _TorchRunner(base_tokenizer(), load_adapted(folder), threads)
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name)
