@@ -29,6 +29,8 @@ _VALUE = re.compile(
 _DOT_LEADER = re.compile(r"(?:\s*\.){2,}\s*|\.{3,}|…+")
 _TRAILING_LEADER = re.compile(r"(?:\s*\.){2,}\s*$|\.{3,}$")
 _LEADER_RUN = re.compile(r"(?:\. ?){4,}")
+_FIGURE_CELL = re.compile(r"\d")
+_NUMBER_CELL = re.compile(r"[-–−$]?\d[\d,.]*%?")
 _FIGURES = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _CAPTION = re.compile(r"^(?:Table|TABLE|Exhibit|Figure)\s+[A-Z]?[-–.]?\d", re.U)
 _NOTE = re.compile(r"^[\[(]")
@@ -406,6 +408,12 @@ def grid_table(cells: list[list[str]], header_rows: int) -> FoundTable | None:
         caption, rows, header_rows = next(cell for cell in rows[0] if cell), rows[1:], max(0, header_rows - 1)
     if header_rows == 0 and len(rows) > 2 and _names_columns(rows):
         header_rows = 1
+    while 0 < header_rows < len(rows) - 1 and _continues_header(rows[header_rows], rows[header_rows + 1 :]):
+        header_rows += 1  # under a cell spanning two header rows ("Vessel"), the second: "| | Summer | Winter |"
+    for row in rows[: header_rows - 1]:  # a group header spanning columns ("Toll" over Summer, Winter)
+        for k in range(1, len(row)):
+            if not row[k] and row[k - 1] and any(below[k] for below in rows[1:header_rows]):
+                row[k] = row[k - 1]
     columns = []
     for k in range(len(used)):
         parts: list[str] = []
@@ -414,6 +422,14 @@ def grid_table(cells: list[list[str]], header_rows: int) -> FoundTable | None:
                 parts.append(row[k])
         columns.append(" ".join(parts))
     return FoundTable(caption, columns, rows[header_rows:])
+
+
+def _continues_header(row: list[str], below: list[list[str]]) -> bool:
+    """Whether the row under a header continues it: its first cell empty (spanned from above), two
+    cells or more of words, no figures, over rows with figures."""
+    filled = [cell for cell in row if cell]
+    return (not row[0] and len(filled) >= 2 and not any(_FIGURE_CELL.search(cell) for cell in filled)
+            and any(_FIGURE_CELL.search(cell) for r in below for cell in r))
 
 
 def _names_columns(rows: list[list[str]]) -> bool:
@@ -429,8 +445,8 @@ def docx_header_rows(rows: list[list[str]], marked: list[bool]) -> int:
     else the first row and the rows under it that share its first (vertically merged) cell."""
     if any(marked):
         return next((i for i, m in enumerate(marked) if not m), len(marked))
-    if len(rows) < 2:
-        return 0
+    if len(rows) < 2 or any(_NUMBER_CELL.fullmatch(cell.strip()) for cell in rows[0]):
+        return 0  # a first row with a bare figure is data: the table has no header
     count = 1
     while count < len(rows) - 1 and rows[count] and rows[0] and rows[count][0] == rows[0][0]:
         count += 1

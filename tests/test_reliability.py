@@ -233,6 +233,10 @@ def test_tables_with_merged_empty_and_spanning_cells_are_read_as_tables(tmp_path
         for table in document.tables:
             for row in table.rows:  # every cell is a span of the row's line, in order
                 assert all(row.start <= a <= b <= row.end for a, b in row.cells)
+    tolls = pipeline.document(added["tolls.html"].doc_id).tables[0]
+    assert tolls.columns == ("Vessel", "Toll Summer", "Toll Winter")  # the spanning headers spread out
+    crew = pipeline.document(added["crew.docx"].doc_id)
+    assert not any(crew.tables[0].columns) and len(crew.tables[0].rows) == 4  # no header: its first row is data
     catches = pipeline.document(added["catches.pdf"].doc_id)
     assert [t.columns for t in catches.tables] == [("Boat", "2022", "2023", "2024")] * 2  # its header on each page
     assert [catches.page_at(t.start) for t in catches.tables] == [1, 2]
