@@ -34,11 +34,12 @@ _NUMBER_CELL = re.compile(r"[-–−$]?\d[\d,.]*%?")
 _FIGURES = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _CAPTION = re.compile(r"^(?:Table|TABLE|Exhibit|Figure)\s+[A-Z]?[-–.]?\d", re.U)
 _NOTE = re.compile(r"^[\[(]")
-# A page is searched for tables when its text has at least this many lines with two values or
-# more: pdfplumber costs ~0.2 s a page, so pages of prose are left to pypdf alone.
+# A page is searched for tables when its text has at least this many lines with two figures or
+# more (three lone figures count as one line): pdfplumber costs ~0.08 s a page, so pages of prose
+# are left to pypdf alone.
 MIN_TABULAR_LINES = 3
 _MIN_ROWS = 3
-_GUTTER = 1.5
+_GUTTER = 1.5  # letters' heights: the gap between a row's label and prose printed beside it
 _MAX_HEADER_LINES = 5
 _MAX_LABEL_ONLY_RUN = 3
 
