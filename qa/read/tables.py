@@ -156,8 +156,7 @@ def _candidates(q: _Question, document: Document, table: Table):
     context, columns = terms.context, terms.columns
     all_headers = set().union(*columns) if columns else set()
     several = len(table.columns) > 2
-    named_rows = sorted({i for t in q.terms for i in terms.rows_with.get(t, ())})
-    for i in named_rows:  # the rows the question names (its group alone names many rows: not enough)
+    for i in _named_rows(q, terms, len(table.rows)):
         row, cells, group = table.rows[i], terms.cells[i], terms.groups[i]
         everything = set().union(*cells) if cells else set()
         if not q.counting:  # a count is a figure of a named column (or the first, or the total)
@@ -178,6 +177,15 @@ def _candidates(q: _Question, document: Document, table: Table):
             yield _scored(q, document, table, row, k, own | group, header - own, context, cells, k)
 
 
+def _named_rows(q: _Question, terms: "_TableTerms", rows: int) -> list[int]:
+    """The rows the question names by their own cells (a group alone names many rows: not enough);
+    only those a rare term names (a tenth of the rows or fewer: "Texas", "1500") when there are
+    any, so a term every row holds ("Boat 1", "Boat 2"...) does not make the reader score them all."""
+    named = [terms.rows_with.get(t, []) for t in q.terms]
+    rare = [found for found in named if 0 < len(found) <= max(_FEW_ROWS, rows // 10)]
+    return sorted({i for found in (rare or named) for i in found})
+
+
 @dataclass(frozen=True)
 class _TableTerms:
     """A table's terms, computed once per table (a question reads every row of the tables of the
@@ -193,6 +201,7 @@ class _TableTerms:
 
 _TERMS_CACHE: dict[tuple[str, int, int], _TableTerms] = {}
 _TERMS_CACHE_TABLES = 64
+_FEW_ROWS = 20
 
 
 def _table_terms(document: Document, table: Table) -> _TableTerms:
