@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .tables import docx_header_rows, grid_table
-from .types import PARAGRAPH_BREAK, table_text
+from .types import PARAGRAPH_BREAK, one_line, table_text
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _WORD_TITLE_STYLE = "Title"
@@ -36,7 +36,7 @@ def docx_text(path: Path) -> tuple[str, str | None]:
             blocks.extend(_table(rows, docx_header_rows(rows, marked)))
         else:
             level = _word_heading_level(block.style)
-            blocks.append(_heading(block.text, level) if level else _one_line(block.text))
+            blocks.append(_heading(block.text, level) if level else one_line(block.text))
     return _join(blocks), document.core_properties.title or None
 
 
@@ -71,14 +71,14 @@ def html_text(html: str) -> tuple[str, str | None]:
         if element.tag == "head":
             blocks.append(_heading(_element_text(element), _html_heading_level(element.get("rend", ""))))
         elif element.tag == "list":
-            blocks.extend(_one_line(_element_text(item)) for item in element.iter("item"))
+            blocks.extend(one_line(_element_text(item)) for item in element.iter("item"))
         elif element.tag == "table":
             rows = [list(row.iter("cell")) for row in element.iter("row")]
             heads = next((i for i, row in enumerate(rows)
                           if not all(c.get("role") == "head" for c in row if _element_text(c).strip())), len(rows))
             blocks.extend(_table([[_element_text(cell) for cell in row] for row in rows], heads))
         else:
-            blocks.append(_one_line(_element_text(element)))
+            blocks.append(one_line(_element_text(element)))
     return _join(blocks), extracted.title or None
 
 
@@ -100,7 +100,7 @@ def _html_heading_level(rend: str) -> int:
 
 
 def _heading(text: str, level: int) -> str:
-    line = _one_line(text)
+    line = one_line(text)
     return f"{'#' * min(level, _MAX_HEADING_LEVEL)} {line}" if line else ""
 
 
@@ -109,18 +109,13 @@ def _table(rows: list[list[str]], header_rows: int) -> Iterator[str]:
     table) as its paragraphs."""
     found = grid_table(rows, header_rows)
     if found is None:
-        yield from (_one_line(cell) for row in rows for cell in row[:1])
+        yield from (one_line(cell) for row in rows for cell in row[:1])
     else:
         yield table_text(found.caption, found.columns, found.rows)
 
 
 def _element_text(element) -> str:
     return "".join(element.itertext())
-
-
-def _one_line(text: str) -> str:
-    """A paragraph as one line: line breaks and runs of spaces inside it become one space."""
-    return " ".join(text.split())
 
 
 def _join(blocks: list[str]) -> str:

@@ -21,6 +21,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .types import one_line
+
 # A cell value: a number (thousands separators, decimals, a sign, %, $, parentheses, spaces as
 # thousands separators come in two words), a dash for none, "*" placeholders, (X), NA.
 _VALUE = re.compile(
@@ -394,7 +396,7 @@ def grid_table(cells: list[list[str]], header_rows: int) -> FoundTable | None:
     header: empty rows and columns dropped, a leading row of one text across the table (a title)
     taken as the caption, each column's header rows joined (a merged header once). None for a
     table of one column (a box of text laid out as a table, not a table)."""
-    rows = [[" ".join(cell.split()) for cell in row] for row in cells]
+    rows = [[one_line(cell) for cell in row] for row in cells]
     width = max(map(len, rows), default=0)
     rows = [row + [""] * (width - len(row)) for row in rows]
     keep_rows = [i for i, row in enumerate(rows) if any(row)]

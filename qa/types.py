@@ -77,7 +77,7 @@ def table_text(caption: str, columns: list[str], rows: list[list[str]]) -> str:
     """A table as its document's text holds it (see `tables_in`); a row of one label and empty
     cells is a group row, the label of the rows under it."""
     width = max([len(columns), *map(len, rows)])
-    lines = [_one_line(caption)] if caption.strip() else []
+    lines = [one_line(caption)] if caption.strip() else []
     lines.append(_pipe_row(columns, width))
     lines.append("|" + " --- |" * width)
     lines.extend(_pipe_row(row, width) for row in rows)
@@ -85,11 +85,12 @@ def table_text(caption: str, columns: list[str], rows: list[list[str]]) -> str:
 
 
 def _pipe_row(cells: list[str], width: int) -> str:
-    cells = [_one_line(cell).replace("|", "\u00a6") for cell in cells] + [""] * (width - len(cells))
+    cells = [one_line(cell).replace("|", "\u00a6") for cell in cells] + [""] * (width - len(cells))
     return "| " + TABLE_CELL_SEPARATOR.join(cells) + " |"
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """A paragraph as one line: line breaks and runs of spaces inside it become one space."""
     return " ".join(text.split())
 
 
@@ -104,12 +105,12 @@ def tables_in(text: str) -> tuple[Table, ...]:
         if not (_TABLE_DELIMITER.fullmatch(text, ds, de) and _ROW_GAP.fullmatch(text, he, ds)):
             i += 1
             continue
-        columns = tuple(text[a:b] for a, b in _cells(text, hs, he))
+        columns = tuple(text[a:b] for a, b in pipe_cells(text, hs, he))
         rows: list[TableRow] = []
         group, grouping, end, j = "", False, de, i + 2
         while j < len(lines) and _ROW_GAP.fullmatch(text, end, lines[j][0]):
             rs, re_ = lines[j]
-            cells = _cells(text, rs, re_)
+            cells = pipe_cells(text, rs, re_)
             filled = [text[a:b] for a, b in cells if b > a]
             grouping_row = len(cells) >= 3 and len(filled) == 1 and cells[0][1] > cells[0][0]
             if grouping_row:  # consecutive group rows add up: "Improved operation scenario Volume servers in:"
@@ -123,7 +124,7 @@ def tables_in(text: str) -> tuple[Table, ...]:
     return tuple(tables)
 
 
-def _cells(text: str, start: int, end: int) -> tuple[tuple[int, int], ...]:
+def pipe_cells(text: str, start: int, end: int) -> tuple[tuple[int, int], ...]:
     """The cell spans of the pipe row text[start:end], spaces around each cell left out."""
     line = text[start:end].rstrip()
     bars = [k for k, ch in enumerate(line) if ch == "|"]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from qa import pageview
 from qa.chat.backend import PipelineLike
-from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span
+from qa.types import Answer, Citation, Document, DocumentInfo, FileResult, Passage, Span, pipe_cells
 
 DOC_HEADERS = ["Title", "File", "Pages", "Chunks", "Added"]
 # An abstention lists this many of the closest passages in the chat, each cut to EXCERPT_CHARS.
@@ -206,12 +206,7 @@ def render_table_row(answer: Answer, document: Document | None = None) -> str:
         cells = [(document.text[a:b], (a, b) == (cell.cell_start, cell.cell_end)) for a, b in row.cells]
     if not any(hit for _, hit in cells):  # the row as quoted, "| Texas | 56,941 |": the cells between bars
         quote = citation.quote
-        bars = [k for k, ch in enumerate(quote) if ch == "|"]
-        cells = []
-        for a, b in zip(bars, bars[1:]):
-            piece = quote[a + 1 : b]
-            start = citation.start + a + 1 + len(piece) - len(piece.lstrip())
-            cells.append((piece.strip(), start == cell.cell_start))
+        cells = [(quote[a:b], citation.start + a == cell.cell_start) for a, b in pipe_cells(quote, 0, len(quote))]
         if not any(hit for _, hit in cells):  # not a pipe row after all: the cell alone
             cells = [(answer.answer, True)]
         columns = [cell.column if hit else "" for _, hit in cells]

@@ -96,9 +96,8 @@ class TableReading:
 
 
 # What the confidence model reads of a reading: the share of the question its row, column and
-# context hold; the same less the missing terms; the share its row and column alone hold; how
-# much of the column's header the question names; how whole the short cell naming the row is;
-# the missing specific terms; whether a count is asked; and the score's lead over the next cell.
+# context hold; the same less the missing terms; how whole the short cell naming the row is; the
+# missing specific terms; whether a count is asked; and the score's lead over the next cell.
 # The model is trained on synthetic tables (scripts/train_tables.py; its card is in the file).
 SIGNALS = ("coverage", "known", "identified", "missing", "counting", "margin")
 MODEL_FILE = Path(__file__).resolve().parents[1] / "models" / "tables.json"

@@ -107,7 +107,6 @@ class Reader:
             return Verdict(_table_answer(question, table, score, answer_at), score)
         reading = rank(question, q_vector, evidence, span_model=self.span_model)
         score = round(reading.confidence, 4)
-        bar = self.config.strict_min_confidence if strict else self.config.min_confidence
         if not reading.candidates or reading.confidence < bar:
             return Verdict(None, score)
         answer = _answer(evidence, question, reading.candidates[0], score)
