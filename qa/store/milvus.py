@@ -523,6 +523,9 @@ class MilvusView:
         self.dim = dim
         self.keyword = keyword
         self._texts: dict[str, str] = {}
+        # Documents built once per view: the reader reads the tables of the retrieved ones and
+        # the citation asks for the cited one (their tables and sections found once).
+        self._documents: dict[str, Document] = {}
         # Records and frequencies read once per view: retrieval, reading and the citation ask for
         # the same ones (each fetch is a round trip to Milvus).
         self._chunks: dict[int, ChunkRecord] = {}
@@ -670,11 +673,13 @@ class MilvusView:
         return self._texts[doc_id]
 
     def document(self, doc_id: str) -> Document:
-        row = self.docs[doc_id]
-        starts, ocr_pages, unsure = _pages_of(row["page_starts"])
-        return Document(doc_id=doc_id, title=row["title"], source=row["source"], path=row["path"],
-                        text=self.text(doc_id), page_starts=starts, added_at=row["added_at"],
-                        ocr_pages=ocr_pages, unsure=unsure)
+        if doc_id not in self._documents:
+            row = self.docs[doc_id]
+            starts, ocr_pages, unsure = _pages_of(row["page_starts"])
+            self._documents[doc_id] = Document(doc_id=doc_id, title=row["title"], source=row["source"], path=row["path"],
+                                               text=self.text(doc_id), page_starts=starts, added_at=row["added_at"],
+                                               ocr_pages=ocr_pages, unsure=unsure)
+        return self._documents[doc_id]
 
     def documents(self, doc_ids: Collection[str] | None = None) -> list[DocumentInfo]:
         wanted = self.docs if doc_ids is None else {d: self.docs[d] for d in self.docs if d in doc_ids}
