@@ -191,8 +191,6 @@ def _values_start(line: _Line) -> int:
     i = len(line.words)
     while i > 0 and line.words[i - 1].value:
         i -= 1
-    # A label ending in a number ("Defense 3", a footnote call; "Under 18") keeps it when the
-    # number is small print or glued to the label.
     return i
 
 
