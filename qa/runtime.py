@@ -112,16 +112,17 @@ def _positional(inner, inputs: list[str], outputs: list[str]):
 
 
 def session(onnx_file: Path, threads: int):
-    """An onnxruntime CPU session on `threads` cores (one thread: no spinning, so a lone question
-    does not burn a core that other processes need)."""
+    """An onnxruntime CPU session on `threads` cores. Its threads never spin-wait: a question runs
+    three graphs one after another (encoder, answer model, base model), and threads left spinning
+    by one slowed the next (small + base answer models on 2 cores, 2026-12-05: 82 ms spinning, 58
+    not), and a lone question does not burn a core that other processes need."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads == 1:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
 
 
