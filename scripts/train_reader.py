@@ -1,8 +1,9 @@
 """Train the reader's logistic models and their calibration; write qa/models/reader.json.
 
-Four small models: the ranker and verifier (fast mode), and, stacked on the answer model's span
-scores, the reranker and answer verifier; plus an isotonic calibration of each verifier, which
-turns its output into the probability that the chosen quote holds the answer.
+Six small models: the ranker and verifier (fast mode); stacked on the answer model's span scores,
+the reranker and answer verifier; stacked on the base-size answer model's (the cascade), the base
+reranker and base verifier; plus an isotonic calibration of each verifier, which turns its output
+into the probability that the chosen quote holds the answer.
 
 Protocol (keeps the numbers honest):
 - answer model: its scores here must be out of sample. The shipped qa/models/span is trained on
@@ -159,7 +160,8 @@ class SpanReader:
     starts a new cache)."""
 
     def __init__(self, work: Path, folder: Path = span.BUNDLED_DIR):
-        digest = hashlib.sha256((folder / "weights.safetensors").read_bytes()).hexdigest()[:12]
+        weights = folder / "weights.safetensors"
+        digest = hashlib.sha256((weights if weights.is_file() else folder / span.ADAPTERS).read_bytes()).hexdigest()[:12]
         self.model = span.SpanModel(str(folder), threads=2)
         self.file = work / f"span-scores-{digest}-{self.model.runtime}.jsonl"
         self.cache: dict[tuple[str, str], span.SpanResult] = {}
@@ -202,18 +204,19 @@ class FoldReaders:
         return self.reader_for(e)(e, candidates)
 
 
-def fit(examples: list[Example], span_reader: FoldReaders | None, read_top: int, label: str = "answerable") -> reader.ReaderModel:
-    """Ranker and reranker from the answerable SQuAD v1.1 questions; verifiers from every kind,
+def fit(examples: list[Example], span_reader: FoldReaders | None, read_top: int, label: str = "answerable",
+        base_reader: SpanReader | None = None, base_top: int = reader.BASE_TOP,
+        base_below: float = reader.BASE_BELOW) -> reader.ReaderModel:
+    """Ranker and rerankers from the answerable SQuAD v1.1 questions; verifiers from every kind,
     learning `label`: the question is answerable, or ("right") the sentence it would quote holds
-    the answer."""
+    the answer. With `base_reader`, the cascade's base reranker and verifier too, from the
+    questions the base model reads (the answer verifier's output below `base_below`)."""
     usable = [e for e in examples if e.features.sentence_ids]
     answerable = [e for e in usable if e.kind == "answerable"]
     ranker = fit_logistic(*stack(answerable), reader.SENTENCE_FEATURES)
     probabilities = [ranker.predict(e.features.sentence) for e in usable]
-    targets = [e.answerable and (label == "answerable" or bool(e.labels[int(np.argmax(p))]))
-               for e, p in zip(usable, probabilities)]
     verifier = fit_logistic(np.vstack([reader.question_row(e.features, p) for e, p in zip(usable, probabilities)]),
-                            np.array(targets), reader.QUESTION_FEATURES)
+                            targets(usable, [int(np.argmax(p)) for p in probabilities], label), reader.QUESTION_FEATURES)
     if span_reader is None:
         return reader.ReaderModel(ranker, verifier)
     reads = {id(e): read_top_sentences(ranker, e, span_reader, read_top) for e in usable}
@@ -222,14 +225,47 @@ def fit(examples: list[Example], span_reader: FoldReaders | None, read_top: int,
         np.concatenate([e.labels[reads[id(e)][1]] for e in answerable]),
         reader.RERANK_FEATURES,
     )
-    rows, targets = [], []
+    rows, chosen, stages = [], [], {}
     for e in usable:
         p, top, spans = reads[id(e)]
         reranked = reranker.predict(reader.rerank_rows(p[top], spans))
         rows.append(reader.answer_verifier_row(e.features, p, reranked, spans))
-        targets.append(e.answerable and (label == "answerable" or bool(e.labels[top[int(np.argmax(reranked))]])))
-    answer_verifier = fit_logistic(np.vstack(rows), np.array(targets), reader.ANSWER_VERIFIER_FEATURES)
-    return reader.ReaderModel(ranker, verifier, reranker, answer_verifier)
+        chosen.append(int(top[int(np.argmax(reranked))]))
+        stages[id(e)] = (top, reranked)
+    answer_verifier = fit_logistic(np.vstack(rows), targets(usable, chosen, label), reader.ANSWER_VERIFIER_FEATURES)
+    if base_reader is None:
+        return reader.ReaderModel(ranker, verifier, reranker, answer_verifier)
+    unsure = [k for k, (e, row) in enumerate(zip(usable, rows)) if float(answer_verifier.predict(
+        reader.judged(answer_verifier, row, e.question, e.features.texts[chosen[k]])[None, :])[0]) < base_below]
+    usable, rows = [usable[k] for k in unsure], [rows[k] for k in unsure]
+    answerable = [e for e in usable if e.kind == "answerable"]
+    again = {id(e): base_candidates(*stages[id(e)], base_top) for e in usable}
+    base_reads = {id(e): base_reader(e, again[id(e)][0]) for e in usable}
+    base_reranker = fit_logistic(
+        np.vstack([reader.rerank_rows(again[id(e)][1], base_reads[id(e)]) for e in answerable]),
+        np.concatenate([e.labels[again[id(e)][0]] for e in answerable]),
+        reader.RERANK_FEATURES,
+    )
+    base_rows, chosen = [], []
+    for e, row in zip(usable, rows):
+        read, previous = again[id(e)]
+        base_reranked = base_reranker.predict(reader.rerank_rows(previous, base_reads[id(e)]))
+        base_rows.append(reader.base_verifier_row(row, base_reranked, base_reads[id(e)]))
+        chosen.append(int(read[int(np.argmax(base_reranked))]))
+    base_verifier = fit_logistic(np.vstack(base_rows), targets(usable, chosen, label), reader.BASE_VERIFIER_FEATURES)
+    return reader.ReaderModel(ranker, verifier, reranker, answer_verifier, base_reranker, base_verifier)
+
+
+def targets(examples: list[Example], chosen: list[int], label: str) -> np.ndarray:
+    """What a verifier learns per question: it is answerable (`label` "answerable"), or ("right") the
+    candidate `chosen` for it holds the answer."""
+    return np.array([e.answerable and (label == "answerable" or bool(e.labels[c])) for e, c in zip(examples, chosen)])
+
+
+def base_candidates(top: np.ndarray, reranked: np.ndarray, base_top: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the candidates the base model reads: the reranker's best `base_top`, their reranked probabilities)."""
+    best = np.argsort(-reranked, kind="stable")[:base_top]
+    return top[best], reranked[best]
 
 
 def top_candidates(ranker: reader.Logistic, e: Example, read_top: int) -> tuple[np.ndarray, np.ndarray]:
@@ -253,10 +289,13 @@ class Scored:
     raw: float  # the verifier's output, before calibration
     em: float  # of the short answer the pipeline would give (0 when nothing was chosen)
     f1: float
+    verifier: str = "verifier"  # the one that judged it
     confidence: float = 0.0  # calibrated (set by `calibrate`)
 
 
-def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldReaders | None, read_top: int) -> list[Scored]:
+def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldReaders | None, read_top: int,
+          base_reader: SpanReader | None = None, base_top: int = reader.BASE_TOP,
+          base_below: float = reader.BASE_BELOW) -> list[Scored]:
     """What the pipeline would do with each question, without the pipeline's I/O."""
     out = []
     for e in examples:
@@ -266,21 +305,32 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldR
         if span_reader is None:
             p = model.ranker.predict(e.features.sentence)
             best, result = int(np.argmax(p)), None
-            raw = model.confidence("verifier", reader.question_row(e.features, p))
+            verifier, row = "verifier", reader.question_row(e.features, p)
         else:
             p, top, spans = read_top_sentences(model.ranker, e, span_reader, read_top)
             reranked = model.reranker.predict(reader.rerank_rows(p[top], spans))
             j = int(np.argmax(reranked))
             best, result = int(top[j]), spans[j]
-            raw = model.confidence("answer_verifier", reader.judged_answer_row(model, e.question, e.features, p, top, reranked, spans))
+            verifier, row = "answer_verifier", reader.answer_verifier_row(e.features, p, reranked, spans)
+            sure = float(model.answer_verifier.predict(
+                reader.judged(model.answer_verifier, row, e.question, e.features.texts[best])[None, :])[0]) >= base_below
+            if base_reader is not None and not sure:
+                read, previous = base_candidates(top, reranked, base_top)
+                base_spans = base_reader(e, read)
+                base_reranked = model.base_reranker.predict(reader.rerank_rows(previous, base_spans))
+                k = int(np.argmax(base_reranked))
+                best, result = int(read[k]), base_spans[k]
+                verifier, row = "base_verifier", reader.base_verifier_row(row, base_reranked, base_spans)
         text = e.features.texts[best]
+        raw = model.confidence(verifier, reader.judged(getattr(model, verifier), row, e.question, text))
         rules = questions.short_answer(e.question, text)
         if questions.takes_model_span(e.question, result, rules):
             short = text[result.start : result.end]
         else:
             short = text[rules[0] : rules[1]] if rules else text
         out.append(Scored(e.kind, e.article, e.answerable, bool(e.labels[best]), raw,
-                          exact_match(short, e.golds) if e.golds else 0.0, f1_score(short, e.golds) if e.golds else 0.0))
+                          exact_match(short, e.golds) if e.golds else 0.0, f1_score(short, e.golds) if e.golds else 0.0,
+                          verifier))
     return out
 
 
@@ -328,7 +378,28 @@ def metrics(scored: list[Scored], threshold: float) -> dict:
         "squad2_false_abstain": abstained("squad2_answerable"),
         "ece_squad2": ece(by_kind["squad2_unanswerable"] + by_kind["squad2_answerable"]),
         "ece_squad_dev": ece(answerable + by_kind["absent_article"]),
+        "ece_fifth_unanswerable": ece(realistic_mix(scored)),
+        "auroc_squad2_answered": auroc(by_kind["squad2_unanswerable"] + by_kind["squad2_answerable"], threshold),
     }
+
+
+def realistic_mix(scored: list[Scored]) -> list[Scored]:
+    """Documents as people have them: the answerable squad-dev questions, and every k-th SQuAD 2.0
+    in-topic unanswerable one, k chosen so that about a fifth of the mix is unanswerable."""
+    answerable = [s for s in scored if s.kind == "answerable"]
+    unanswerable = [s for s in scored if s.kind == "squad2_unanswerable"]
+    step = max(1, round(len(unanswerable) / max(1, len(answerable) / 4)))
+    return answerable + unanswerable[::step]
+
+
+def auroc(scored: list[Scored], threshold: float) -> float | None:
+    """How well the score tells right answers from wrong among the questions answered at `threshold`:
+    the chance that a right one scores above a wrong one."""
+    from sklearn.metrics import roc_auc_score
+
+    done = [s for s in scored if s.confidence >= threshold]
+    labels = right(done)
+    return float(roc_auc_score(labels, [s.confidence for s in done])) if 0 < labels.sum() < len(done) else None
 
 
 def rounded(row: dict) -> dict:
@@ -354,6 +425,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=reader.MODEL_FILE)
     parser.add_argument("--fast-only", action="store_true", help="no answer model: ranker and verifier only")
     parser.add_argument("--span-model", type=Path, default=span.BUNDLED_DIR, help="the answer model's folder")
+    parser.add_argument("--base-model", default=str(span.BUNDLED_BASE_DIR),
+                        help="the base-size answer model's folder (the cascade), or none")
+    parser.add_argument("--base-top", type=int, default=reader.BASE_TOP, help="sentences the base model reads")
+    parser.add_argument("--base-below", type=float, nargs="+", default=[reader.BASE_BELOW],
+                        help="the base model reads when the answer verifier's output is below this (the first "
+                        "is shipped, the others reported)")
     parser.add_argument("--span-folds", type=Path, help="a folder of fold-K answer models, each trained without fold "
                         "K's articles (train_span.py --squad2 --leave-out-fold K), read in place of --span-model")
     args = parser.parse_args()
@@ -406,39 +483,73 @@ def main() -> None:
         for one in span_reader.readers:
             one.prefetch(wanted.get(id(one), []), progress=True)
         print(f"answer model read every candidate ({time.time() - started:.0f} s)", flush=True)
+    base_reader = None
+    if span_reader is not None and args.base_model.lower() != "none":
+        base_reader = SpanReader(args.work, Path(args.base_model))
+        base_wanted = []  # what any fold's reranker (or the final one) hands the base model
+        for fold in [*range(args.folds), None]:
+            model = fit([e for e in examples if fold_of[e.article] != fold], span_reader, args.read_top)
+            for e in examples:
+                if e.features.sentence_ids:
+                    p, top, spans = read_top_sentences(model.ranker, e, span_reader, args.read_top)
+                    read, _ = base_candidates(top, model.reranker.predict(reader.rerank_rows(p[top], spans)), args.base_top)
+                    base_wanted.extend((e.question, e.features.texts[i]) for i in read)
+        base_reader.prefetch(base_wanted, progress=True)
+        print(f"base model read every candidate ({time.time() - started:.0f} s)", flush=True)
     config = pipeline.config
     oof: dict[str, dict] = {}
     calibrations: dict[str, reader.Calibration] = {}
-    for mode, reads in (("fast", None), ("answer_model", span_reader)):
-        if mode == "answer_model" and reads is None:
+    kinds = tuple(args.calibrate_on)
+    gates = args.base_below if base_reader else []
+    modes = [("fast", "verifier", None, None, reader.BASE_BELOW),
+             ("answer_model", "answer_verifier", span_reader, None, reader.BASE_BELOW)]
+    modes += [(f"base_model_below_{g}" if k else "base_model", "base_verifier", span_reader, base_reader, g)
+              for k, g in enumerate(gates)]
+    small_scored: list[Scored] = []
+    for mode, verifier, reads, base_reads, gate in modes:
+        if reads is None and verifier != "verifier":
             continue
         scored: list[Scored] = []
         for fold in range(args.folds):
-            model = fit([e for e in examples if fold_of[e.article] != fold], reads, args.read_top, args.verifier_label)
-            scored += score(model, [e for e in examples if fold_of[e.article] == fold], reads, args.read_top)
-            print(f"  {mode}: fold {fold} scored ({time.time() - started:.0f} s)", flush=True)
-        kinds = tuple(args.calibrate_on)
-        cross_fitted(scored, fold_of, args.folds, kinds)
+            model = fit([e for e in examples if fold_of[e.article] != fold], reads, args.read_top, args.verifier_label,
+                        base_reads, args.base_top, gate)
+            scored += score(model, [e for e in examples if fold_of[e.article] == fold], reads, args.read_top,
+                            base_reads, args.base_top, gate)
+        # A question the answer model is sure of is answered as without the cascade, with that
+        # calibration; the others through the base verifier's, fit on them alone.
+        judged_here = [s for s in scored if s.verifier == verifier]
+        cross_fitted(judged_here, fold_of, args.folds, kinds)
+        for s, small in zip(scored, small_scored if verifier == "base_verifier" else []):
+            if s.verifier == "answer_verifier":
+                s.confidence = small.confidence
+        if verifier == "answer_verifier":
+            small_scored = scored
+        print(f"  {mode}: read by the base model {len(judged_here) / len(scored):.3f} "
+              f"({time.time() - started:.0f} s)", flush=True)
         for t in THRESHOLDS:
             print(f"  {mode} threshold {t:.2f}: {json.dumps(rounded(metrics(scored, t)))}", flush=True)
         oof[mode] = rounded(metrics(scored, config.min_confidence))
         oof[mode + "_strict"] = rounded(metrics(scored, config.strict_min_confidence))
         print(f"{mode} out-of-fold at {config.min_confidence} (strict {config.strict_min_confidence}): "
               f"{json.dumps(oof[mode])} / {json.dumps(oof[mode + '_strict'])}", flush=True)
-        answered = [s for s in scored if s.kind.startswith("squad2") and s.confidence >= config.min_confidence]
-        print(f"  reliability, {mode}, squad2 mix, answered: "
-              f"{json.dumps(reliability([s.confidence for s in answered], right(answered)))}", flush=True)
-        pool = calibration_set(scored, kinds)
-        calibrations["verifier" if reads is None else "answer_verifier"] = fit_calibration(
-            np.array([s.raw for s in pool]), right(pool))
+        for mix, group in (("squad2 mix", [s for s in scored if s.kind.startswith("squad2")]),
+                           ("a fifth unanswerable", realistic_mix(scored))):
+            answered = [s for s in group if s.confidence >= config.min_confidence]
+            print(f"  reliability, {mode}, {mix}, answered: "
+                  f"{json.dumps(reliability([s.confidence for s in answered], right(answered)))}", flush=True)
+        if mode in ("fast", "answer_model", "base_model"):
+            pool = calibration_set(judged_here, kinds)
+            calibrations[verifier] = fit_calibration(np.array([s.raw for s in pool]), right(pool))
 
-    model = fit(examples, span_reader, args.read_top, args.verifier_label)
+    model = fit(examples, span_reader, args.read_top, args.verifier_label, base_reader, args.base_top,
+                gates[0] if gates else reader.BASE_BELOW)
     card = {
         "model": "briefqa extractive reader: logistic ranker + verifier over candidate sentences (fast mode); "
         "with the answer model (qa/models/span), a logistic reranker over its top sentences + answer verifier; "
-        "each verifier's output calibrated (isotonic) into the probability that the quote holds the answer",
+        "with the base-size answer model too (qa/models/span-base, the cascade), a base reranker over the reranker's "
+        "best sentences + base verifier; each verifier's output calibrated (isotonic) into the probability that the quote holds the answer",
         "trained_on": "SQuAD v1.1 dev, first 24 articles (../shared/eval/squad-dev-public) and SQuAD 2.0 dev, "
-        "the 17 of them in ../shared/eval/squad2-dev-public (CC BY-SA 4.0); the answer model on SQuAD v1.1 train",
+        "the 17 of them in ../shared/eval/squad2-dev-public (CC BY-SA 4.0); the answer models on SQuAD v1.1 train",
         "protocol": f"{args.folds}-fold cross-validation by article; absent_article = a fold's questions against an "
         f"index without that fold's articles ({args.absent_article_per_fold} per fold); absent_fact = a fold's "
         f"questions read without the retrieved sentences holding a gold answer ({args.absent_fact_per_fold} per fold); "
@@ -447,6 +558,7 @@ def main() -> None:
         f"reported ECE, 10 bins, answered "
         f"questions); the answer model reads the ranker's top {args.read_top}"
         f"{' (per fold, the fold model trained without its articles: ' + str(args.span_folds.name) + ')' if args.span_folds else ''}"
+        f"{f', the base model the reranker best {args.base_top} when the answer verifier is below {gates[0]}' if base_reader else ''}"
         "; metrics are out-of-fold; the "
         "shipped weights are refit on all data",
         "retrieval": {"top_k": config.top_k, "fusion_depth": config.fusion_depth},

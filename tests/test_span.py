@@ -48,7 +48,8 @@ def test_pipeline_uses_the_span_model_and_stays_verbatim(tiny_qa_model: Path, tm
 
     # Threshold 0: a random model's scores mean nothing; the test is about where its span lands.
     pipeline = Pipeline(
-        Config.load(index_dir=tmp_path / "index", seeds_dir=seeds_dir, reader_model=str(tiny_qa_model), min_confidence=0.0)
+        Config.load(index_dir=tmp_path / "index", seeds_dir=seeds_dir, reader_model=str(tiny_qa_model),
+                    reader_base_model="none", min_confidence=0.0)
     )
     pipeline.ensure_seeded()
     answer = pipeline.ask("When will the Ukraine Defense Contact Group meet?")
@@ -74,6 +75,34 @@ def test_bundled_answer_model_is_small_and_complete() -> None:
     assert "squad-v1.1-train" in card["trained_on"] and "shared/eval" not in card["trained_on"]
     assert card["learning_curve"] and card["learning_curve"][-1]["questions"] == card["questions"]
     assert {"span_f1", "answer_vs_not_accuracy"} <= set(card["learning_curve"][-1])
+
+
+def test_bundled_base_model_is_adapters_and_a_card() -> None:
+    """The base-size answer model ships as its adapters and head (<= 25 MB) over the packaged base,
+    trained on SQuAD train only, with its learning curve up to the questions it has seen."""
+    from qa.read.span import ADAPTERS, BUNDLED_BASE_DIR
+
+    assert (BUNDLED_BASE_DIR / ADAPTERS).stat().st_size <= 25 * 1024 * 1024
+    shape = json.loads((BUNDLED_BASE_DIR / "config.json").read_text(encoding="utf-8"))
+    assert shape["base"] == "all-mpnet-base-v2" and shape["rank"] > 0
+    card = json.loads((BUNDLED_BASE_DIR / "card.json").read_text(encoding="utf-8"))
+    assert "squad-v1.1-train" in card["trained_on"] and "shared/eval" not in card["trained_on"]
+    seen = card.get("questions_seen", card["questions"])
+    assert card["learning_curve"] and card["learning_curve"][-1]["questions"] == seen
+    assert {"span_f1", "answer_vs_not_accuracy"} <= set(card["learning_curve"][-1])
+
+
+@pytest.mark.e2e
+def test_bundled_base_model_finds_the_answer_and_knows_a_wrong_sentence() -> None:
+    """The base model, through the int8 graph the product runs, on the seed briefing."""
+    from qa.read.span import BUNDLED_BASE_DIR, SpanModel
+
+    answers = "The Ukraine Defense Contact Group is set to meet at NATO headquarters in Brussels on Friday."
+    other = "Finland's Defense Minister Antti Häkkänen stressed the necessity of U.S. involvement."
+    right, wrong = SpanModel(str(BUNDLED_BASE_DIR)).score("On what day will the Ukraine Defense Contact Group meet?",
+                                                         [answers, other])
+    assert "Friday" in answers[right.start : right.end]
+    assert right.score > 0 > wrong.score
 
 
 @pytest.mark.e2e

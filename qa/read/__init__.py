@@ -6,7 +6,8 @@ One entry: `Reader(config).answer(question, q_vector, evidence, strict)` -> `Ver
 - `questions`: question types, reporting verbs, short answers by rule;
 - `features`: what is known of each candidate sentence, and the logistic ranker, verifiers and
   calibration that judge them (`qa/models/reader.json`);
-- `span`: the answer model that reads a question with a sentence and finds the answer span;
+- `span`: the answer models (the MiniLM, and the base-size model of the cascade, `basemodel`,
+  `lora`) that read a question with a sentence and find the answer span;
 - `verdict`: ranking, the answer's quote and short answer, alternatives, abstention.
 The reader never imports the store: it reads what `gather` hands it, and asks the view only for
 records by id through `evidence.Source`.

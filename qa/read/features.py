@@ -9,7 +9,10 @@ public SQuAD data, see its model card):
   read without the sentences that answer them, and SQuAD 2.0's in-topic unanswerable questions,
   so it knows a passage on the question's topic from one that holds the fact;
 - with the answer model, the *reranker* stacks the model's span score on the ranker's
-  probability for the RERANK_TOP sentences it read, and the *answer verifier* decides from both.
+  probability for the RERANK_TOP sentences it read, and the *answer verifier* decides from both;
+- with the base-size answer model too (the cascade), the *base reranker* stacks its span score on
+  the reranker's probability for the BASE_TOP sentences it read, and the *base verifier* decides
+  from all three views.
 A verifier's output is then *calibrated*: an isotonic map, fit on out-of-fold predictions, turns it
 into the probability that the quote holds the answer, so a confidence of 0.8 is right about 4
 times in 5.
@@ -68,6 +71,14 @@ RERANK_FEATURES = (
     "ranker_rank",
 )
 ANSWER_VERIFIER_FEATURES = (*QUESTION_FEATURES, "best_reranked", "reranked_margin", "best_span_score")
+# Sentences the base-size answer model reads: the reranker's best, since it costs ~3x the MiniLM per
+# sentence (int8, 2 cores). The base reranker's features are RERANK_FEATURES over the reranker's
+# probabilities and the base model's span scores. Out-of-fold numbers: docs/evaluation.md, Cascade.
+BASE_TOP = 2
+# ...and only for questions the answer verifier is unsure of: its output (before calibration)
+# below this. Out-of-fold, docs/evaluation.md, Cascade.
+BASE_BELOW = 0.8
+BASE_VERIFIER_FEATURES = (*ANSWER_VERIFIER_FEATURES, "best_base_reranked", "base_reranked_margin", "best_base_span_score")
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,8 @@ class ReaderModel:
     verifier: Logistic
     reranker: Logistic | None = None  # present when trained with the answer model
     answer_verifier: Logistic | None = None
+    base_reranker: Logistic | None = None  # present when trained with the base-size answer model too
+    base_verifier: Logistic | None = None
     # Per verifier name; a verifier without one reports its raw output (training, tests).
     calibration: dict[str, Calibration] = field(default_factory=dict)
 
@@ -143,8 +156,8 @@ class ReaderModel:
         return calibrate(raw) if calibrate else raw
 
 
-PARTS = ("ranker", "verifier", "reranker", "answer_verifier")
-VERIFIERS = ("verifier", "answer_verifier")
+PARTS = ("ranker", "verifier", "reranker", "answer_verifier", "base_reranker", "base_verifier")
+VERIFIERS = ("verifier", "answer_verifier", "base_verifier")
 
 
 @lru_cache(maxsize=4)
@@ -152,7 +165,8 @@ def load_model(path: Path = MODEL_FILE) -> ReaderModel:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     parts = {k: Logistic.from_json(data[k]) for k in PARTS if k in data}
     expected = {"ranker": SENTENCE_FEATURES, "verifier": QUESTION_FEATURES, "reranker": RERANK_FEATURES,
-                "answer_verifier": ANSWER_VERIFIER_FEATURES}
+                "answer_verifier": ANSWER_VERIFIER_FEATURES, "base_reranker": RERANK_FEATURES,
+                "base_verifier": BASE_VERIFIER_FEATURES}
     if any(part.names != expected[k] for k, part in parts.items()):
         raise ValueError(f"{path} was trained on other features: retrain with scripts/train_reader.py")
     calibration = {k: Calibration.from_json(v) for k, v in data.get("calibration", {}).items() if k in VERIFIERS}
@@ -265,23 +279,31 @@ def rerank_rows(probabilities: np.ndarray, spans: list[SpanResult]) -> np.ndarra
 
 
 
-def judged_answer_row(
-    model: ReaderModel, question: str, f: Features, probabilities: np.ndarray, top: np.ndarray,
-    reranked: np.ndarray, spans: list[SpanResult],
-) -> np.ndarray:
-    """What the answer verifier judges: `answer_verifier_row`, with the average span score when the
-    chosen sentence answers a speech question (see `speech_question`)."""
-    row = answer_verifier_row(f, probabilities, reranked, spans)
-    if questions.speech_question(question, f.texts[top[int(np.argmax(reranked))]]):
-        span_score = ANSWER_VERIFIER_FEATURES.index("best_span_score")
-        row[span_score] = model.answer_verifier.mean[span_score]
+def judged(verifier: Logistic, row: np.ndarray, question: str, chosen: str) -> np.ndarray:
+    """`row` as `verifier` judges it: when the chosen sentence answers a speech question (see
+    `speech_question`), its span scores are replaced by their average, since the answer models
+    learnt SQuAD's factoid questions and score quoted speech as "no answer"."""
+    if questions.speech_question(question, chosen):
+        row = row.copy()
+        for k, name in enumerate(verifier.names):
+            if name.endswith("span_score"):
+                row[k] = verifier.mean[k]
     return row
 
 
 def answer_verifier_row(f: Features, probabilities: np.ndarray, reranked: np.ndarray, spans: list[SpanResult]) -> np.ndarray:
     """The verifier's view plus the answer model's: how sure it is of the best read sentence."""
+    return np.concatenate([question_row(f, probabilities), stage_row(reranked, spans)])
+
+
+def base_verifier_row(answer_row: np.ndarray, base_reranked: np.ndarray, base_spans: list[SpanResult]) -> np.ndarray:
+    """The answer verifier's view (`answer_row`) plus the base model's on the sentences it read."""
+    return np.concatenate([answer_row, stage_row(base_reranked, base_spans)])
+
+
+def stage_row(reranked: np.ndarray, spans: list[SpanResult]) -> list[float]:
+    """A reading stage's verdict: its best reranked probability, the margin to the second, the best span score."""
     best = float(reranked.max())
     second = float(np.partition(reranked, -2)[-2]) if len(reranked) > 1 else 0.0
     span_scores = [r.score for r in spans if np.isfinite(r.score)]
-    return np.concatenate([question_row(f, probabilities), [best, best - second, max(span_scores, default=-20.0)]])
-
+    return [best, best - second, max(span_scores, default=-20.0)]

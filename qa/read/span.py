@@ -32,6 +32,7 @@ from qa import runtime
 
 BUNDLED = "bundled"
 BUNDLED_DIR = Path(__file__).parents[1] / "models" / "span"
+BUNDLED_BASE_DIR = Path(__file__).parents[1] / "models" / "span-base"  # adapters + head over qa.read.basemodel
 MAX_TOKENS = 160  # question + one sentence; longer sentences are truncated
 MAX_QUESTION_TOKENS = 64  # a longer question is cut, so the sentence always has room
 # A candidate batch is split where padding would waste more than this (span.length_groups). The

@@ -5,8 +5,10 @@ other sentences that answer too, or an abstention.
 sentences) and returns a `Verdict`. Ranking (`rank`) is the ranker and verifier over every
 sentence, then, with the answer model (`qa.read.span`, on by default), the model reads the
 ranker's top RERANK_TOP sentences, the reranker stacks its span score on the ranker's
-probability and the answer verifier decides whether to answer from both views. The short answer
-is the model's span inside the chosen sentence; without the model ("fast" mode,
+probability and the answer verifier decides whether to answer from both views. When that
+verifier is unsure, the base-size answer model (the cascade) re-reads the reranker's best
+BASE_TOP sentences, and its reranker and verifier decide. The short answer is the last model's
+span inside the chosen sentence; without the models ("fast" mode,
 `QA_READER_MODEL=none`) it is found by rules for the question's type (`qa.read.questions`).
 Below the configured confidence bar the reader abstains; the strict mode only asks for a higher
 probability.
@@ -14,6 +16,7 @@ probability.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass, replace
@@ -24,19 +27,26 @@ from qa.config import Config
 from qa.read import questions
 from qa.read.evidence import Evidence
 from qa.read.features import (
+    BASE_BELOW,
+    BASE_TOP,
     RERANK_TOP,
     ReaderModel,
+    answer_verifier_row,
+    base_verifier_row,
     extract,
-    judged_answer_row,
+    judged,
     load_model,
     question_row,
     rerank_rows,
 )
-from qa.read.span import SpanModel, SpanResult
+from qa.read.span import BUNDLED, BUNDLED_BASE_DIR, SpanModel, SpanResult
+from qa.read.basemodel import BaseModelMissing
 from qa.read.tables import MAX_DOCUMENTS, TableReading, read_row, read_tables
 from qa.read.tables import confidence as table_confidence
 from qa.retrieve import Hit
 from qa.types import Answer, Citation, Document, SentenceRecord, Span, TableCell
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND = "I could not find this in the documents."
 # "Also in the documents": at most this many other sentences that answer, each scored at least
@@ -77,17 +87,41 @@ class Reader:
     def __init__(self, config: Config):
         self.config = config
         self._span_model: SpanModel | None = None
-        self._lock = threading.Lock()  # one load of the answer model, however many threads ask
+        self._base_model: SpanModel | None | bool = False  # False: not loaded yet; None: off or missing
+        self._lock = threading.Lock()  # one load of each answer model, however many threads ask
 
     @property
     def span_model(self) -> SpanModel | None:
         """The answer model, loaded on first question; None in the fast mode."""
-        if self.config.reader_model.strip().lower() in ("", "none", "fast"):
+        if _off(self.config.reader_model):
             return None
         with self._lock:
             if self._span_model is None:
                 self._span_model = SpanModel(self.config.reader_model, runtime=self.config.reader_runtime)
             return self._span_model
+
+    @property
+    def base_model(self) -> SpanModel | None:
+        """The base-size answer model of the cascade, loaded on first question; None when it is off
+        (or the fast mode), or when its weights are not installed: then the reader says how to
+        install them, once, and reads with the answer model alone."""
+        if _off(self.config.reader_model) or _off(self.config.reader_base_model):
+            return None
+        with self._lock:
+            if self._base_model is False:
+                name = self.config.reader_base_model
+                try:
+                    self._base_model = SpanModel(str(BUNDLED_BASE_DIR) if name == BUNDLED else name,
+                                                 runtime=self.config.reader_runtime)
+                except BaseModelMissing as missing:
+                    log.warning("reading without the base-size answer model: %s", missing)
+                    self._base_model = None
+            return self._base_model
+
+    def load_models(self) -> None:
+        """Load the configured answer models now rather than on the first question."""
+        self.span_model  # noqa: B018
+        self.base_model  # noqa: B018
 
     def answer(self, question: str, q_vector: np.ndarray, evidence: Evidence, strict: bool = False) -> Verdict:
         """The verdict on `question` (`strict`: at the strict confidence bar): a table's cell when a
@@ -105,7 +139,7 @@ class Reader:
             if score < bar:
                 return Verdict(None, score)
             return Verdict(_table_answer(question, table, score, answer_at), score)
-        reading = rank(question, q_vector, evidence, span_model=self.span_model)
+        reading = rank(question, q_vector, evidence, span_model=self.span_model, base_model=self.base_model)
         score = round(reading.confidence, 4)
         if not reading.candidates or reading.confidence < bar:
             return Verdict(None, score)
@@ -113,6 +147,10 @@ class Reader:
         if answer.score < bar:  # read by OCR, from words the engine was unsure of
             return Verdict(None, answer.score)
         return Verdict(replace(answer, alternatives=_alternatives(evidence, question, reading, answer, bar)), answer.score)
+
+
+def _off(name: str) -> bool:
+    return name.strip().lower() in ("", "none", "fast")
 
 
 def _documents(evidence: Evidence) -> list[Document]:
@@ -164,9 +202,12 @@ def rank(
     evidence: Evidence,
     model: ReaderModel | None = None,
     span_model: SpanModel | None = None,
+    base_model: SpanModel | None = None,
 ) -> Reading:
     """The evidence's sentences ranked, best first, and the calibrated confidence in the first:
-    by the ranker and verifier alone, or with `span_model` reading the ranker's top RERANK_TOP."""
+    by the ranker and verifier alone; or with `span_model` reading the ranker's top RERANK_TOP;
+    and then (the cascade), when the answer verifier's output is below BASE_BELOW, `base_model`
+    reading the reranker's best BASE_TOP."""
     f = extract(question, q_vector, evidence)
     if not f.sentence_ids:
         return Reading([], 0.0)
@@ -179,11 +220,24 @@ def rank(
     top = order[:RERANK_TOP]
     spans = span_model.score(question, [f.texts[i] for i in top])
     reranked = model.reranker.predict(rerank_rows(probabilities[top], spans))
-    confidence = model.confidence("answer_verifier", judged_answer_row(model, question, f, probabilities, top, reranked, spans))
-    read_first = [Candidate(f.sentence_ids[top[j]], f.hits[top[j]], float(reranked[j]), spans[j])
-                  for j in np.argsort(-reranked, kind="stable")]
+    by_reranker = np.argsort(-reranked, kind="stable")
+    row = answer_verifier_row(f, probabilities, reranked, spans)
+    read = [Candidate(f.sentence_ids[top[j]], f.hits[top[j]], float(reranked[j]), spans[j]) for j in by_reranker]
+    verifier = "answer_verifier"
+    chosen = f.texts[top[by_reranker[0]]]
+    sure = float(model.answer_verifier.predict(judged(model.answer_verifier, row, question, chosen)[None, :])[0]) >= BASE_BELOW
+    if base_model is not None and model.base_reranker is not None and model.base_verifier is not None and not sure:
+        again = by_reranker[:BASE_TOP]
+        base_spans = base_model.score(question, [f.texts[top[j]] for j in again])
+        base_reranked = model.base_reranker.predict(rerank_rows(reranked[again], base_spans))
+        row = base_verifier_row(row, base_reranked, base_spans)
+        verifier = "base_verifier"
+        read = [Candidate(f.sentence_ids[top[again[k]]], f.hits[top[again[k]]], float(base_reranked[k]), base_spans[k])
+                for k in np.argsort(-base_reranked, kind="stable")] + read[len(again):]
+        chosen = f.texts[top[again[int(np.argmax(base_reranked))]]]
+    confidence = model.confidence(verifier, judged(getattr(model, verifier), row, question, chosen))
     rest = [Candidate(f.sentence_ids[i], f.hits[i], float(probabilities[i])) for i in order[RERANK_TOP:]]
-    return Reading(read_first + rest, confidence)
+    return Reading(read + rest, confidence)
 
 
 def _alternatives(evidence: Evidence, question: str, reading: Reading, answer: Answer, bar: float) -> tuple[Answer, ...]:

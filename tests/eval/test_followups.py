@@ -19,7 +19,7 @@ DIALOGUES = Path(__file__).parent / "followup_dialogues.jsonl"
 # Right answers measured on the in-repo dialogues (27 dialogues, 40 later turns), default settings,
 # 2026-12-02; a change may lose at most MARGIN of each (small sets: one answer is 3-17 points).
 MEASURED = {"turn_one": 25, "later_answerable": 32, "later_unanswerable_refused": 6}  # of 27, 34, 6
-MEASURED_ALONE = 18  # of the 40 later turns, right when asked on their own, without the conversation
+MEASURED_ALONE = 22  # of the 40 later turns, right when asked on their own (18 before the base model, 2026-12-05)
 MARGIN = 2
 
 

@@ -16,14 +16,14 @@ import pytest
 
 QUESTIONS_FILE = Path(__file__).with_name("seed_questions.jsonl")
 # On the briefing's topic, answer absent ("How much money did Japan pledge to Ukraine?"): written
-# before they were first asked. With the reader calibrated on SQuAD 2.0 and run on the int8
-# runtime (2026-12-02) the default refuses 5 of 8 (the other three score 0.15-0.17, above the
-# 0.11 bar; see docs/evaluation.md, Limits) and the strict bar all 8, while still answering 14 of the
-# 20 answerable seed questions. The floors keep those levels.
+# before they were first asked. With the base model's cascade (2026-12-05) the default refuses 7 of
+# 8 (5 before it; "When will the ceasefire take effect?" scores 0.117, above the 0.11 bar; see
+# docs/evaluation.md, Limits) and the strict bar all 8, while still answering 16 of the 20
+# answerable seed questions (14 before). The floors keep those levels.
 IN_TOPIC_FILE = Path(__file__).with_name("seed_in_topic_unanswerable.jsonl")
-IN_TOPIC_REFUSAL_FLOOR = 0.625
+IN_TOPIC_REFUSAL_FLOOR = 0.875
 STRICT_IN_TOPIC_REFUSAL_FLOOR = 1.0
-STRICT_ANSWERED_FLOOR = 14
+STRICT_ANSWERED_FLOOR = 16
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
 
 
