@@ -10,7 +10,8 @@ Protocol (keeps the numbers honest):
   SQuAD v1.1 train only, whose articles are disjoint from these, so `--span-model` reads every
   question with it; a model trained further on the public SQuAD 2.0 half (train_span.py
   --squad2) saw these articles, so its scores are read with `--span-folds`: per fold, the model
-  trained without that fold's articles;
+  trained without that fold's articles; the same for the base-size model (`--base-model`, or
+  `--base-folds` after its SQuAD 2.0 stage);
 - data, public halves only (nothing from tests/):
   - "answerable": ../shared/eval/squad-dev-public questions over its whole 24-article corpus;
   - "absent_article": each fold's questions against an index without that fold's articles;
@@ -26,8 +27,8 @@ Protocol (keeps the numbers honest):
 - ranker and reranker learn from "answerable" questions; the verifiers from all five kinds
   (label: the question is answerable); the shipped models are refit on everything and the
   shipped calibration on all out-of-fold outputs of the `--calibrate-on` kinds.
-Run: `.venv/bin/python scripts/train_reader.py` (about 15 minutes on 2 cores, most of it the
-answer model reading; its results are cached in the work folder per weights file).
+Run: `.venv/bin/python scripts/train_reader.py` (about 25 minutes on 2 cores the first time, most
+of it the answer models reading; their results are cached in the work folder per weights file).
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ class FoldReaders:
 
 
 def fit(examples: list[Example], span_reader: FoldReaders | None, read_top: int, label: str = "answerable",
-        base_reader: SpanReader | None = None, base_top: int = reader.BASE_TOP,
+        base_reader: FoldReaders | None = None, base_top: int = reader.BASE_TOP,
         base_below: float = reader.BASE_BELOW) -> reader.ReaderModel:
     """Ranker and rerankers from the answerable SQuAD v1.1 questions; verifiers from every kind,
     learning `label`: the question is answerable, or ("right") the sentence it would quote holds
@@ -294,7 +295,7 @@ class Scored:
 
 
 def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldReaders | None, read_top: int,
-          base_reader: SpanReader | None = None, base_top: int = reader.BASE_TOP,
+          base_reader: FoldReaders | None = None, base_top: int = reader.BASE_TOP,
           base_below: float = reader.BASE_BELOW) -> list[Scored]:
     """What the pipeline would do with each question, without the pipeline's I/O."""
     out = []
@@ -427,6 +428,8 @@ def main() -> None:
     parser.add_argument("--span-model", type=Path, default=span.BUNDLED_DIR, help="the answer model's folder")
     parser.add_argument("--base-model", default=str(span.BUNDLED_BASE_DIR),
                         help="the base-size answer model's folder (the cascade), or none")
+    parser.add_argument("--base-folds", type=Path, help="a folder of fold-K base models, each trained without fold "
+                        "K's articles (train_span.py --base mpnet --squad2 --leave-out-fold K), read in place of --base-model")
     parser.add_argument("--base-top", type=int, default=reader.BASE_TOP, help="sentences the base model reads")
     parser.add_argument("--base-below", type=float, nargs="+", default=[reader.BASE_BELOW],
                         help="the base model reads when the answer verifier's output is below this (the first "
@@ -484,17 +487,20 @@ def main() -> None:
             one.prefetch(wanted.get(id(one), []), progress=True)
         print(f"answer model read every candidate ({time.time() - started:.0f} s)", flush=True)
     base_reader = None
-    if span_reader is not None and args.base_model.lower() != "none":
-        base_reader = SpanReader(args.work, Path(args.base_model))
-        base_wanted = []  # what any fold's reranker (or the final one) hands the base model
+    if span_reader is not None and (args.base_folds or args.base_model.lower() != "none"):
+        folders = [args.base_folds / f"fold-{k}" for k in range(args.folds)] if args.base_folds else [Path(args.base_model)]
+        base_reader = FoldReaders([SpanReader(args.work, f) for f in folders], fold_of)
+        base_wanted: dict[int, list[tuple[str, str]]] = {}  # what any fold's reranker (or the final one) hands it
         for fold in [*range(args.folds), None]:
             model = fit([e for e in examples if fold_of[e.article] != fold], span_reader, args.read_top)
             for e in examples:
                 if e.features.sentence_ids:
                     p, top, spans = read_top_sentences(model.ranker, e, span_reader, args.read_top)
                     read, _ = base_candidates(top, model.reranker.predict(reader.rerank_rows(p[top], spans)), args.base_top)
-                    base_wanted.extend((e.question, e.features.texts[i]) for i in read)
-        base_reader.prefetch(base_wanted, progress=True)
+                    base_wanted.setdefault(id(base_reader.reader_for(e)), []).extend(
+                        (e.question, e.features.texts[i]) for i in read)
+        for one in base_reader.readers:
+            one.prefetch(base_wanted.get(id(one), []), progress=True)
         print(f"base model read every candidate ({time.time() - started:.0f} s)", flush=True)
     config = pipeline.config
     oof: dict[str, dict] = {}
@@ -559,6 +565,7 @@ def main() -> None:
         f"questions); the answer model reads the ranker's top {args.read_top}"
         f"{' (per fold, the fold model trained without its articles: ' + str(args.span_folds.name) + ')' if args.span_folds else ''}"
         f"{f', the base model the reranker best {args.base_top} when the answer verifier is below {gates[0]}' if base_reader else ''}"
+        f"{' (per fold, the fold model trained without its articles: ' + str(args.base_folds.name) + ')' if args.base_folds else ''}"
         "; metrics are out-of-fold; the "
         "shipped weights are refit on all data",
         "retrieval": {"top_k": config.top_k, "fusion_depth": config.fusion_depth},
