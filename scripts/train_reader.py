@@ -313,8 +313,7 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldR
             j = int(np.argmax(reranked))
             best, result = int(top[j]), spans[j]
             verifier, row = "answer_verifier", reader.answer_verifier_row(e.features, p, reranked, spans)
-            sure = float(model.answer_verifier.predict(
-                reader.judged(model.answer_verifier, row, e.question, e.features.texts[best])[None, :])[0]) >= base_below
+            sure = model.raw(verifier, reader.judged(model.answer_verifier, row, e.question, e.features.texts[best])) >= base_below
             if base_reader is not None and not sure:
                 read, previous = base_candidates(top, reranked, base_top)
                 base_spans = base_reader(e, read)

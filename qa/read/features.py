@@ -150,10 +150,16 @@ class ReaderModel:
     # Per verifier name; a verifier without one reports its raw output (training, tests).
     calibration: dict[str, Calibration] = field(default_factory=dict)
 
-    def confidence(self, verifier: str, row: np.ndarray) -> float:
-        raw = float(getattr(self, verifier).predict(row[None, :])[0])
+    def raw(self, verifier: str, row: np.ndarray) -> float:
+        """The verifier's output for one question's `row`, before calibration."""
+        return float(getattr(self, verifier).predict(row[None, :])[0])
+
+    def calibrated(self, verifier: str, raw: float) -> float:
         calibrate = self.calibration.get(verifier)
         return calibrate(raw) if calibrate else raw
+
+    def confidence(self, verifier: str, row: np.ndarray) -> float:
+        return self.calibrated(verifier, self.raw(verifier, row))
 
 
 PARTS = ("ranker", "verifier", "reranker", "answer_verifier", "base_reranker", "base_verifier")

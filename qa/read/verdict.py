@@ -224,9 +224,8 @@ def rank(
     row = answer_verifier_row(f, probabilities, reranked, spans)
     read = [Candidate(f.sentence_ids[top[j]], f.hits[top[j]], float(reranked[j]), spans[j]) for j in by_reranker]
     verifier = "answer_verifier"
-    chosen = f.texts[top[by_reranker[0]]]
-    sure = float(model.answer_verifier.predict(judged(model.answer_verifier, row, question, chosen)[None, :])[0]) >= BASE_BELOW
-    if base_model is not None and model.base_reranker is not None and model.base_verifier is not None and not sure:
+    raw = model.raw(verifier, judged(model.answer_verifier, row, question, f.texts[top[by_reranker[0]]]))
+    if base_model is not None and model.base_reranker is not None and model.base_verifier is not None and raw < BASE_BELOW:
         again = by_reranker[:BASE_TOP]
         base_spans = base_model.score(question, [f.texts[top[j]] for j in again])
         base_reranked = model.base_reranker.predict(rerank_rows(reranked[again], base_spans))
@@ -234,8 +233,8 @@ def rank(
         verifier = "base_verifier"
         read = [Candidate(f.sentence_ids[top[again[k]]], f.hits[top[again[k]]], float(base_reranked[k]), base_spans[k])
                 for k in np.argsort(-base_reranked, kind="stable")] + read[len(again):]
-        chosen = f.texts[top[again[int(np.argmax(base_reranked))]]]
-    confidence = model.confidence(verifier, judged(getattr(model, verifier), row, question, chosen))
+        raw = model.raw(verifier, judged(model.base_verifier, row, question, f.texts[top[again[int(np.argmax(base_reranked))]]]))
+    confidence = model.calibrated(verifier, raw)
     rest = [Candidate(f.sentence_ids[i], f.hits[i], float(probabilities[i])) for i in order[RERANK_TOP:]]
     return Reading(read + rest, confidence)
 
