@@ -1,6 +1,6 @@
 """What the reader knows of each candidate sentence, and the small models that judge them.
 
-Four logistic models (weights in `qa/models/reader.json`, trained by `scripts/train_reader.py` on
+Six logistic models (weights in `qa/models/reader.json`, trained by `scripts/train_reader.py` on
 public SQuAD data, see its model card):
 - the *ranker* scores each sentence: semantic similarity, how much of the question's rare
   vocabulary it and its neighbours hold, shared phrases, whether it holds the kind of thing asked;
