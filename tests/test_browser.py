@@ -111,9 +111,12 @@ def choose(page: sync_api.Page, dropdown: str, option: str) -> None:
 
 
 def upload(page: sync_api.Page, *paths: Path) -> None:
+    """Upload like a user and wait for each file's line in the finished report (its name in bold:
+    the progress shown meanwhile, "Indexing: <name>", names it too, before it is indexed)."""
     page.locator("#upload input[type=file]").set_input_files([str(p) for p in paths])
     for path in paths:
-        expect(page.locator("#upload-report")).to_contain_text(path.name.replace(" ", "_"), timeout=WAIT_MS)
+        name = path.name.replace(" ", "_")
+        expect(page.locator("#upload-report strong", has_text=name).first).to_be_visible(timeout=WAIT_MS)
 
 
 def screenshot(page: sync_api.Page, name: str, scroll_chat_up: bool = False, full_page: bool = False) -> Path:
