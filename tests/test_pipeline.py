@@ -345,9 +345,15 @@ def test_fast_mode_answers_from_the_same_index_without_the_answer_model(seeded_p
     answer = fast.ask("What did Kallas say?")
     assert answer.answered and "no peace to keep" in answer.quote
     assert fast.reader.span_model is None and fast.reader._span_model is None
+    assert fast.reader.base_model is None and fast.reader._base_model is False  # never loaded
     accurate = seeded_pipeline.ask("What did Kallas say?")
     assert accurate.citations[0].start == answer.citations[0].start  # same sentence either way
     assert seeded_pipeline.reader._span_model is not None
+    # By default the base-size model of the cascade is loaded too, from the shipped adapters.
+    from qa.read.span import BUNDLED_BASE_DIR, SpanModel
+
+    assert isinstance(seeded_pipeline.reader._base_model, SpanModel)
+    assert seeded_pipeline.reader._base_model.name == str(BUNDLED_BASE_DIR)
 
 
 def test_strict_asks_for_the_higher_calibrated_confidence(seeded_pipeline: Pipeline) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from qa.config import Config
 from qa.read import questions
+from qa.read.basemodel import BaseModelMissing
 from qa.read.evidence import Evidence
 from qa.read.features import (
     BASE_BELOW,
@@ -40,7 +41,6 @@ from qa.read.features import (
     rerank_rows,
 )
 from qa.read.span import BUNDLED, BUNDLED_BASE_DIR, SpanModel, SpanResult
-from qa.read.basemodel import BaseModelMissing
 from qa.read.tables import MAX_DOCUMENTS, TableReading, read_row, read_tables
 from qa.read.tables import confidence as table_confidence
 from qa.retrieve import Hit
