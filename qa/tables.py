@@ -40,6 +40,7 @@ _NOTE = re.compile(r"^[\[(]")
 # more (three lone figures count as one line): pdfplumber costs ~0.08 s a page, so pages of prose
 # are left to pypdf alone.
 MIN_TABULAR_LINES = 3
+_LABEL_WORDS = 6  # a row's label printed on its own line, its figure on the next
 _MIN_ROWS = 3
 _GUTTER = 1.5  # letters' heights: the gap between a row's label and prose printed beside it
 _MAX_HEADER_LINES = 5
@@ -58,12 +59,25 @@ class FoundTable:
 
 def looks_tabular(page_text: str) -> bool:
     """Whether a page's text (pypdf's) has enough lines with figures to be worth a search: two
-    figures or more on a line (pypdf glues a row's figures to a neighbouring column's words)."""
-    rows = lone = 0
+    figures or more on a line (pypdf glues a row's figures to a neighbouring column's words), or
+    a run of labels each with its one figure ("Weekly $ 40.40", on one line or the figure on the
+    next: a table of one value column, which prose does not print line after line)."""
+    rows = lone = labelled = 0
+    after_label = False
     for line in page_text.splitlines():
         figures = _FIGURES.findall(line)
+        alone = len(figures) == 1 and _VALUE.fullmatch(line.strip()) is not None  # one text object per cell
         rows += len(figures) >= 2
-        lone += len(figures) == 1 and _VALUE.fullmatch(line.strip()) is not None  # one text object per cell
+        lone += alone
+        tokens = line.split()
+        if len(figures) == 1 and (alone and after_label or len(tokens) > 1 and _VALUE.fullmatch(tokens[-1])
+                                  and not _VALUE.fullmatch(tokens[0])):
+            labelled += 1
+            if labelled >= MIN_TABULAR_LINES:
+                return True
+        elif figures or len(tokens) > _LABEL_WORDS:
+            labelled = 0
+        after_label = not figures and 0 < len(tokens) <= _LABEL_WORDS
     return rows + lone // 3 >= MIN_TABULAR_LINES
 
 

@@ -115,6 +115,39 @@ def test_a_pdf_table_without_rules_is_found_with_headers_caption_and_cells(tmp_p
     assert doc.text.count("56,941") == 1
 
 
+def test_a_table_of_one_value_column_without_rules_is_found(tmp_path: Path) -> None:
+    """Labels each with one figure, line after line ("Weekly $ 40.40"), under prose: a page whose
+    lines never hold two figures is searched for tables too."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    periods = [("Weekly", "$ 40.40"), ("Biweekly", "80.80"), ("Semimonthly", "87.50"), ("Monthly", "175.00")]
+    pdf = canvas.Canvas(str(tmp_path / "amounts.pdf"), pagesize=letter)
+    pdf.setFont("Helvetica", 9)
+    pdf.drawString(60, 750, "Add to the wages paid for the payroll period the amount shown in the chart below.")
+    pdf.drawString(60, 730, "Amount to Add to Wages")
+    pdf.drawString(60, 706, "Payroll Period")
+    pdf.drawRightString(260, 706, "Add")
+    for i, (label, value) in enumerate(periods):
+        pdf.drawString(60, 692 - 14 * i, label)
+        pdf.drawRightString(260, 692 - 14 * i, value)
+    pdf.showPage()
+    pdf.save()
+    doc = load(tmp_path / "amounts.pdf")
+    (table,) = doc.tables
+    assert table.caption.endswith("Amount to Add to Wages")  # the title above the header
+    assert table.columns == ("Payroll Period", "Add")
+    assert cells(doc) == [list(row) for row in periods]
+
+
+def test_a_page_is_searched_for_tables_by_its_runs_of_figures_not_a_figure_ending_a_line() -> None:
+    from qa.tables import looks_tabular
+
+    assert looks_tabular("Payroll Period Add\nWeekly $ 40.40\nBiweekly 80.80\nMonthly 175.00\n")
+    assert not looks_tabular("The checks rose in 2015\nand fell again after the audit of\n2016 and the rules of 2017.\n"
+                             "Prose ends here 2018\n")
+
+
 def test_a_group_header_heads_every_column_under_it(tmp_path: Path) -> None:
     doc = load(draw_table(tmp_path / "checks.pdf", groups=True))
     assert doc.tables[0].columns[1:3] == ("Pre-Pawn Handgun", "Pre-Pawn Long Gun")
@@ -213,6 +246,34 @@ def test_the_cell_at_the_named_row_and_column_wherever_the_figure_repeats(questi
 def test_a_row_or_column_the_table_lacks_is_refused(question: str) -> None:
     reading = read_tables(question, [TABLE_DOC], idf_over(TABLE_DOC))
     assert reading is not None and reading.refuses
+
+
+ROLES_DOC = document("# Change procedures\n\n" + table_text(
+    "Roles and Responsibilities", ["Role", "Title", "Responsibility"],
+    [["Assessor", "Third party assessor", "Conducts the security impact analysis and writes the assessment report"],
+     ["Agency", "Authorizing official", "Approves the change and signs the authorization"]])
+    + "\n\n" + table_text("Acronyms", ["Acronym", "Expansion"],
+                           [["SIA", "Security Impact Analysis"], ["SAR", "Security Assessment Report"]]) + "\n")
+
+
+def test_a_cell_that_restates_the_question_is_no_answer() -> None:
+    """A glossary's "SIA | Security Impact Analysis" holds the question's words, but neither cell
+    tells anything the question does not: the row that says who conducts it answers."""
+    from qa.read.tables import _restates, _Question, _initials
+
+    question = "Which role conducts the security impact analysis?"
+    reading = read_tables(question, [ROLES_DOC], idf_over(ROLES_DOC))
+    assert reading is not None and ROLES_DOC.text[slice(*reading.row.cells[0])] == "Assessor"  # not "SIA"
+    q = _Question(["security", "impact", "analysi"], {}, set(), False, _initials(question))
+    assert _restates(q, {"sia"}, "SIA") and not _restates(q, {"sar"}, "SAR")
+
+
+def test_words_naming_the_table_do_not_name_its_column() -> None:
+    """"the roles table" names the table: the row is read whole (the answer model picks its cell)
+    rather than answered by its Role cell."""
+    reading = read_tables("According to the roles table, who signs the authorization?", [ROLES_DOC], idf_over(ROLES_DOC))
+    assert reading is not None and reading.column is None
+    assert ROLES_DOC.text[slice(*reading.row.cells[0])] == "Agency"
 
 
 def test_a_question_naming_no_row_is_left_to_the_sentence_reader() -> None:
@@ -326,3 +387,21 @@ def test_real_tables_answer_with_the_cell_its_row_and_page(real_tables, question
 def test_a_real_table_refuses_the_month_it_does_not_cover(real_tables) -> None:
     answer = real_tables.ask("How many redemption handgun checks did Alabama run in March 2015?")
     assert not answer.answered
+
+
+@pytest.mark.e2e
+def test_a_row_read_whole_is_read_by_the_base_size_model_when_it_is_installed(real_tables, monkeypatch) -> None:
+    """The better of the two answer models picks the cell of a row whose column is not named."""
+    from qa.read import verdict
+
+    models = []
+
+    def spy(question, reading, span_model):
+        models.append(span_model)
+        return read_row(question, reading, span_model)
+
+    read_row = verdict.read_row
+    monkeypatch.setattr(verdict, "read_row", spy)
+    answer = real_tables.ask("Whose name is given for version 0.8 of the acceptance criteria?")
+    assert answer.answer == "Val Connell"
+    assert models == [real_tables.reader.base_model] and models[0] is not None

@@ -9,7 +9,8 @@ and the document's title as context. A cell is the answer when its row and (in a
 value columns) its column are both named. When the best cell's row is named but a specific term
 of the question (a number, a year, a capitalised name) is in neither the row, the column nor the
 caption, the table lacks what was asked ("December" in a November table, "American Samoa" in a
-table of states) and the reader refuses.
+table of states) and the reader refuses. A cell that only restates the question (its words, or
+their acronym: a glossary's "SIA" for "the security impact analysis") is no answer.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ _FIGURE = re.compile(r"\d")
 _YEAR = re.compile(r"(?:1[6-9]|20)\d\d")  # a count is never a year
 _COUNTING = re.compile(r"(?i)\W*(?:how (?:many|much)|what (?:was|is|were|are) the (?:total|number))\b")
 _WORD = re.compile(r"(?u)\b\w\w+\b")
+# "According to the roles table": words that name the table, not one of its columns.
+_NAMING_TABLE = re.compile(r"(?i)\b(?:the|this|that)\s+((?:[\w'’-]+\s+){1,3}?)table\b")
 # Words that tables abbreviate or name otherwise: read as the table's word. General vocabulary of
 # statistical tables (sexes, months, units), not of any one document.
 _SAME = {
@@ -109,6 +112,8 @@ class _Question:
     weights: dict[str, float]
     specific: set[str]
     counting: bool
+    initials: frozenset[str] = frozenset()  # acronyms of its runs of words ("SIA")
+    table_words: frozenset[str] = frozenset()  # the words naming the table ("the roles table")
 
     @property
     def total(self) -> float:
@@ -133,7 +138,8 @@ def read_tables(question: str, documents: Sequence[Document], idf: Callable[[Seq
     weights = {t: w for t, w in weights.items() if w < unseen - 1e-9 or t in specific}
     if not weights:
         return None
-    q = _Question(list(weights), weights, specific, bool(_COUNTING.match(question)))
+    q = _Question(list(weights), weights, specific, bool(_COUNTING.match(question)), _initials(question),
+                  frozenset(t for words in _NAMING_TABLE.findall(question) for t in _terms(words)))
     scored = [candidate for document in documents[:MAX_DOCUMENTS] for table in document.tables
               for candidate in _candidates(q, document, table)]
     if not scored:
@@ -158,16 +164,17 @@ def _candidates(q: _Question, document: Document, table: Table):
     for i in _named_rows(q, terms, len(table.rows)):
         row, cells, group = table.rows[i], terms.cells[i], terms.groups[i]
         everything = set().union(*cells) if cells else set()
-        if not q.counting:  # a count is a figure of a named column (or the first, or the total)
+        says_more = any(b > a and not _restates(q, cells[k], document.text[a:b]) for k, (a, b) in enumerate(row.cells))
+        if not q.counting and says_more:  # a count is a figure of a named column (or the first, or the total)
             yield _scored(q, document, table, row, None, everything | group, all_headers, context, cells, -1)
         for k, (a, b) in enumerate(row.cells):
             if b <= a:
                 continue
             own = set().union(*(c for j, c in enumerate(cells) if j != k)) - cells[k]
-            if not any(t in own for t in q.terms):
+            if not any(t in own for t in q.terms) or _restates(q, cells[k], document.text[a:b]):
                 continue
             header = columns[k] if k < len(columns) else set()
-            named_column = q.weight(header - own) > 0
+            named_column = q.weight(header - own - q.table_words) > 0
             value = document.text[a:b]
             if not named_column and several and not (
                 q.counting and _FIGURE.search(value) and not _YEAR.fullmatch(value) and (k == 1 or "total" in header)
@@ -283,6 +290,24 @@ def _terms(text: str) -> list[str]:
     text = _SAME_WORD.sub(lambda m: f" {_SAME[m.group(0).lower()]} ", text)
     figures = [n.replace(",", "") for n in _NUMBER.findall(text) if not n.isdigit() or len(n) == 1]
     return tokenize([re.sub(r"[–—−/-]", " ", text)])[0] + figures
+
+
+def _initials(question: str) -> frozenset[str]:
+    """The initials of every run of two to six of the question's words ("security impact
+    analysis" -> "SIA")."""
+    words = [w for w in re.split(r"[^\w]+", question) if w]
+    return frozenset("".join(w[0] for w in words[i : i + n]).upper()
+                     for n in range(2, 7) for i in range(len(words) - n + 1))
+
+
+def _restates(q: _Question, cell_terms: set[str], cell: str) -> bool:
+    """Whether a cell only says what the question says, so cannot answer it: every term of it is
+    the question's, or it is the acronym of the question's words (a glossary's "SIA" for "which
+    participant conducts the security impact analysis?")."""
+    if cell_terms and cell_terms <= set(q.terms) | set(_ASKING):
+        return True
+    letters = cell.strip().rstrip("s")
+    return letters.isupper() and letters.isalpha() and letters in q.initials
 
 
 def _specific_terms(question: str) -> set[str]:

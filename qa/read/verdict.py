@@ -134,7 +134,7 @@ class Reader:
                 return Verdict(None, 0.0)
             answer_at = None
             if table.column is None:  # the row is named, not its column: the answer model reads it
-                table, answer_at, _ = read_row(question, table, self.span_model)
+                table, answer_at, _ = read_row(question, table, self.base_model or self.span_model)
             score = round(table_confidence(table), 4)
             if score < bar:
                 return Verdict(None, score)
