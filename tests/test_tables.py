@@ -313,6 +313,23 @@ def test_a_row_named_without_its_column_is_read_by_the_answer_model_and_a_short_
     assert doc.text[start:end] == "Steve Levitas"  # the cell whole, not the model's "Steve"
 
 
+def test_a_value_given_for_a_named_column_must_be_that_columns_value() -> None:
+    """"version 3.0" asks for the row whose Version is 3.0: a row that only mentions 3.0 in its
+    description is not it (the table then has no such row), while a monthly column's "November
+    2015" is a header, not a value."""
+    doc = document("# Document Revision History\n\n" + table_text(
+        "", ["Date", "Version", "Description", "Author"],
+        [["03/12/2015", "0.6", "Draft", "Steve Levitas"],
+         ["07/30/2015", "1.0", "Removed Section 3.0 for public release", "John Hamilton"]]) + "\n")
+    assert read_tables("Who approved version 3.0 of the document?", [doc], idf_over(doc)) is None
+    found = read_tables("Who approved version 1.0 of the document?", [doc], idf_over(doc))
+    assert found is not None and doc.text[slice(*found.row.cells[3])] == "John Hamilton"
+    monthly = document("# Checks\n\n" + table_text("Checks", ["State", "November 2015", "December 2015"],
+                                                    [["Texas", "56,941", "60,100"], ["Utah", "3,062", "3,500"]]) + "\n")
+    reading = read_tables("How many checks did Texas run in November 2015?", [monthly], idf_over(monthly))
+    assert reading is not None and not reading.refuses and monthly.text[slice(*reading.cell)] == "56,941"
+
+
 def test_the_confidence_model_trusts_a_cell_less_when_the_table_holds_less_of_the_question() -> None:
     from qa.read.tables import SIGNALS, _model, confidence
 

@@ -37,6 +37,8 @@ _FIGURE = re.compile(r"\d")
 _YEAR = re.compile(r"(?:1[6-9]|20)\d\d")  # a count is never a year
 _COUNTING = re.compile(r"(?i)\W*(?:how (?:many|much)|what (?:was|is|were|are) the (?:total|number))\b")
 _WORD = re.compile(r"(?u)\b\w\w+\b")
+# "version 3.0", "grade 4": a word and the figure written after it.
+_TIED = re.compile(r"\b([A-Za-z]{3,})\s+(\d+(?:[.,]\d+)*)\b")
 # "According to the roles table": words that name the table, not one of its columns.
 _NAMING_TABLE = re.compile(r"(?i)\b(?:the|this|that)\s+((?:[\w'’-]+\s+){1,3}?)table\b")
 # Words that tables abbreviate or name otherwise: read as the table's word. General vocabulary of
@@ -114,6 +116,7 @@ class _Question:
     counting: bool
     initials: frozenset[str] = frozenset()  # acronyms of its runs of words ("SIA")
     table_words: frozenset[str] = frozenset()  # the words naming the table ("the roles table")
+    tied: tuple[tuple[str, str], ...] = ()  # (word, figure) the question writes together ("version 3.0")
 
     @property
     def total(self) -> float:
@@ -139,7 +142,7 @@ def read_tables(question: str, documents: Sequence[Document], idf: Callable[[Seq
     if not weights:
         return None
     q = _Question(list(weights), weights, specific, bool(_COUNTING.match(question)), _initials(question),
-                  frozenset(t for words in _NAMING_TABLE.findall(question) for t in _terms(words)))
+                  frozenset(t for words in _NAMING_TABLE.findall(question) for t in _terms(words)), _tied(question))
     scored = [candidate for document in documents[:MAX_DOCUMENTS] for table in document.tables
               for candidate in _candidates(q, document, table)]
     if not scored:
@@ -160,13 +163,17 @@ def _candidates(q: _Question, document: Document, table: Table):
     terms = _table_terms(document, table)
     context, columns = terms.context, terms.columns
     all_headers = set().union(*columns) if columns else set()
+    tied = [(k, figure) for word, figure in q.tied for k, header in enumerate(columns)
+            if word in header and figure not in header]  # a "November 2015" column is not "November" = 2015
     several = len(table.columns) > 2
     for i in _named_rows(q, terms, len(table.rows)):
         row, cells, group = table.rows[i], terms.cells[i], terms.groups[i]
         everything = set().union(*cells) if cells else set()
+        # "version 3.0" asks for the row whose version is 3.0, not one whose description names 3.0.
+        other_value = tuple(f for k, f in tied if k < len(cells) and cells[k] and f not in cells[k])
         says_more = any(b > a and not _restates(q, cells[k], document.text[a:b]) for k, (a, b) in enumerate(row.cells))
         if not q.counting and says_more:  # a count is a figure of a named column (or the first, or the total)
-            yield _scored(q, document, table, row, None, everything | group, all_headers, context, cells, -1)
+            yield _scored(q, document, table, row, None, everything | group, all_headers, context, cells, -1, other_value)
         for k, (a, b) in enumerate(row.cells):
             if b <= a:
                 continue
@@ -180,7 +187,7 @@ def _candidates(q: _Question, document: Document, table: Table):
                 q.counting and _FIGURE.search(value) and not _YEAR.fullmatch(value) and (k == 1 or "total" in header)
             ):
                 continue  # a column is named, or a count in the table's first or total one is asked
-            yield _scored(q, document, table, row, k, own | group, header - own, context, cells, k)
+            yield _scored(q, document, table, row, k, own | group, header - own, context, cells, k, other_value)
 
 
 def _named_rows(q: _Question, terms: "_TableTerms", rows: int) -> list[int]:
@@ -231,9 +238,10 @@ def _table_terms(document: Document, table: Table) -> _TableTerms:
 
 
 def _scored(q: _Question, document: Document, table: Table, row: TableRow, column: int | None,
-            in_row: set[str], in_column: set[str], context: set[str], cells: list[set[str]], k: int):
+            in_row: set[str], in_column: set[str], context: set[str], cells: list[set[str]], k: int,
+            other_value: tuple[str, ...] = ()):
     near = in_row | in_column | context
-    missing = tuple(sorted(t for t in q.specific if t not in near))
+    missing = tuple(sorted({t for t in q.specific if t not in near} | set(other_value)))
     held = q.weight(near)
     coverage = held / q.total
     known = held / max(q.total - q.weight(set(missing)), 1e-9)
@@ -308,6 +316,17 @@ def _restates(q: _Question, cell_terms: set[str], cell: str) -> bool:
         return True
     letters = cell.strip().rstrip("s")
     return letters.isupper() and letters.isalpha() and letters in q.initials
+
+
+def _tied(question: str) -> tuple[tuple[str, str], ...]:
+    """The (word, figure) pairs the question writes together, as terms: "version 3.0" ->
+    ("version", "3.0"): a column headed by the word must hold the figure in the row asked about."""
+    pairs = []
+    for word, figure in _TIED.findall(question):
+        words, figures = _terms(word), _terms(figure)
+        if words and figures:
+            pairs.append((words[0], figures[-1]))
+    return tuple(pairs)
 
 
 def _specific_terms(question: str) -> set[str]:
