@@ -264,7 +264,7 @@ def test_a_cell_that_restates_the_question_is_no_answer() -> None:
     question = "Which role conducts the security impact analysis?"
     reading = read_tables(question, [ROLES_DOC], idf_over(ROLES_DOC))
     assert reading is not None and ROLES_DOC.text[slice(*reading.row.cells[0])] == "Assessor"  # not "SIA"
-    q = _Question(["security", "impact", "analysi"], {}, set(), False, _initials(question))
+    q = _Question(["security", "impact", "analysi"], {}, set(), False, initials=_initials(question))
     assert _restates(q, {"sia"}, "SIA") and not _restates(q, {"sar"}, "SAR")
 
 

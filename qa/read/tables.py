@@ -114,6 +114,7 @@ class _Question:
     weights: dict[str, float]
     specific: set[str]
     counting: bool
+    said: frozenset[str] = frozenset()  # its terms and question words: a cell of only these restates it
     initials: frozenset[str] = frozenset()  # acronyms of its runs of words ("SIA")
     table_words: frozenset[str] = frozenset()  # the words naming the table ("the roles table")
     tied: tuple[tuple[str, str], ...] = ()  # (word, figure) the question writes together ("version 3.0")
@@ -141,8 +142,10 @@ def read_tables(question: str, documents: Sequence[Document], idf: Callable[[Seq
     weights = {t: w for t, w in weights.items() if w < unseen - 1e-9 or t in specific}
     if not weights:
         return None
-    q = _Question(list(weights), weights, specific, bool(_COUNTING.match(question)), _initials(question),
-                  frozenset(t for words in _NAMING_TABLE.findall(question) for t in _terms(words)), _tied(question))
+    q = _Question(list(weights), weights, specific, bool(_COUNTING.match(question)),
+                  said=frozenset(weights) | _ASKING, initials=_initials(question),
+                  table_words=frozenset(t for words in _NAMING_TABLE.findall(question) for t in _terms(words)),
+                  tied=_tied(question))
     scored = [candidate for document in documents[:MAX_DOCUMENTS] for table in document.tables
               for candidate in _candidates(q, document, table)]
     if not scored:
@@ -312,7 +315,7 @@ def _restates(q: _Question, cell_terms: set[str], cell: str) -> bool:
     """Whether a cell only says what the question says, so cannot answer it: every term of it is
     the question's, or it is the acronym of the question's words (a glossary's "SIA" for "which
     participant conducts the security impact analysis?")."""
-    if cell_terms and cell_terms <= set(q.terms) | set(_ASKING):
+    if cell_terms and cell_terms <= q.said:
         return True
     letters = cell.strip().rstrip("s")
     return letters.isupper() and letters.isalpha() and letters in q.initials
