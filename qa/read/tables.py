@@ -174,14 +174,14 @@ def _candidates(q: _Question, document: Document, table: Table):
         everything = set().union(*cells) if cells else set()
         # "version 3.0" asks for the row whose version is 3.0, not one whose description names 3.0.
         other_value = tuple(f for k, f in tied if k < len(cells) and cells[k] and f not in cells[k])
-        says_more = any(b > a and not _restates(q, cells[k], document.text[a:b]) for k, (a, b) in enumerate(row.cells))
-        if not q.counting and says_more:  # a count is a figure of a named column (or the first, or the total)
+        restating = [b <= a or _restates(q, cells[k], document.text[a:b]) for k, (a, b) in enumerate(row.cells)]
+        if not q.counting and not all(restating):  # a count is a figure of a named column (or the first, or the total)
             yield _scored(q, document, table, row, None, everything | group, all_headers, context, cells, -1, other_value)
         for k, (a, b) in enumerate(row.cells):
-            if b <= a:
+            if restating[k]:  # empty, or only what the question says
                 continue
             own = set().union(*(c for j, c in enumerate(cells) if j != k)) - cells[k]
-            if not any(t in own for t in q.terms) or _restates(q, cells[k], document.text[a:b]):
+            if not any(t in own for t in q.terms):
                 continue
             header = columns[k] if k < len(columns) else set()
             named_column = q.weight(header - own - q.table_words) > 0
