@@ -214,29 +214,32 @@ def rank(
     model = model or load_model()
     probabilities = model.ranker.predict(f.sentence)
     order = np.argsort(-probabilities, kind="stable")
+
+    def candidate(i: int, probability: float, span: SpanResult | None = None) -> Candidate:
+        return Candidate(f.sentence_ids[i], f.hits[i], float(probability), span)
+
     if span_model is None or model.reranker is None or model.answer_verifier is None:
         confidence = model.confidence("verifier", question_row(f, probabilities))
-        return Reading([Candidate(f.sentence_ids[i], f.hits[i], float(probabilities[i])) for i in order], confidence)
+        return Reading([candidate(i, probabilities[i]) for i in order], confidence)
     top = order[:RERANK_TOP]
     spans = span_model.score(question, [f.texts[i] for i in top])
     reranked = model.reranker.predict(rerank_rows(probabilities[top], spans))
     by_reranker = np.argsort(-reranked, kind="stable")
     row = answer_verifier_row(f, probabilities, reranked, spans)
-    read = [Candidate(f.sentence_ids[top[j]], f.hits[top[j]], float(reranked[j]), spans[j]) for j in by_reranker]
+    read = [candidate(top[j], reranked[j], spans[j]) for j in by_reranker]
     verifier = "answer_verifier"
     raw = model.raw(verifier, judged(model.answer_verifier, row, question, f.texts[top[by_reranker[0]]]))
     if base_model is not None and model.base_reranker is not None and model.base_verifier is not None and raw < BASE_BELOW:
-        again = by_reranker[:BASE_TOP]
-        base_spans = base_model.score(question, [f.texts[top[j]] for j in again])
-        base_reranked = model.base_reranker.predict(rerank_rows(reranked[again], base_spans))
+        again = top[by_reranker[:BASE_TOP]]
+        base_spans = base_model.score(question, [f.texts[i] for i in again])
+        base_reranked = model.base_reranker.predict(rerank_rows(reranked[by_reranker[:BASE_TOP]], base_spans))
+        by_base = np.argsort(-base_reranked, kind="stable")
         row = base_verifier_row(row, base_reranked, base_spans)
         verifier = "base_verifier"
-        read = [Candidate(f.sentence_ids[top[again[k]]], f.hits[top[again[k]]], float(base_reranked[k]), base_spans[k])
-                for k in np.argsort(-base_reranked, kind="stable")] + read[len(again):]
-        raw = model.raw(verifier, judged(model.base_verifier, row, question, f.texts[top[again[int(np.argmax(base_reranked))]]]))
+        read = [candidate(again[k], base_reranked[k], base_spans[k]) for k in by_base] + read[len(again):]
+        raw = model.raw(verifier, judged(model.base_verifier, row, question, f.texts[again[by_base[0]]]))
     confidence = model.calibrated(verifier, raw)
-    rest = [Candidate(f.sentence_ids[i], f.hits[i], float(probabilities[i])) for i in order[RERANK_TOP:]]
-    return Reading(read + rest, confidence)
+    return Reading(read + [candidate(i, probabilities[i]) for i in order[RERANK_TOP:]], confidence)
 
 
 def _alternatives(evidence: Evidence, question: str, reading: Reading, answer: Answer, bar: float) -> tuple[Answer, ...]:
