@@ -208,10 +208,6 @@ def _offline_env() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def _default_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 @lru_cache(maxsize=2)
 def _load(model_name: str):
     """One model per process: loading costs seconds and hundreds of MB."""
@@ -219,7 +215,7 @@ def _load(model_name: str):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    torch.set_num_threads(_default_threads())
+    torch.set_num_threads(runtime.default_threads())
     model = SentenceTransformer(resolve_model_path(model_name), device="cpu")
     # One lock per model: a torch module is not safe to call from several threads at once.
     return model, threading.Lock()
@@ -354,5 +350,5 @@ def _load_onnx(model_name: str):
     if not model_dir.is_dir():
         raise ValueError(f"the ONNX encoder needs a local model folder, not '{model_name}'")
     max_tokens, dim = _model_facts(model_dir)
-    encoder = OnnxEncoder(model_dir, export_onnx(model_dir), max_tokens, dim, _default_threads())
+    encoder = OnnxEncoder(model_dir, export_onnx(model_dir), max_tokens, dim, runtime.default_threads())
     return encoder, threading.Lock()

@@ -53,7 +53,8 @@ class SpanResult:
 
 class SpanModel:
     def __init__(self, name: str = BUNDLED, threads: int = 2, runtime: str = "onnx"):
-        """`runtime` for our models: "onnx" (int8 graph) or "torch" (fp32, the reference)."""
+        """`runtime` for our models: "onnx" (int8 graph, in the process's shared thread pool) or
+        "torch" (fp32, the reference, on `threads` cores)."""
         self.name = name
         self._runner = _load(name, threads, runtime)
         self.runtime = self._runner.runtime  # "onnx-int8" or "torch": their scores differ slightly
@@ -118,10 +119,10 @@ class _OnnxRunner:
 
     runtime = "onnx-int8"
 
-    def __init__(self, onnx_file: Path, tokenizer_dir: Path, threads: int):
+    def __init__(self, onnx_file: Path, tokenizer_dir: Path):
         self._tokenizer = runtime.fast_tokenizer(tokenizer_dir, MAX_TOKENS, strategy="only_second")
         self._question_tokenizer = runtime.fast_tokenizer(tokenizer_dir, None)  # to cut long questions
-        self._session = runtime.session(onnx_file, max(1, threads))
+        self._session = runtime.session(onnx_file)
         self._inputs = {i.name for i in self._session.get_inputs()}  # an MPNet graph has no token types
         self._lock = threading.Lock()
 
@@ -328,13 +329,13 @@ def _load(name: str, threads: int, runtime: str):
     folder = BUNDLED_DIR if name == BUNDLED else Path(name)
     if (folder / _WEIGHTS).is_file():
         if runtime == "onnx":
-            return _OnnxRunner(export_onnx(folder), Path(_sentence_model_dir()), threads)
+            return _OnnxRunner(export_onnx(folder), Path(_sentence_model_dir()))
         return _TorchRunner(bundled_tokenizer(), _load_ours(folder), threads)
     if (folder / ADAPTERS).is_file():  # a base-size model: adapters and head over the packaged base
         from qa.read.basemodel import base_model_dir
 
         if runtime == "onnx":
-            return _OnnxRunner(export_adapted_onnx(folder), base_model_dir(), threads)
+            return _OnnxRunner(export_adapted_onnx(folder), base_model_dir())
         return _TorchRunner(base_tokenizer(), load_adapted(folder), threads)
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
