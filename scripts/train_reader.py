@@ -321,6 +321,8 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldR
                 k = int(np.argmax(base_reranked))
                 best, result = int(read[k]), base_spans[k]
                 verifier, row = "base_verifier", reader.base_verifier_row(row, base_reranked, base_spans)
+            elif base_reader is not None:  # sure of the sentence: the base model still gives its short answer
+                result = base_reader(e, np.array([best]))[0]
         text = e.features.texts[best]
         raw = model.confidence(verifier, reader.judged(getattr(model, verifier), row, e.question, text))
         rules = questions.short_answer(e.question, text)

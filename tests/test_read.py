@@ -669,17 +669,25 @@ def test_base_model_rereads_the_rerankers_best_and_decides(view: ReadView, monke
     assert 0.0 <= read.confidence <= 1.0 and read.confidence != without_base.confidence
 
 
-def test_base_model_reads_only_when_the_answer_verifier_is_unsure(view: ReadView, monkeypatch: pytest.MonkeyPatch):
+def test_a_sure_answer_verifier_keeps_its_choice_and_the_base_model_reads_only_that_sentence(
+        view: ReadView, monkeypatch: pytest.MonkeyPatch):
+    """When the answer verifier is sure, the order and confidence are its own and the base model
+    reads the chosen sentence alone, for its short answer; when it is unsure, BASE_TOP sentences."""
     q = sentence_vector(view, sentence(view, KALLAS))
     evidence = evidence_for(view, q, QUESTION)
     monkeypatch.setattr("qa.read.verdict.BASE_BELOW", 0.0)  # every reading is sure
-    base = StubSpanModel("Kallas")
     alone = rank(QUESTION, q, evidence, span_model=StubSpanModel("Kallas"))
-    assert rank(QUESTION, q, evidence, span_model=StubSpanModel("Kallas"), base_model=base) == alone
-    assert base.calls == []
+    chosen = sentence_text(view, alone.candidates[0].sentence_id)
+    base = StubSpanModel(chosen[-8:])  # a span the small model did not give
+    read = rank(QUESTION, q, evidence, span_model=StubSpanModel("Kallas"), base_model=base)
+    assert base.calls == [[chosen]]
+    assert [c.sentence_id for c in read.candidates] == [c.sentence_id for c in alone.candidates]
+    assert read.confidence == alone.confidence and read.candidates[1:] == alone.candidates[1:]
+    assert read.candidates[0].span == SpanResult(len(chosen) - 8, len(chosen), 20.0) != alone.candidates[0].span
     monkeypatch.setattr("qa.read.verdict.BASE_BELOW", 1.01)  # none is
+    base = StubSpanModel("Kallas")
     rank(QUESTION, q, evidence, span_model=StubSpanModel("Kallas"), base_model=base)
-    assert len(base.calls) == 1
+    assert len(base.calls) == 1 and len(base.calls[0]) == reader.BASE_TOP
 
 
 def test_base_model_never_reads_without_its_parts(view: ReadView, monkeypatch: pytest.MonkeyPatch):

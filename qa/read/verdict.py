@@ -7,8 +7,9 @@ sentence, then, with the answer model (`qa.read.span`, on by default), the model
 ranker's top RERANK_TOP sentences, the reranker stacks its span score on the ranker's
 probability and the answer verifier decides whether to answer from both views. When that
 verifier is unsure, the base-size answer model (the cascade) re-reads the reranker's best
-BASE_TOP sentences, and its reranker and verifier decide. The short answer is the last model's
-span inside the chosen sentence; without the models ("fast" mode,
+BASE_TOP sentences, and its reranker and verifier decide; when it is sure, the base model reads
+the chosen sentence alone. The short answer is the base model's span inside the chosen sentence
+(the MiniLM's without the base model); without the models ("fast" mode,
 `QA_READER_MODEL=none`) it is found by rules for the question's type (`qa.read.questions`).
 Below the configured confidence bar the reader abstains; the strict mode only asks for a higher
 probability.
@@ -207,7 +208,7 @@ def rank(
     """The evidence's sentences ranked, best first, and the calibrated confidence in the first:
     by the ranker and verifier alone; or with `span_model` reading the ranker's top RERANK_TOP;
     and then (the cascade), when the answer verifier's output is below BASE_BELOW, `base_model`
-    reading the reranker's best BASE_TOP."""
+    reading the reranker's best BASE_TOP, else only the best, for its short answer."""
     f = extract(question, q_vector, evidence)
     if not f.sentence_ids:
         return Reading([], 0.0)
@@ -229,7 +230,11 @@ def rank(
     read = [candidate(top[j], reranked[j], spans[j]) for j in by_reranker]
     verifier = "answer_verifier"
     raw = model.raw(verifier, judged(model.answer_verifier, row, question, f.texts[top[by_reranker[0]]]))
-    if base_model is not None and model.base_reranker is not None and model.base_verifier is not None and raw < BASE_BELOW:
+    cascade = base_model is not None and model.base_reranker is not None and model.base_verifier is not None
+    if cascade and raw >= BASE_BELOW:  # sure of the sentence: the better reader still gives its short answer
+        best = top[by_reranker[0]]
+        read[0] = candidate(best, reranked[by_reranker[0]], base_model.score(question, [f.texts[best]])[0])
+    elif cascade:
         again = top[by_reranker[:BASE_TOP]]
         base_spans = base_model.score(question, [f.texts[i] for i in again])
         base_reranked = model.base_reranker.predict(rerank_rows(reranked[by_reranker[:BASE_TOP]], base_spans))

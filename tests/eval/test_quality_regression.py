@@ -22,7 +22,7 @@ MARGIN = 0.03
 MEASURED = {
     "recall_at_5": 0.9781,
     "quote_hit_at_1": 0.8625,
-    "answer_f1": 0.7422,
+    "answer_f1": 0.7456,
     "abstain_rate_unanswerable": 0.9907,
 }
 # 0.0563 measured: the calibrated bar refuses answerable questions the reader is unsure of.
