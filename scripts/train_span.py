@@ -26,7 +26,9 @@ SQuAD 2.0 dev half, whose articles are evaluation articles, so this stage is cro
 article like the reader: `--leave-out-fold K [K...]` trains without those folds' articles, and
 train_reader.py `--span-folds` scores each fold with a model that never saw it; a model to
 ship would be trained on all of them. It mixes in `--questions` train questions not seen in stage
-one (`--skip`), so the span skill is kept. Measured and not shipped (docs/evaluation.md).
+one (`--skip`), so the span skill is kept. Measured and not shipped (docs/evaluation.md). The same
+stage reads a folder of questions made from train articles (`scripts/make_unanswerable.py`):
+those articles are in no fold, so one model serves every fold.
 Base-size model (`--base mpnet`): all-mpnet-base-v2 from its part-wheels (`qa.read.basemodel`), frozen,
 with rank `--lora-rank` adapters on every encoder Linear (`qa.read.lora`) and the head trained; only
 those are saved (`span.save_adapters`, a few MB) and merged into the base at first use.
@@ -313,7 +315,8 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=0, help="train on the first N shuffled questions (0: all)")
     parser.add_argument("--skip", type=int, default=0, help="...after skipping the first N (those a --start-from model saw)")
     parser.add_argument("--start-from", type=Path, help="an answer model's folder to train further (default: a fresh head)")
-    parser.add_argument("--squad2", type=Path, help="also train on SQuAD 2.0-style questions of this public half")
+    parser.add_argument("--squad2", type=Path, help="also train on the SQuAD 2.0-style questions of this folder (the "
+                        "public half, or scripts/make_unanswerable.py's)")
     parser.add_argument("--leave-out-fold", type=int, nargs="+", default=[],
                         help="...except its articles in these folds (by train_reader's folds)")
     parser.add_argument("--folds", type=int, default=4, help="folds of the public articles (as train_reader's)")
@@ -352,7 +355,7 @@ def main() -> None:
     squad2_groups: list[list[Example]] = []
     if args.squad2:
         fold_of = article_folds([q["doc"] for q in load_questions(SQUAD_DEV / "questions.jsonl")], args.folds)
-        squad2_groups = build_squad2_examples(args.squad2, lambda name: fold_of[name] not in args.leave_out_fold)
+        squad2_groups = build_squad2_examples(args.squad2, lambda name: fold_of.get(name) not in args.leave_out_fold)
         train_groups += squad2_groups
         random.Random(args.seed).shuffle(train_groups)
     holdout = [e for g in groups if g[0].article in held for e in g][:3000]
