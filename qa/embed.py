@@ -236,7 +236,7 @@ class OnnxEncoder:
         # all of them for batches, in a second session made on the first batch (a `qa ask`
         # never needs it: ~0.1 s of its start-up).
         self._file = onnx_file
-        self._single = runtime.session(onnx_file, 1)
+        self._single = runtime.session(onnx_file, own_thread=True)
         self._batch = None if threads > 1 else self._single
         self._inputs = {i.name for i in self._single.get_inputs()}
 
@@ -244,7 +244,7 @@ class OnnxEncoder:
         if count <= 2:
             return self._single
         if self._batch is None:
-            self._batch = runtime.session(self._file, self.threads)
+            self._batch = runtime.session(self._file)
         return self._batch
 
     def encode(self, texts: list[str], batch_size: int, on_tokens=None) -> np.ndarray:

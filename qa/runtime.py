@@ -121,21 +121,22 @@ _pool = threading.Lock()
 _pool_made = False
 
 
-def session(onnx_file: Path, threads: int | None = None):
-    """An onnxruntime CPU session: with `threads` 1, run on the caller's thread alone (a question's
+def session(onnx_file: Path, own_thread: bool = False):
+    """An onnxruntime CPU session: with `own_thread`, run on the caller's thread alone (a question's
     embedding: robust when the cores are shared); otherwise in the process's one intra-op thread
     pool of `default_threads()`, shared by every such session, whose threads spin-wait between
     operators. A question runs the answer model and the base model one after another: in one
     shared spinning pool they took 42.5 ms p50, in a non-spinning pool each 51.2 ms, and in a
     spinning pool each 76 ms, as the first's threads spun against the second's (2 cores,
-    2026-12-05, the same 80 questions). The spinning costs CPU, not time: 0.12 s of CPU per
-    question against 0.064 s for a question asked alone."""
+    2026-12-05, the same 80 questions). The spinning costs CPU: a question asked alone took 0.12 s
+    of it against 0.064 s, and 10 chat clients at once got 12% fewer answers a second
+    (docs/performance.md)."""
     import onnxruntime as ort
 
     global _pool_made
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads == 1:
+    if own_thread:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
     else:
