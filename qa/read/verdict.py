@@ -228,12 +228,12 @@ def rank(
     by_reranker = np.argsort(-reranked, kind="stable")
     row = answer_verifier_row(f, probabilities, reranked, spans)
     read = [candidate(top[j], reranked[j], spans[j]) for j in by_reranker]
+    chosen = top[by_reranker[0]]
     verifier = "answer_verifier"
-    raw = model.raw(verifier, judged(model.answer_verifier, row, question, f.texts[top[by_reranker[0]]]))
+    raw = model.raw(verifier, judged(model.answer_verifier, row, question, f.texts[chosen]))
     cascade = base_model is not None and model.base_reranker is not None and model.base_verifier is not None
     if cascade and raw >= BASE_BELOW:  # sure of the sentence: the better reader still gives its short answer
-        best = top[by_reranker[0]]
-        read[0] = candidate(best, reranked[by_reranker[0]], base_model.score(question, [f.texts[best]])[0])
+        read[0] = candidate(chosen, reranked[by_reranker[0]], base_model.score(question, [f.texts[chosen]])[0])
     elif cascade:
         again = top[by_reranker[:BASE_TOP]]
         base_spans = base_model.score(question, [f.texts[i] for i in again])
