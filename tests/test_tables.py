@@ -330,6 +330,21 @@ def test_a_value_given_for_a_named_column_must_be_that_columns_value() -> None:
     assert reading is not None and not reading.refuses and monthly.text[slice(*reading.cell)] == "56,941"
 
 
+def test_a_count_the_question_states_is_its_premise_not_a_row_or_column_to_read() -> None:
+    """"Of the 174 murders ..., how many ...?" asks past the Total row's 174: that row and its
+    header name nothing to answer with (not the negligent manslaughters beside it); a row that
+    the question names does answer, and a question no row answers is left to the text."""
+    doc = document("# Clery Act statistics\n\n" + table_text(
+        "Crimes by location", ["Location", "Murder / non-negligent manslaughter", "Negligent manslaughter", "Robbery"],
+        [["Total", "174", "46", "900"], ["On campus", "80", "20", "300"], ["Public property", "82", "26", "600"]]) + "\n")
+    asked = "Of the 174 murders and non-negligent manslaughters reported, how many happened {}?"
+    reading = read_tables(asked.format("on campus"), [doc], idf_over(doc))
+    assert reading is not None and doc.text[slice(*reading.cell)] == "80"
+    assert read_tables(asked.format("in residence halls"), [doc], idf_over(doc)) is None
+    reading = read_tables("How many negligent manslaughters were reported in total?", [doc], idf_over(doc))
+    assert reading is not None and doc.text[slice(*reading.cell)] == "46"  # without the premise, the Total row answers
+
+
 def test_the_confidence_model_trusts_a_cell_less_when_the_table_holds_less_of_the_question() -> None:
     from qa.read.tables import SIGNALS, _model, confidence
 

@@ -10,7 +10,9 @@ value columns) its column are both named. When the best cell's row is named but 
 of the question (a number, a year, a capitalised name) is in neither the row, the column nor the
 caption, the table lacks what was asked ("December" in a November table, "American Samoa" in a
 table of states) and the reader refuses. A cell that only restates the question (its words, or
-their acronym: a glossary's "SIA" for "the security impact analysis") is no answer.
+their acronym: a glossary's "SIA" for "the security impact analysis") is no answer, and a count
+the question states ("Of the 174 murders ..., how many ...?") is its premise: the row holding it
+and the words of its header name nothing to answer with.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ _COUNTING = re.compile(r"(?i)\W*(?:how (?:many|much)|what (?:was|is|were|are) th
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 # "version 3.0", "grade 4": a word and the figure written after it.
 _TIED = re.compile(r"\b([A-Za-z]{3,})\s+(\d+(?:[.,]\d+)*)\b")
+# "174 murders": a figure and the word it counts.
+_COUNT = re.compile(r"\b(\d+(?:[.,]\d+)*)\s+([A-Za-z]{3,})\b")
 # "According to the roles table": words that name the table, not one of its columns.
 _NAMING_TABLE = re.compile(r"(?i)\b(?:the|this|that)\s+((?:[\w'’-]+\s+){1,3}?)table\b")
 # Words that tables abbreviate or name otherwise: read as the table's word. General vocabulary of
@@ -118,6 +122,7 @@ class _Question:
     initials: frozenset[str] = frozenset()  # acronyms of its runs of words ("SIA")
     table_words: frozenset[str] = frozenset()  # the words naming the table ("the roles table")
     tied: tuple[tuple[str, str], ...] = ()  # (word, figure) the question writes together ("version 3.0")
+    counted: tuple[tuple[str, str], ...] = ()  # (figure, word) it states as a count ("174 murders")
 
     @property
     def total(self) -> float:
@@ -145,7 +150,7 @@ def read_tables(question: str, documents: Sequence[Document], idf: Callable[[Seq
     q = _Question(list(weights), weights, specific, bool(_COUNTING.match(question)),
                   said=frozenset(weights) | _ASKING, initials=_initials(question),
                   table_words=frozenset(t for words in _NAMING_TABLE.findall(question) for t in _terms(words)),
-                  tied=_tied(question))
+                  tied=_tied(question), counted=_counted(question))
     scored = [candidate for document in documents[:MAX_DOCUMENTS] for table in document.tables
               for candidate in _candidates(q, document, table)]
     if not scored:
@@ -175,7 +180,8 @@ def _candidates(q: _Question, document: Document, table: Table):
         # "version 3.0" asks for the row whose version is 3.0, not one whose description names 3.0.
         other_value = tuple(f for k, f in tied if k < len(cells) and cells[k] and f not in cells[k])
         restating = [b <= a or _restates(q, cells[k], document.text[a:b]) for k, (a, b) in enumerate(row.cells)]
-        if not q.counting and not all(restating):  # a count is a figure of a named column (or the first, or the total)
+        premise = _premise(q, cells, columns)
+        if not q.counting and not premise and not all(restating):  # a count is a figure of a named column (or the first, or the total)
             yield _scored(q, document, table, row, None, everything | group, all_headers, context, cells, -1, other_value)
         for k, (a, b) in enumerate(row.cells):
             if restating[k]:  # empty, or only what the question says
@@ -184,13 +190,25 @@ def _candidates(q: _Question, document: Document, table: Table):
             if not any(t in own for t in q.terms):
                 continue
             header = columns[k] if k < len(columns) else set()
-            named_column = q.weight(header - own - q.table_words) > 0
+            named_column = q.weight(header - own - q.table_words - premise) > 0
             value = document.text[a:b]
             if not named_column and several and not (
                 q.counting and _FIGURE.search(value) and not _YEAR.fullmatch(value) and (k == 1 or "total" in header)
             ):
                 continue  # a column is named, or a count in the table's first or total one is asked
             yield _scored(q, document, table, row, k, own | group, header - own, context, cells, k, other_value)
+
+
+def _premise(q: _Question, cells: list[set[str]], columns: list[set[str]]) -> set[str]:
+    """The header words of a row's cells (their terms: `cells`) that hold a count the question
+    states as its premise ("Of the 174 murders ..., how many happened on campus?": 174 under
+    "Murder / non-negligent manslaughter"). The question asks past that count, so those words name
+    no other column."""
+    premise: set[str] = set()
+    for cell, header in zip(cells, columns):
+        if any(figure in cell and word in header for figure, word in q.counted):
+            premise |= header
+    return premise
 
 
 def _named_rows(q: _Question, terms: "_TableTerms", rows: int) -> list[int]:
@@ -329,6 +347,17 @@ def _tied(question: str) -> tuple[tuple[str, str], ...]:
         words, figures = _terms(word), _terms(figure)
         if words and figures:
             pairs.append((words[0], figures[-1]))
+    return tuple(pairs)
+
+
+def _counted(question: str) -> tuple[tuple[str, str], ...]:
+    """The (figure, word) pairs the question states as a count, as terms: "Of the 174 murders" ->
+    ("174", "murder"). Written the other way round ("version 3.0"), a figure names a row instead."""
+    pairs = []
+    for figure, word in _COUNT.findall(question):
+        figures, words = _terms(figure), _terms(word)
+        if figures and words:
+            pairs.append((figures[-1], words[0]))
     return tuple(pairs)
 
 
