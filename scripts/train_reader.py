@@ -206,7 +206,7 @@ class FoldReaders:
 
 
 def fit(examples: list[Example], span_reader: FoldReaders | None, read_top: int, label: str = "answerable",
-        base_reader: FoldReaders | None = None, base_top: int = reader.BASE_TOP,
+        base_reader: FoldReaders | None = None, base_reading: reader.BaseReading = reader.BaseReading(),
         base_below: float = reader.BASE_BELOW) -> reader.ReaderModel:
     """Ranker and rerankers from the answerable SQuAD v1.1 questions; verifiers from every kind,
     learning `label`: the question is answerable, or ("right") the sentence it would quote holds
@@ -240,7 +240,7 @@ def fit(examples: list[Example], span_reader: FoldReaders | None, read_top: int,
         reader.judged(answer_verifier, row, e.question, e.features.texts[chosen[k]])[None, :])[0]) < base_below]
     usable, rows = [usable[k] for k in unsure], [rows[k] for k in unsure]
     answerable = [e for e in usable if e.kind == "answerable"]
-    again = {id(e): base_candidates(*stages[id(e)], base_top) for e in usable}
+    again = {id(e): base_candidates(*stages[id(e)], base_reading) for e in usable}
     base_reads = {id(e): base_reader(e, again[id(e)][0]) for e in usable}
     base_reranker = fit_logistic(
         np.vstack([reader.rerank_rows(again[id(e)][1], base_reads[id(e)]) for e in answerable]),
@@ -263,9 +263,9 @@ def targets(examples: list[Example], chosen: list[int], label: str) -> np.ndarra
     return np.array([e.answerable and (label == "answerable" or bool(e.labels[c])) for e, c in zip(examples, chosen)])
 
 
-def base_candidates(top: np.ndarray, reranked: np.ndarray, base_top: int) -> tuple[np.ndarray, np.ndarray]:
-    """(the candidates the base model reads: the reranker's best `base_top`, their reranked probabilities)."""
-    best = np.argsort(-reranked, kind="stable")[:base_top]
+def base_candidates(top: np.ndarray, reranked: np.ndarray, base_reading: reader.BaseReading) -> tuple[np.ndarray, np.ndarray]:
+    """(the candidates the base model reads, their reranked probabilities)."""
+    best = base_reading.positions(reranked)
     return top[best], reranked[best]
 
 
@@ -295,7 +295,7 @@ class Scored:
 
 
 def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldReaders | None, read_top: int,
-          base_reader: FoldReaders | None = None, base_top: int = reader.BASE_TOP,
+          base_reader: FoldReaders | None = None, base_reading: reader.BaseReading = reader.BaseReading(),
           base_below: float = reader.BASE_BELOW) -> list[Scored]:
     """What the pipeline would do with each question, without the pipeline's I/O."""
     out = []
@@ -315,7 +315,7 @@ def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldR
             verifier, row = "answer_verifier", reader.answer_verifier_row(e.features, p, reranked, spans)
             sure = model.raw(verifier, reader.judged(model.answer_verifier, row, e.question, e.features.texts[best])) >= base_below
             if base_reader is not None and not sure:
-                read, previous = base_candidates(top, reranked, base_top)
+                read, previous = base_candidates(top, reranked, base_reading)
                 base_spans = base_reader(e, read)
                 base_reranked = model.base_reranker.predict(reader.rerank_rows(previous, base_spans))
                 k = int(np.argmax(base_reranked))
@@ -432,6 +432,8 @@ def main() -> None:
     parser.add_argument("--base-folds", type=Path, help="a folder of fold-K base models, each trained without fold "
                         "K's articles (train_span.py --base mpnet --squad2 --leave-out-fold K), read in place of --base-model")
     parser.add_argument("--base-top", type=int, default=reader.BASE_TOP, help="sentences the base model reads")
+    parser.add_argument("--base-extra-above", type=float, default=reader.BASE_EXTRA_ABOVE,
+                        help="...and one more when the reranker gives it at least this probability")
     parser.add_argument("--base-below", type=float, nargs="+", default=[reader.BASE_BELOW],
                         help="the base model reads when the answer verifier's output is below this (the first "
                         "is shipped, the others reported)")
@@ -440,6 +442,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.time()
+    base_reading = reader.BaseReading(args.base_top, args.base_extra_above)
     args.work.mkdir(parents=True, exist_ok=True)
     pipeline, questions, vectors = indexed(args.work, "all", args.data)
     view = pipeline.store.view()
@@ -497,7 +500,7 @@ def main() -> None:
             for e in examples:
                 if e.features.sentence_ids:
                     p, top, spans = read_top_sentences(model.ranker, e, span_reader, args.read_top)
-                    read, _ = base_candidates(top, model.reranker.predict(reader.rerank_rows(p[top], spans)), args.base_top)
+                    read, _ = base_candidates(top, model.reranker.predict(reader.rerank_rows(p[top], spans)), base_reading)
                     base_wanted.setdefault(id(base_reader.reader_for(e)), []).extend(
                         (e.question, e.features.texts[i]) for i in read)
         for one in base_reader.readers:
@@ -519,9 +522,9 @@ def main() -> None:
         scored: list[Scored] = []
         for fold in range(args.folds):
             model = fit([e for e in examples if fold_of[e.article] != fold], reads, args.read_top, args.verifier_label,
-                        base_reads, args.base_top, gate)
+                        base_reads, base_reading, gate)
             scored += score(model, [e for e in examples if fold_of[e.article] == fold], reads, args.read_top,
-                            base_reads, args.base_top, gate)
+                            base_reads, base_reading, gate)
         # A question the answer model is sure of is answered as without the cascade, with that
         # calibration; the others through the base verifier's, fit on them alone.
         judged_here = [s for s in scored if s.verifier == verifier]
@@ -548,7 +551,7 @@ def main() -> None:
             pool = calibration_set(judged_here, kinds)
             calibrations[verifier] = fit_calibration(np.array([s.raw for s in pool]), right(pool))
 
-    model = fit(examples, span_reader, args.read_top, args.verifier_label, base_reader, args.base_top,
+    model = fit(examples, span_reader, args.read_top, args.verifier_label, base_reader, base_reading,
                 gates[0] if gates else reader.BASE_BELOW)
     card = {
         "model": "briefqa extractive reader: logistic ranker + verifier over candidate sentences (fast mode); "
@@ -565,7 +568,7 @@ def main() -> None:
         f"reported ECE, 10 bins, answered "
         f"questions); the answer model reads the ranker's top {args.read_top}"
         f"{' (per fold, the fold model trained without its articles: ' + str(args.span_folds.name) + ')' if args.span_folds else ''}"
-        f"{f', the base model the reranker best {args.base_top} when the answer verifier is below {gates[0]}' if base_reader else ''}"
+        f"{f', the base model the reranker best {args.base_top} (and the next above {args.base_extra_above}) when the answer verifier is below {gates[0]}' if base_reader else ''}"
         f"{' (per fold, the fold model trained without its articles: ' + str(args.base_folds.name) + ')' if args.base_folds else ''}"
         "; metrics are out-of-fold; the "
         "shipped weights are refit on all data",

@@ -651,6 +651,7 @@ def test_base_model_rereads_the_rerankers_best_and_decides(view: ReadView, monke
     is sure of comes first with its span, the other sentences the answer model read follow in the
     reranker's order, and the base verifier gives the confidence."""
     monkeypatch.setattr("qa.read.verdict.BASE_BELOW", 1.01)  # however sure the answer verifier is
+    monkeypatch.setattr("qa.read.verdict.BASE_READING", reader.BaseReading(reader.BASE_TOP, 1.01))  # never one more
     q = sentence_vector(view, sentence(view, KALLAS))
     evidence = evidence_for(view, q, QUESTION)
     fast = rank(QUESTION, q, evidence)
@@ -685,9 +686,17 @@ def test_a_sure_answer_verifier_keeps_its_choice_and_the_base_model_reads_only_t
     assert read.confidence == alone.confidence and read.candidates[1:] == alone.candidates[1:]
     assert read.candidates[0].span == SpanResult(len(chosen) - 8, len(chosen), 20.0) != alone.candidates[0].span
     monkeypatch.setattr("qa.read.verdict.BASE_BELOW", 1.01)  # none is
+    monkeypatch.setattr("qa.read.verdict.BASE_READING", reader.BaseReading(reader.BASE_TOP, 1.01))
     base = StubSpanModel("Kallas")
     rank(QUESTION, q, evidence, span_model=StubSpanModel("Kallas"), base_model=base)
     assert len(base.calls) == 1 and len(base.calls[0]) == reader.BASE_TOP
+
+
+def test_the_base_model_reads_the_rerankers_best_and_one_more_only_when_it_is_likely_too() -> None:
+    reading = reader.BaseReading(top=2, extra_above=0.15)
+    assert reading.positions(np.array([0.1, 0.6, 0.3, 0.05])).tolist() == [1, 2]  # the third below 0.15
+    assert reading.positions(np.array([0.15, 0.6, 0.3, 0.05])).tolist() == [1, 2, 0]
+    assert reading.positions(np.array([0.9])).tolist() == [0]  # fewer candidates than it would read
 
 
 def test_base_model_never_reads_without_its_parts(view: ReadView, monkeypatch: pytest.MonkeyPatch):

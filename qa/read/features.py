@@ -75,10 +75,31 @@ ANSWER_VERIFIER_FEATURES = (*QUESTION_FEATURES, "best_reranked", "reranked_margi
 # sentence (int8, 2 cores). The base reranker's features are RERANK_FEATURES over the reranker's
 # probabilities and the base model's span scores. Out-of-fold numbers: docs/evaluation.md, Cascade.
 BASE_TOP = 2
+# ...and one more when the reranker gives it at least this probability of holding the answer (a
+# close call between three). Out-of-fold, docs/evaluation.md, Cascade.
+BASE_EXTRA_ABOVE = 1.01
 # ...and only for questions the answer verifier is unsure of: its output (before calibration)
 # below this. Out-of-fold, docs/evaluation.md, Cascade.
 BASE_BELOW = 0.8
 BASE_VERIFIER_FEATURES = (*ANSWER_VERIFIER_FEATURES, "best_base_reranked", "base_reranked_margin", "best_base_span_score")
+
+
+@dataclass(frozen=True)
+class BaseReading:
+    """Which of the reranker's candidates the base-size model reads: its best `top`, and the next
+    when the reranker gives that one at least `extra_above`."""
+
+    top: int = BASE_TOP
+    extra_above: float = BASE_EXTRA_ABOVE
+
+    def positions(self, reranked: np.ndarray) -> np.ndarray:
+        """Positions in `reranked` to read, the reranker's best first."""
+        order = np.argsort(-reranked, kind="stable")
+        more = len(order) > self.top and reranked[order[self.top]] >= self.extra_above
+        return order[: self.top + int(more)]
+
+
+BASE_READING = BaseReading()
 
 
 @dataclass(frozen=True)

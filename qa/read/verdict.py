@@ -7,7 +7,7 @@ sentence, then, with the answer model (`qa.read.span`, on by default), the model
 ranker's top RERANK_TOP sentences, the reranker stacks its span score on the ranker's
 probability and the answer verifier decides whether to answer from both views. When that
 verifier is unsure, the base-size answer model (the cascade) re-reads the reranker's best
-BASE_TOP sentences, and its reranker and verifier decide; when it is sure, the base model reads
+sentences (`BASE_READING`), and its reranker and verifier decide; when it is sure, the base model reads
 the chosen sentence alone. The short answer is the base model's span inside the chosen sentence
 (the MiniLM's without the base model); without the models ("fast" mode,
 `QA_READER_MODEL=none`) it is found by rules for the question's type (`qa.read.questions`).
@@ -30,7 +30,7 @@ from qa.read.basemodel import BaseModelMissing
 from qa.read.evidence import Evidence
 from qa.read.features import (
     BASE_BELOW,
-    BASE_TOP,
+    BASE_READING,
     RERANK_TOP,
     ReaderModel,
     answer_verifier_row,
@@ -208,7 +208,7 @@ def rank(
     """The evidence's sentences ranked, best first, and the calibrated confidence in the first:
     by the ranker and verifier alone; or with `span_model` reading the ranker's top RERANK_TOP;
     and then (the cascade), when the answer verifier's output is below BASE_BELOW, `base_model`
-    reading the reranker's best BASE_TOP, else only the best, for its short answer."""
+    reading the reranker's best (`BASE_READING`), else only the best, for its short answer."""
     f = extract(question, q_vector, evidence)
     if not f.sentence_ids:
         return Reading([], 0.0)
@@ -235,9 +235,10 @@ def rank(
     if cascade and raw >= BASE_BELOW:  # sure of the sentence: the better reader still gives its short answer
         read[0] = candidate(chosen, reranked[by_reranker[0]], base_model.score(question, [f.texts[chosen]])[0])
     elif cascade:
-        again = top[by_reranker[:BASE_TOP]]
+        read_again = BASE_READING.positions(reranked)  # the first of by_reranker
+        again = top[read_again]
         base_spans = base_model.score(question, [f.texts[i] for i in again])
-        base_reranked = model.base_reranker.predict(rerank_rows(reranked[by_reranker[:BASE_TOP]], base_spans))
+        base_reranked = model.base_reranker.predict(rerank_rows(reranked[read_again], base_spans))
         by_base = np.argsort(-base_reranked, kind="stable")
         row = base_verifier_row(row, base_reranked, base_spans)
         verifier = "base_verifier"
