@@ -343,6 +343,9 @@ def test_a_count_the_question_states_is_its_premise_not_a_row_or_column_to_read(
     assert read_tables(asked.format("in residence halls"), [doc], idf_over(doc)) is None
     reading = read_tables("How many negligent manslaughters were reported in total?", [doc], idf_over(doc))
     assert reading is not None and doc.text[slice(*reading.cell)] == "46"  # without the premise, the Total row answers
+    from qa.read.tables import _counted
+
+    assert _counted("Of the 174 murders, how many were 2019 cases?") == (("174", "murder"),)  # a year dates
 
 
 def test_the_confidence_model_trusts_a_cell_less_when_the_table_holds_less_of_the_question() -> None:

@@ -352,9 +352,12 @@ def _tied(question: str) -> tuple[tuple[str, str], ...]:
 
 def _counted(question: str) -> tuple[tuple[str, str], ...]:
     """The (figure, word) pairs the question states as a count, as terms: "Of the 174 murders" ->
-    ("174", "murder"). Written the other way round ("version 3.0"), a figure names a row instead."""
+    ("174", "murder"). Written the other way round ("version 3.0"), a figure names a row instead,
+    and a year before a word ("2019 sales") dates it."""
     pairs = []
     for figure, word in _COUNT.findall(question):
+        if _YEAR.fullmatch(figure):
+            continue
         figures, words = _terms(figure), _terms(word)
         if figures and words:
             pairs.append((figures[-1], words[0]))
