@@ -75,8 +75,9 @@ ANSWER_VERIFIER_FEATURES = (*QUESTION_FEATURES, "best_reranked", "reranked_margi
 # sentence (int8, 2 cores). The base reranker's features are RERANK_FEATURES over the reranker's
 # probabilities and the base model's span scores. Out-of-fold numbers: docs/evaluation.md, Cascade.
 BASE_TOP = 2
-# ...and one more when the reranker gives it at least this probability of holding the answer (a
-# close call between three). Out-of-fold, docs/evaluation.md, Cascade.
+# ...and one more when the reranker gives it at least this probability of holding the answer: off.
+# At 0.15, +0.3-0.4 points of quote hit out of fold for 1.5 ms of p50, which the small sets did not
+# confirm (docs/evaluation.md, Cascade).
 BASE_EXTRA_ABOVE = 1.01
 # ...and only for questions the answer verifier is unsure of: its output (before calibration)
 # below this. Out-of-fold, docs/evaluation.md, Cascade.
