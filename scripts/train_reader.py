@@ -206,7 +206,7 @@ class FoldReaders:
 
 
 def fit(examples: list[Example], span_reader: FoldReaders | None, read_top: int, label: str = "answerable",
-        base_reader: FoldReaders | None = None, base_reading: reader.BaseReading = reader.BaseReading(),
+        base_reader: FoldReaders | None = None, base_reading: reader.BaseReading = reader.BASE_READING,
         base_below: float = reader.BASE_BELOW) -> reader.ReaderModel:
     """Ranker and rerankers from the answerable SQuAD v1.1 questions; verifiers from every kind,
     learning `label`: the question is answerable, or ("right") the sentence it would quote holds
@@ -295,7 +295,7 @@ class Scored:
 
 
 def score(model: reader.ReaderModel, examples: list[Example], span_reader: FoldReaders | None, read_top: int,
-          base_reader: FoldReaders | None = None, base_reading: reader.BaseReading = reader.BaseReading(),
+          base_reader: FoldReaders | None = None, base_reading: reader.BaseReading = reader.BASE_READING,
           base_below: float = reader.BASE_BELOW) -> list[Scored]:
     """What the pipeline would do with each question, without the pipeline's I/O."""
     out = []

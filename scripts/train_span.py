@@ -384,9 +384,9 @@ def main() -> None:
     step, seen, trained_seconds, curve = 0, 0, 0.0, []
     # What must match for a checkpoint to continue this run: the data, the schedule, the model. No
     # folds left out reads "None", as it did before --leave-out-fold took several, so those runs resume.
-    run_key = {k: str(getattr(args, k) if getattr(args, k) != [] else None) for k in ("data", "questions", "skip", "start_from", "squad2", "leave_out_fold",
-                                                  "holdout", "epochs", "lr", "batch_size", "seed", "context", "base",
-                                                  "lora_rank", "lora_alpha")}
+    run_key = {k: str(None if (value := getattr(args, k)) == [] else value)
+               for k in ("data", "questions", "skip", "start_from", "squad2", "leave_out_fold", "holdout", "epochs",
+                         "lr", "batch_size", "seed", "context", "base", "lora_rank", "lora_alpha")}
     if not args.fresh and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state.get("run_key", run_key) != run_key:

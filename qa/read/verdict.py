@@ -235,7 +235,7 @@ def rank(
     if cascade and raw >= BASE_BELOW:  # sure of the sentence: the better reader still gives its short answer
         read[0] = candidate(chosen, reranked[by_reranker[0]], base_model.score(question, [f.texts[chosen]])[0])
     elif cascade:
-        read_again = BASE_READING.positions(reranked)  # the first of by_reranker
+        read_again = BASE_READING.positions(reranked)  # a prefix of by_reranker, so `read` goes on after it
         again = top[read_again]
         base_spans = base_model.score(question, [f.texts[i] for i in again])
         base_reranked = model.base_reranker.predict(rerank_rows(reranked[read_again], base_spans))
